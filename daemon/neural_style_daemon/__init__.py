@@ -1,0 +1,5 @@
+"""Neural style transfer for GIMP: the engine, the command line and (later) the daemon."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The Gatys et al. losses as small modules: content, style (Gram matrices), total variation.
+
+Departure from the paper: each content and style term is divided by the mean square of its
+target, so a term reads as a relative error and the weights mean the same whatever the layer's
+activation scale (which differs by orders of magnitude between relu1_1 and relu5_1, and between
+ImageNet and random weights). Equal per-layer weights then balance the layers, as Gatys et al.
+intended with their per-layer normalisation, and one `strength` value maps to a stable
+style/content balance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Keeps the relative normalisation finite for an all-black target.
+_EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of N x C x H x W features, normalised by C x H x W, computed in fp32
+    (bf16 features would lose the small entries of the sum)."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+class ContentLoss(nn.Module):
+    """Relative mean squared error of features against the content's features."""
+
+    def __init__(self, target: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach().float())
+        self.scale = 1.0 / (self.target.square().mean().item() + _EPS)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(features.float(), self.target) * self.scale
+
+
+class StyleLoss(nn.Module):
+    """Relative mean squared error of the Gram matrix against a (blended) target Gram."""
+
+    def __init__(self, target_gram: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target_gram.detach().float())
+        self.scale = 1.0 / (self.target.square().mean().item() + _EPS)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(gram_matrix(features), self.target) * self.scale
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels: penalises high-frequency noise."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.square().mean() + dy.square().mean()

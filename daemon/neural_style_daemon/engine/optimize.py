@@ -1,0 +1,141 @@
+"""One pyramid scale: the objective built from targets, and an optimiser stepped one iteration
+at a time so that progress and cancel happen between iterations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
+from .params import Optimizer, StyleParams
+from .vgg import VGGFeatures
+
+# L-BFGS memory; jcjohnson/neural-style uses 100, 50 converges as well at half the memory.
+LBFGS_HISTORY = 50
+
+
+@dataclass
+class LossTerms:
+    """The objective's parts for one evaluation (tensors until someone reads them)."""
+
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.content + self.style + self.tv
+
+    def as_floats(self) -> dict[str, float]:
+        terms = {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+
+def fast_math(device: torch.device):
+    """bf16 autocast on CUDA (the convolutions dominate and are tensor-core bound); the CPU and
+    MPS paths stay in fp32."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class Objective(nn.Module):
+    """Weighted content, style and total-variation losses for one scale."""
+
+    def __init__(
+        self,
+        model: VGGFeatures,
+        content_features: dict[str, torch.Tensor],
+        style_grams: dict[str, torch.Tensor],
+        params: StyleParams,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.content_losses = nn.ModuleDict(
+            {name: ContentLoss(target) for name, target in content_features.items()}
+        )
+        self.style_losses = nn.ModuleDict(
+            {name: StyleLoss(gram) for name, gram in style_grams.items()}
+        )
+        layer_weights = params.style_layer_weights or (1.0,) * len(params.style_layers)
+        total_layer_weight = sum(layer_weights) or 1.0
+        self.style_layer_weights = {
+            name: w / total_layer_weight for name, w in zip(params.style_layers, layer_weights)
+        }
+        self.content_weight = params.content_weight / len(content_features)
+        self.style_weight = params.resolved_style_weight
+        self.tv_weight = params.tv_weight
+        self.layers = tuple(self.content_losses) + tuple(self.style_losses)
+
+    def forward(self, image: torch.Tensor) -> LossTerms:
+        features = self.model(image, self.layers)
+        content = sum(loss(features[name]) for name, loss in self.content_losses.items())
+        style = sum(
+            self.style_layer_weights[name] * loss(features[name])
+            for name, loss in self.style_losses.items()
+        )
+        return LossTerms(
+            content=self.content_weight * content,
+            style=self.style_weight * style,
+            tv=self.tv_weight * total_variation(image.float()),
+        )
+
+
+@torch.no_grad()
+def layer_features(
+    model: VGGFeatures, image: torch.Tensor, layers: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    with fast_math(image.device):
+        return {name: f.float() for name, f in model(image, layers).items()}
+
+
+@torch.no_grad()
+def layer_grams(
+    model: VGGFeatures, image: torch.Tensor, layers: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    with fast_math(image.device):
+        return {name: gram_matrix(f) for name, f in model(image, layers).items()}
+
+
+def make_optimizer(image: torch.Tensor, params: StyleParams) -> torch.optim.Optimizer:
+    if params.optimizer is Optimizer.ADAM:
+        return torch.optim.Adam([image], lr=params.learning_rate)
+    # One iteration per step() call: torch keeps the curvature history in the optimiser's
+    # state between calls, so stepping it in a loop is the same algorithm as max_iter=N.
+    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY)
+
+
+def optimize_scale(
+    objective: Objective,
+    start: torch.Tensor,
+    iterations: int,
+    params: StyleParams,
+    after_step: Callable[[int, torch.Tensor, LossTerms], bool],
+) -> torch.Tensor:
+    """Run `iterations` optimiser steps from `start` (1 x 3 x H x W); `after_step(i, image,
+    terms)` is called after each step and returns False to stop early (cancel)."""
+    image = start.detach().clone().requires_grad_(True)
+    optimizer = make_optimizer(image, params)
+    latest: list[LossTerms] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with fast_math(image.device):
+            terms = objective(image)
+        total = terms.total
+        total.backward()
+        latest[:] = [terms]
+        return total
+
+    for i in range(1, iterations + 1):
+        optimizer.step(closure)
+        if params.optimizer is Optimizer.ADAM:
+            with torch.no_grad():
+                image.clamp_(0, 1)  # L-BFGS is left unconstrained: clamping would void its history
+        if not after_step(i, image.detach(), latest[0]):
+            break
+    return image.detach()

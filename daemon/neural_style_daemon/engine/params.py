@@ -1,0 +1,182 @@
+"""A job's parameters: one frozen dataclass whose defaults are the single source of truth
+(the command line derives its options from them), presets, and validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from ..errors import InvalidInputError
+from .vgg import relu_names
+
+STYLE_LAYER_SETS = {
+    # Gatys et al. 2016: the first ReLU of each block.
+    "default": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+    # "All 13 conv layers", as in the original write-up's richest reconstructions.
+    "all": tuple(relu_names("vgg16")),
+}
+
+# The largest processing size (long side, pixels) a job may ask for.
+MAX_SIZE = 8192
+# The smallest side VGG can see through four poolings down to relu5_1.
+MIN_SIDE = 16
+
+
+class Optimizer(str, Enum):
+    LBFGS = "lbfgs"
+    ADAM = "adam"
+
+
+class ColorMode(str, Enum):
+    NONE = "none"
+    LUMINANCE = "luminance"
+    HISTOGRAM = "histogram"
+
+
+class Init(str, Enum):
+    CONTENT = "content"
+    NOISE = "noise"
+    IMAGE = "image"  # an image passed to stylize() as `init_image`
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How much work each pyramid scale gets. The coarsest scale does most of the iterations
+    (they are cheap there); finer scales refine what it found."""
+
+    initial_iterations: int
+    iterations: int
+    min_size: int = 128
+
+
+PRESETS = {
+    "draft": Preset(initial_iterations=100, iterations=30),
+    "normal": Preset(initial_iterations=300, iterations=100),
+    "best": Preset(initial_iterations=500, iterations=200),
+}
+
+
+def strength_to_style_weight(strength: float) -> float:
+    """Map the one-knob strength (0..1, or 0..100 as a percentage) to the style weight against
+    a content weight of 1: 0 -> 0.1 (content dominates), 0.5 -> 10, 1 -> 1000 (log scale,
+    because perceived stylisation grows with the log of the ratio)."""
+    fraction = strength / 100.0 if strength > 1.0 else strength
+    return 10.0 ** (4.0 * fraction - 1.0)
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """Everything that defines a stylisation job, besides the images themselves."""
+
+    size: int | None = None  # processing long side in pixels; None: the content's own
+    preset: str = "normal"
+    iterations: int | None = None  # per scale after the first; None: from the preset
+    initial_iterations: int | None = None  # at the coarsest scale; None: from the preset
+    min_size: int | None = None  # coarsest pyramid scale (long side); None: from the preset
+    strength: float | None = 0.5  # 0..1 or 0..100; sets style_weight unless that is given
+    content_weight: float = 1.0
+    style_weight: float | None = None  # expert override of `strength`
+    tv_weight: float = 1.0
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = STYLE_LAYER_SETS["default"]
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    style_scale: float = 1.0  # style image long side relative to the output's
+    style_upscale: bool = False  # allow enlarging a style image beyond its own size
+    optimizer: Optimizer = Optimizer.LBFGS
+    learning_rate: float = 0.02  # Adam only; the image lives in [0, 1]
+    preserve_colors: ColorMode = ColorMode.NONE
+    init: Init = Init.CONTENT
+    seed: int | None = 0
+    preview_every: int = 0  # steps between previews; 0: none
+    preview_size: int = 128
+
+    def __post_init__(self) -> None:
+        for name, enum in (("optimizer", Optimizer), ("preserve_colors", ColorMode), ("init", Init)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                choices = ", ".join(e.value for e in enum)
+                raise InvalidInputError(f"unknown {name} {value!r} (choose {choices})") from None
+        if isinstance(self.style_layers, str):
+            object.__setattr__(self, "style_layers", resolve_style_layers(self.style_layers))
+        _validate(self)
+
+    @property
+    def preset_values(self) -> Preset:
+        return PRESETS[self.preset]
+
+    @property
+    def resolved_style_weight(self) -> float:
+        if self.style_weight is not None:
+            return self.style_weight
+        return strength_to_style_weight(0.5 if self.strength is None else self.strength)
+
+    def with_overrides(self, **changes: object) -> StyleParams:
+        """A copy with the changes that are not None (command-line style overrides)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def resolve_style_layers(spec: str) -> tuple[str, ...]:
+    """A named set ("default", "all") or a comma-separated list of layer names."""
+    if spec in STYLE_LAYER_SETS:
+        return STYLE_LAYER_SETS[spec]
+    return tuple(name.strip() for name in spec.split(",") if name.strip())
+
+
+def _check_number(name: str, value: float, *, low: float = 0.0, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidInputError(f"{name} must be a finite number in [{low:g}, {high:g}], not {value}")
+
+
+def _check_layers(name: str, layers: tuple[str, ...]) -> None:
+    valid = relu_names("vgg16")
+    if not layers:
+        raise InvalidInputError(f"{name} is empty")
+    for layer in layers:
+        if layer not in valid:
+            raise InvalidInputError(
+                f"unknown layer {layer!r} in {name} (use relu1_1 ... relu5_3, or a set: "
+                f"{', '.join(STYLE_LAYER_SETS)})"
+            )
+
+
+def _validate(p: StyleParams) -> None:
+    if p.preset not in PRESETS:
+        raise InvalidInputError(f"unknown preset {p.preset!r} (choose {', '.join(PRESETS)})")
+    if p.size is not None:
+        _check_number("size", p.size, low=MIN_SIDE, high=MAX_SIZE)
+    for name in ("iterations", "initial_iterations"):
+        value = getattr(p, name)
+        if value is not None:
+            _check_number(name, value, low=0, high=100_000)
+    if p.min_size is not None:
+        _check_number("min_size", p.min_size, low=MIN_SIDE, high=MAX_SIZE)
+    if p.strength is not None:
+        _check_number("strength", p.strength, high=100)
+    for name in ("content_weight", "tv_weight", "style_scale", "learning_rate"):
+        _check_number(name, getattr(p, name))
+    if p.style_weight is not None:
+        _check_number("style_weight", p.style_weight)
+    if p.style_scale <= 0:
+        raise InvalidInputError("style_scale must be above 0")
+    _check_layers("content_layers", p.content_layers)
+    _check_layers("style_layers", p.style_layers)
+    if p.style_layer_weights is not None:
+        if len(p.style_layer_weights) != len(p.style_layers):
+            raise InvalidInputError(
+                f"{len(p.style_layer_weights)} style layer weights for {len(p.style_layers)} layers"
+            )
+        for w in p.style_layer_weights:
+            _check_number("a style layer weight", w)
+    if p.style_blend is not None:
+        for w in p.style_blend:
+            _check_number("a style blend weight", w)
+        if sum(p.style_blend) <= 0:
+            raise InvalidInputError("the style blend weights add up to 0")
+    _check_number("preview_every", p.preview_every, high=1_000_000)
+    _check_number("preview_size", p.preview_size, low=8, high=1024)

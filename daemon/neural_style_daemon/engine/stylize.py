@@ -1,0 +1,267 @@
+"""The engine's entry point: a warm model, and `stylize()` over images and frozen parameters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidInputError
+from . import color
+from .devices import peak_memory_bytes, reset_peak_memory, resolve_device
+from .optimize import LossTerms, Objective, layer_features, layer_grams, optimize_scale
+from .params import MAX_SIZE, MIN_SIDE, ColorMode, Init, StyleParams
+from .pyramid import pyramid_sizes, scaled_size
+from .weights import load_vgg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimisation step, as reported to `on_progress`."""
+
+    scale: int  # 1-based index of the pyramid scale
+    scales: int
+    size: tuple[int, int]  # (width, height) processed at this scale
+    iteration: int  # 1-based, within this scale
+    iterations: int
+    work_done: float  # 0..1, weighted by pixels (a step at a fine scale costs more)
+    losses: dict[str, float]
+    elapsed: float  # seconds since the job started
+    peak_memory_bytes: int
+    preview: np.ndarray | None = None  # small RGB uint8 image, every `preview_every` steps
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from the work done so far."""
+        if self.work_done <= 0:
+            return None
+        return self.elapsed * (1 - self.work_done) / self.work_done
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    image: np.ndarray  # same shape and channels as the content; alpha untouched
+    cancelled: bool
+    steps: int
+    elapsed: float
+    losses: dict[str, float]
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    peak_memory_bytes: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+class StyleEngine:
+    """Holds VGG16 on a device so that repeated jobs start at once."""
+
+    def __init__(self, weights: str = "imagenet", device: str = "auto", *, seed: int = 0) -> None:
+        self.device = resolve_device(device)
+        model = load_vgg(weights, seed=seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device)
+
+    def stylize(
+        self,
+        content: np.ndarray,
+        styles: Sequence[np.ndarray],
+        params: StyleParams = StyleParams(),
+        *,
+        init_image: np.ndarray | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> StylizeResult:
+        """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4)."""
+        _check_image(content, "content image")
+        for i, style in enumerate(styles, start=1):
+            _check_image(style, f"style image {i}")
+        if not styles:
+            raise InvalidInputError("at least one style image is needed")
+        blend = params.style_blend or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise InvalidInputError(f"{len(blend)} style blend weights for {len(styles)} styles")
+        if init_image is not None:
+            _check_image(init_image, "init image")
+        if params.init is Init.IMAGE and init_image is None:
+            raise InvalidInputError("init 'image' needs an init image")
+        job = _Job(self, content, styles, blend, params, init_image, on_progress, should_cancel)
+        return job.run()
+
+
+def _check_image(array: np.ndarray, what: str) -> None:
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        raise InvalidInputError(f"{what}: expected a uint8 array")
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InvalidInputError(f"{what}: expected H x W x 3 or H x W x 4, got {array.shape}")
+    height, width = array.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise InvalidInputError(
+            f"{what} is {width}x{height}: each side must be at least {MIN_SIDE} pixels"
+        )
+
+
+def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """RGB of an H x W x C uint8 array as a 3 x H x W float tensor in [0, 1]."""
+    rgb = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(device)
+    return rgb.permute(2, 0, 1).float().div_(255)
+
+
+def to_array(image: torch.Tensor) -> np.ndarray:
+    """A 3 x H x W tensor in [0, 1] as an H x W x 3 uint8 array (rounded, not truncated)."""
+    rgb = image.detach().clamp(0, 1).mul(255).round_().to(torch.uint8)
+    return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """3 x H x W (or N x 3 x H x W) resized to (width, height): antialiased bicubic."""
+    width, height = size
+    batched = image if image.dim() == 4 else image[None]
+    if batched.shape[-2:] == (height, width):
+        return image
+    out = F.interpolate(
+        batched.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False
+    )
+    return out if image.dim() == 4 else out[0]
+
+
+class _Job:
+    """The state of one stylize() call: prepared images, the pyramid, progress bookkeeping."""
+
+    def __init__(self, engine, content, styles, blend, params, init_image, on_progress, cancel):
+        self.engine, self.params = engine, params
+        self.device = engine.device
+        self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None
+        self.content = to_tensor(content, self.device)
+        self.styles = [to_tensor(s, self.device) for s in styles]
+        self.blend = [w / sum(blend) for w in blend]
+        self.init_image = None if init_image is None else to_tensor(init_image, self.device)
+        self.on_progress = on_progress or (lambda _progress: None)
+        self.should_cancel = cancel or (lambda: False)
+        self.generator = torch.Generator(device="cpu")
+        if params.seed is not None:
+            self.generator.manual_seed(params.seed)
+            torch.manual_seed(params.seed)
+        height, width = content.shape[:2]
+        long_side = min(params.size or max(width, height), MAX_SIZE)
+        preset = params.preset_values
+        self.sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
+        # --iterations sets every scale; --initial-iterations (or the preset) the first.
+        rest = params.iterations if params.iterations is not None else preset.iterations
+        first = next(n for n in (params.initial_iterations, params.iterations,
+                                 preset.initial_iterations) if n is not None)
+        self.iterations = [first] + [rest] * (len(self.sizes) - 1)
+        work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations)]
+        self.work_before = [sum(work[:i]) for i in range(len(work))]
+        self.work_total = sum(work) or 1
+        self.steps = 0
+        self.cancelled = False
+        self.last_losses: dict[str, float] = {}
+
+    def run(self) -> StylizeResult:
+        self.start = time.perf_counter()
+        reset_peak_memory(self.device)
+        content_run, styles_run = self._colour_prepared()
+        image = None
+        for index, size in enumerate(self.sizes):
+            start = self._start_image(image, content_run, size)
+            objective = self._objective(content_run, styles_run, size)
+            image = optimize_scale(
+                objective, start[None], self.iterations[index], self.params,
+                lambda i, x, terms, index=index: self._after_step(index, i, x, terms),
+            )[0]
+            if self.cancelled:
+                break
+        result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
+        return StylizeResult(
+            image=result, cancelled=self.cancelled, steps=self.steps,
+            elapsed=time.perf_counter() - self.start, losses=self.last_losses,
+            sizes=list(self.sizes), peak_memory_bytes=peak_memory_bytes(self.device),
+        )
+
+    def _colour_prepared(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        mode = self.params.preserve_colors
+        if mode is ColorMode.LUMINANCE:
+            return color.luminance(self.content), [
+                color.match_luminance(s, self.content) for s in self.styles
+            ]
+        if mode is ColorMode.HISTOGRAM:
+            return self.content, [color.match_color_statistics(s, self.content) for s in self.styles]
+        return self.content, self.styles
+
+    def _start_image(self, previous, content_run, size) -> torch.Tensor:
+        if previous is not None:
+            return resize(previous, size)  # coarse-to-fine: refine the last scale's result
+        init = self.params.init
+        if self.init_image is not None:
+            start = resize(self.init_image, size)
+            return color.luminance(start) if self.params.preserve_colors is ColorMode.LUMINANCE else start
+        if init is Init.NOISE:
+            noise = torch.rand((3, size[1], size[0]), generator=self.generator)
+            return noise.to(self.device)
+        return resize(content_run, size)
+
+    def _objective(self, content_run, styles_run, size) -> Objective:
+        params, model = self.params, self.engine.model
+        content_features = layer_features(model, resize(content_run, size)[None], params.content_layers)
+        blended: dict[str, torch.Tensor] = {}
+        for style, weight in zip(styles_run, self.blend):
+            grams = layer_grams(model, self._scaled_style(style, size)[None], params.style_layers)
+            for name, gram in grams.items():
+                blended[name] = blended.get(name, 0) + weight * gram
+        return Objective(model, content_features, blended, params)
+
+    def _scaled_style(self, style: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The style image with its long side at `style_scale` times this scale's, never
+        enlarged beyond its own size unless asked, never under what VGG can see."""
+        height, width = style.shape[-2:]
+        long_side = round(self.params.style_scale * max(size))
+        if not self.params.style_upscale:
+            long_side = min(long_side, max(width, height))
+        long_side = max(long_side, round(MIN_SIDE * max(width, height) / min(width, height)))
+        return resize(style, scaled_size(width, height, long_side))
+
+    def _after_step(self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms) -> bool:
+        self.steps += 1
+        self.last_losses = terms.as_floats()
+        size = self.sizes[index]
+        done = (self.work_before[index] + size[0] * size[1] * iteration) / self.work_total
+        every = self.params.preview_every
+        preview = None
+        if every and self.steps % every == 0:
+            preview = self._preview(image[0])
+        self.on_progress(Progress(
+            scale=index + 1, scales=len(self.sizes), size=size, iteration=iteration,
+            iterations=self.iterations[index], work_done=done, losses=self.last_losses,
+            elapsed=time.perf_counter() - self.start,
+            peak_memory_bytes=peak_memory_bytes(self.device), preview=preview,
+        ))
+        self.cancelled = bool(self.should_cancel())
+        return not self.cancelled
+
+    def _preview(self, image: torch.Tensor) -> np.ndarray:
+        height, width = image.shape[-2:]
+        small = scaled_size(width, height, min(self.params.preview_size, max(width, height)))
+        return self._finish(image, *small)[..., :3]
+
+    def _finish(self, image: torch.Tensor | None, width: int, height: int) -> np.ndarray:
+        """The result at (width, height), colours recombined, alpha re-attached at full size."""
+        full = (height, width) == tuple(self.content.shape[-2:])
+        if image is None:  # cancelled before the first step
+            image = self.content
+        image = resize(image, (width, height)).clamp(0, 1)
+        if self.params.preserve_colors is ColorMode.LUMINANCE:
+            image = color.with_chroma_of(image, resize(self.content, (width, height)))
+        rgb = to_array(image)
+        if full and self.alpha is not None:
+            return np.dstack([rgb, self.alpha])
+        return rgb

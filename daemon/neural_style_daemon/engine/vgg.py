@@ -1,0 +1,81 @@
+"""VGG feature extractor with named layers (relu1_1 ... relu5_3), frozen and truncated per job."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+# Convolutions per block: torchvision's configurations "D" (VGG16) and "E" (VGG19).
+BLOCK_DEPTHS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+BLOCK_WIDTHS = (64, 128, 256, 512, 512)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def layer_names(arch: str = "vgg16") -> list[str]:
+    """Module names in torchvision's `features` order: conv1_1, relu1_1, ..., pool5."""
+    names = []
+    for block, depth in enumerate(BLOCK_DEPTHS[arch], start=1):
+        for conv in range(1, depth + 1):
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def relu_names(arch: str = "vgg16") -> list[str]:
+    """The layers a loss can use, shallow to deep (13 for VGG16)."""
+    return [name for name in layer_names(arch) if name.startswith("relu")]
+
+
+class VGGFeatures(nn.Module):
+    """VGG `features` with named modules. `forward` stops after the deepest requested layer,
+    so a job that only needs relu4_2 never pays for block 5 (the truncation the paper implies).
+
+    Takes images in [0, 1] RGB and applies ImageNet normalisation itself. The weights are
+    frozen: the optimisation only needs gradients with respect to the image.
+    """
+
+    def __init__(self, arch: str = "vgg16") -> None:
+        super().__init__()
+        if arch not in BLOCK_DEPTHS:
+            raise ValueError(f"unknown VGG architecture {arch!r}")
+        self.arch = arch
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        in_channels = 3
+        for name in layer_names(arch):
+            if name.startswith("conv"):
+                out_channels = BLOCK_WIDTHS[int(name[4]) - 1]
+                modules[name] = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+                in_channels = out_channels
+            elif name.startswith("relu"):
+                modules[name] = nn.ReLU(inplace=False)
+            else:
+                modules[name] = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.layers = nn.Sequential(modules)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def conv_names(self) -> list[str]:
+        return [name for name, m in self.layers.named_children() if isinstance(m, nn.Conv2d)]
+
+    def forward(self, image: torch.Tensor, wanted: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Features of `image` (N x 3 x H x W in [0, 1]) at the `wanted` layer names."""
+        wanted = set(wanted)
+        unknown = wanted - set(dict(self.layers.named_children()))
+        if unknown:
+            raise ValueError(f"unknown layer(s) {sorted(unknown)}")
+        x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        features: dict[str, torch.Tensor] = {}
+        for name, module in self.layers.named_children():
+            x = module(x)
+            if name in wanted:
+                features[name] = x
+                if len(features) == len(wanted):
+                    break
+        return features

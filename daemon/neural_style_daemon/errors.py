@@ -1,0 +1,20 @@
+"""Domain errors, in one place. Boundaries turn them into messages: the command line into one
+line and exit code 2, the daemon (later) into an error reply."""
+
+from __future__ import annotations
+
+
+class StyleTransferError(Exception):
+    """Base of every error a user can act on; its text is the whole message."""
+
+
+class InvalidInputError(StyleTransferError, ValueError):
+    """An image, parameter or option that cannot be used as given."""
+
+
+class WeightsError(StyleTransferError):
+    """Model weights that cannot be found, downloaded, verified or loaded."""
+
+
+class DeviceError(StyleTransferError):
+    """A compute device that was asked for but is not available."""
