@@ -45,7 +45,10 @@ def load_image(source: str | os.PathLike[str] | bytes, what: str = "image") -> n
     except PermissionError:
         raise InvalidInputError(f"{label}: permission denied") from None
     except Image.DecompressionBombError:
-        raise InvalidInputError(f"{label}: declares an enormous size (a decompression bomb?)") from None
+        raise InvalidInputError(
+            f"{label}: declares over {MAX_PIXELS / 1e6:.0f} megapixels, the limit "
+            "(a decompression bomb?)"
+        ) from None
     except UnidentifiedImageError:
         raise InvalidInputError(f"{label}: not an image format that can be read") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -108,7 +111,17 @@ def save_image(array: np.ndarray, path: str | os.PathLike[str], *, quality: int 
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format=fmt, **options)
+        os.chmod(tmp_name, _file_mode(path))  # mkstemp creates 0600; keep the usual mode
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a replaced file had, or what a new file gets under the current umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -1,0 +1,266 @@
+"""The `neural-style` command: stylize, fetch-weights, bench.
+
+The only place that turns domain errors into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from . import __version__
+from .errors import InvalidInputError, StyleTransferError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("neural_style")
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+
+
+def _layer_list(text: str) -> tuple[str, ...]:
+    from .engine.params import resolve_style_layers
+
+    return resolve_style_layers(text)
+
+
+def _defaults() -> dict[str, object]:
+    """StyleParams' defaults: the single source of truth the help text shows."""
+    from .engine import StyleParams
+
+    return {f.name: f.default for f in fields(StyleParams)}
+
+
+def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
+    from .engine.params import PRESETS, STYLE_LAYER_SETS, ColorMode, Optimizer
+
+    d = _defaults()
+    p = subparsers.add_parser(
+        "stylize", help="stylise an image in this process",
+        description="Stylise CONTENT with one or more STYLE images (Gatys et al. 2016).",
+    )
+    p.add_argument("content", type=Path, help="the image to stylise")
+    p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file; the format follows the extension (png, jpg, tif, webp)")
+    p.add_argument("--style-weights", type=_float_list, dest="style_blend", metavar="W,W,...",
+                   help="blend weights, one per style image (default: equal)")
+    p.add_argument("--strength", type=float,
+                   help=f"style strength, 0..1 or 0..100 (default {d['strength']})")
+    p.add_argument("--size", type=int,
+                   help="processing size, long side in pixels (default: the content's own; the "
+                        "output always has the content's size)")
+    p.add_argument("--preset", choices=list(PRESETS), help=f"quality (default {d['preset']})")
+    p.add_argument("--iterations", type=int, help="iterations per scale (default: the preset's)")
+    p.add_argument("--initial-iterations", type=int,
+                   help="iterations at the coarsest scale (default: the preset's)")
+    p.add_argument("--min-size", type=int, help="coarsest pyramid scale (default: the preset's)")
+    p.add_argument("--optimizer", choices=[o.value for o in Optimizer],
+                   help=f"(default {d['optimizer'].value})")
+    p.add_argument("--learning-rate", type=float,
+                   help=f"Adam's step size (default {d['learning_rate']})")
+    p.add_argument("--preserve-colors", choices=[c.value for c in ColorMode],
+                   help=f"keep the content's colours (default {d['preserve_colors'].value})")
+    p.add_argument("--init", default="content", metavar="content|noise|PATH",
+                   help="start from the content (default), noise, or an image file")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
+    p.add_argument("--style-scale", type=float,
+                   help=f"style size relative to the output (default {d['style_scale']})")
+    p.add_argument("--style-upscale", action="store_true", default=None,
+                   help="allow enlarging style images beyond their own size")
+    expert = p.add_argument_group("expert weights (override --strength)")
+    expert.add_argument("--content-weight", type=float, help=f"(default {d['content_weight']})")
+    expert.add_argument("--style-weight", type=float, help="(default: from --strength)")
+    expert.add_argument("--tv-weight", type=float, help=f"(default {d['tv_weight']})")
+    expert.add_argument("--content-layers", type=_layer_list,
+                        help=f"(default {','.join(d['content_layers'])})")
+    expert.add_argument("--style-layers", type=_layer_list,
+                        help=f"a set ({', '.join(STYLE_LAYER_SETS)}) or names (default: default)")
+    expert.add_argument("--style-layer-weights", type=_float_list, metavar="W,W,...",
+                        help="one per style layer (default: equal)")
+    _add_model_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_stylize)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                        help="VGG16 weights: torchvision's ImageNet checkpoint (default), seeded "
+                             "random ones (tests only: no artistic result), or a local file")
+
+
+def _params_from_args(args: argparse.Namespace):
+    from .engine import StyleParams
+    from .engine.params import Init
+
+    names = {f.name for f in fields(StyleParams)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and k != "init"}
+    if args.init in ("content", "noise"):
+        overrides["init"] = args.init
+    else:
+        overrides["init"] = Init.IMAGE
+    return StyleParams().with_overrides(**overrides)
+
+
+def _run_stylize(args: argparse.Namespace) -> int:
+    from .engine import StyleEngine
+    from .engine.params import Init
+    from .imageio import load_image, output_format, save_image
+
+    params = _params_from_args(args)  # bad options fail before anything slow happens
+    output_format(args.output)
+    if not args.output.parent.is_dir():
+        raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
+    content = load_image(args.content, "content image")
+    styles = [load_image(path, f"style image {i}") for i, path in enumerate(args.styles, 1)]
+    init_image = load_image(Path(args.init), "init image") if params.init is Init.IMAGE else None
+    engine = StyleEngine(args.weights, args.device)
+    with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
+        result = engine.stylize(content, styles, params, init_image=init_image,
+                                on_progress=bar.update, should_cancel=interrupt.requested)
+    save_image(result.image, args.output)
+    if result.cancelled:
+        print(f"interrupted: saved the image after {result.steps} steps to {args.output}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr)
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar over the job's pixel-weighted work, with scale, iteration and loss."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled
+        self.bar = None
+
+    def __enter__(self) -> _ProgressBar:
+        if not self.disabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1000, unit="‰", file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{desc} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]")
+        return self
+
+    def update(self, progress) -> None:
+        if self.bar is None:
+            return
+        self.bar.set_description_str(
+            f"scale {progress.scale}/{progress.scales} {progress.size[0]}x{progress.size[1]} "
+            f"step {progress.iteration}/{progress.iterations} "
+            f"loss {progress.losses['total']:.4g}", refresh=False,
+        )
+        self.bar.update(round(progress.work_done * 1000) - self.bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _CancelOnInterrupt:
+    """The first Ctrl-C stops the optimisation after the current step and keeps the image
+    (the engine's cooperative cancel); a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def requested(self) -> bool:
+        return self.interrupted
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def __enter__(self) -> _CancelOnInterrupt:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def _add_fetch_weights(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "fetch-weights", help="download and verify the VGG16 ImageNet weights ahead of time",
+        description="Download torchvision's VGG16 ImageNet checkpoint into torch's hub cache "
+                    "and check its hash, so later runs work offline.",
+    )
+    p.set_defaults(handler=_run_fetch_weights)
+
+
+def _run_fetch_weights(args: argparse.Namespace) -> int:
+    from .engine.weights import IMAGENET_URLS, fetch_checkpoint
+
+    path = fetch_checkpoint(IMAGENET_URLS["vgg16"], progress=True)
+    print(f"VGG16 ImageNet weights verified: {path}")
+    return 0
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from .bench import add_arguments
+
+    p = subparsers.add_parser(
+        "bench", help="time this engine against a naive reference implementation",
+        description="Per-iteration time, time to the naive reference's final loss, speedup and "
+                    "peak memory, for this engine and a PyTorch-tutorial-style implementation.",
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neural-style", description="Neural style transfer (Gatys et al.) for GIMP 3.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_stylize(subparsers)
+    _add_fetch_weights(subparsers)
+    try:  # TEMP
+        _add_bench(subparsers)
+    except ImportError:  # TEMP
+        pass  # TEMP
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="neural-style: %(levelname)s: %(message)s", stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except StyleTransferError as exc:
+        print(f"neural-style: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("neural-style: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
