@@ -26,7 +26,9 @@ def _float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
 
 
 def _layer_list(text: str) -> tuple[str, ...]:
@@ -136,7 +138,8 @@ def _run_stylize(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
-        print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr)
+        print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)",
+              file=sys.stderr)
     return 0
 
 
@@ -237,10 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_stylize(subparsers)
     _add_fetch_weights(subparsers)
-    try:  # TEMP
-        _add_bench(subparsers)
-    except ImportError:  # TEMP
-        pass  # TEMP
+    _add_bench(subparsers)
     return parser
 
 

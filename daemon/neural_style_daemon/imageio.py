@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -20,6 +20,7 @@ MAX_PIXELS = 8192 * 8192
 # Output formats by file extension.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
            ".webp": "WEBP"}
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
@@ -31,13 +32,14 @@ def load_image(source: str | os.PathLike[str] | bytes, what: str = "image") -> n
     label = f"{what} ({source})" if not isinstance(source, bytes) else what
     try:
         with warnings.catch_warnings():
-            # Pillow warns from 89 MP on; the size check below is the one that decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns from 89 MP on (our own size check decides) and about damaged
+            # metadata such as corrupt EXIF, which does not stop the pixels from decoding.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        with image:
-            _check_pixel_count(image.size, label)
-            image.load()
-            return to_rgb_or_rgba(ImageOps.exif_transpose(image))
+            with image:
+                _check_pixel_count(image.size, label)
+                image.load()
+                return to_rgb_or_rgba(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise InvalidInputError(f"{label}: file not found") from None
     except IsADirectoryError:
@@ -107,21 +109,29 @@ def save_image(array: np.ndarray, path: str | os.PathLike[str], *, quality: int 
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if not path.parent.is_dir():
         raise InvalidInputError(f"output folder does not exist: {path.parent}")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp_path, fd = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format=fmt, **options)
-        os.chmod(tmp_name, _file_mode(path))  # mkstemp creates 0600; keep the usual mode
-        os.replace(tmp_name, path)
+        os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
 
 
-def _file_mode(path: Path) -> int:
-    """The mode a replaced file had, or what a new file gets under the current umask."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new temporary file in `path`'s folder, with the mode a new file gets under the umask
+    (the kernel applies it) or, when replacing, the old file's mode."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666
+    while True:
+        tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            fd = os.open(tmp_path, _NEW_FILE_FLAGS, mode)
+        except FileExistsError:
+            continue
+        if path.exists():
+            os.chmod(tmp_path, mode)  # the umask must not narrow a replaced file's mode
+        return tmp_path, fd

@@ -31,7 +31,8 @@ def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     (the paper's step that keeps the content's brightness histogram)."""
     style_y = rgb_to_yiq(style)[0]
     content_y = rgb_to_yiq(content)[0]
-    matched = (style_y - style_y.mean()) / (style_y.std() + 1e-6) * content_y.std() + content_y.mean()
+    standardised = (style_y - style_y.mean()) / (style_y.std() + 1e-6)
+    matched = standardised * content_y.std() + content_y.mean()
     return matched.clamp(0, 1).expand(3, -1, -1).contiguous()
 
 

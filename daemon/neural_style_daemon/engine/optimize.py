@@ -63,9 +63,8 @@ class Objective(nn.Module):
         )
         layer_weights = params.style_layer_weights or (1.0,) * len(params.style_layers)
         total_layer_weight = sum(layer_weights) or 1.0
-        self.style_layer_weights = {
-            name: w / total_layer_weight for name, w in zip(params.style_layers, layer_weights)
-        }
+        named_weights = zip(params.style_layers, layer_weights, strict=True)
+        self.style_layer_weights = {name: w / total_layer_weight for name, w in named_weights}
         self.content_weight = params.content_weight / len(content_features)
         self.style_weight = params.resolved_style_weight
         self.tv_weight = params.tv_weight
@@ -118,7 +117,9 @@ def optimize_scale(
 ) -> torch.Tensor:
     """Run `iterations` optimiser steps from `start` (1 x 3 x H x W); `after_step(i, image,
     terms)` is called after each step and returns False to stop early (cancel)."""
-    image = start.detach().clone().requires_grad_(True)
+    # Contiguous: L-BFGS flattens the gradient with view(-1), which fails on the strided
+    # (H x W x C-ordered) tensor that an image converted from an array without resizing is.
+    image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(image, params)
     latest: list[LossTerms] = []
 

@@ -93,7 +93,8 @@ class StyleParams:
     preview_size: int = 128
 
     def __post_init__(self) -> None:
-        for name, enum in (("optimizer", Optimizer), ("preserve_colors", ColorMode), ("init", Init)):
+        enums = (("optimizer", Optimizer), ("preserve_colors", ColorMode), ("init", Init))
+        for name, enum in enums:
             value = getattr(self, name)
             try:
                 object.__setattr__(self, name, enum(value))
@@ -130,7 +131,9 @@ def _check_number(name: str, value: float, *, low: float = 0.0, high: float = ma
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(f"{name} must be a number, not {value!r}")
     if not math.isfinite(value) or not low <= value <= high:
-        raise InvalidInputError(f"{name} must be a finite number in [{low:g}, {high:g}], not {value}")
+        raise InvalidInputError(
+            f"{name} must be a finite number in [{low:g}, {high:g}], not {value}"
+        )
 
 
 def _check_layers(name: str, layers: tuple[str, ...]) -> None:

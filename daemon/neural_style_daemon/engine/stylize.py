@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,19 +70,21 @@ class StyleEngine:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
             model = model.to(memory_format=torch.channels_last)
+            model.channels_last = True
         self.model = model.to(self.device)
 
     def stylize(
         self,
         content: np.ndarray,
         styles: Sequence[np.ndarray],
-        params: StyleParams = StyleParams(),
+        params: StyleParams | None = None,
         *,
         init_image: np.ndarray | None = None,
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> StylizeResult:
         """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4)."""
+        params = params or StyleParams()
         _check_image(content, "content image")
         for i, style in enumerate(styles, start=1):
             _check_image(style, f"style image {i}")
@@ -150,17 +153,23 @@ class _Job:
         self.generator = torch.Generator(device="cpu")
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
-            torch.manual_seed(params.seed)
         height, width = content.shape[:2]
         long_side = min(params.size or max(width, height), MAX_SIZE)
         preset = params.preset_values
         self.sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
+        if min(self.sizes[-1]) < MIN_SIDE:  # VGG's poolings would shrink it to nothing
+            needed = math.ceil(MIN_SIDE * max(width, height) / min(width, height))
+            raise InvalidInputError(
+                f"size {long_side} would shrink the {width}x{height} content image to "
+                f"{self.sizes[-1][0]}x{self.sizes[-1][1]}, under the minimum side of {MIN_SIDE} "
+                f"pixels: use a size of at least {needed}"
+            )
         # --iterations sets every scale; --initial-iterations (or the preset) the first.
         rest = params.iterations if params.iterations is not None else preset.iterations
         first = next(n for n in (params.initial_iterations, params.iterations,
                                  preset.initial_iterations) if n is not None)
         self.iterations = [first] + [rest] * (len(self.sizes) - 1)
-        work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations)]
+        work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations, strict=True)]
         self.work_before = [sum(work[:i]) for i in range(len(work))]
         self.work_total = sum(work) or 1
         self.steps = 0
@@ -195,7 +204,9 @@ class _Job:
                 color.match_luminance(s, self.content) for s in self.styles
             ]
         if mode is ColorMode.HISTOGRAM:
-            return self.content, [color.match_color_statistics(s, self.content) for s in self.styles]
+            return self.content, [
+                color.match_color_statistics(s, self.content) for s in self.styles
+            ]
         return self.content, self.styles
 
     def _start_image(self, previous, content_run, size) -> torch.Tensor:
@@ -204,7 +215,9 @@ class _Job:
         init = self.params.init
         if self.init_image is not None:
             start = resize(self.init_image, size)
-            return color.luminance(start) if self.params.preserve_colors is ColorMode.LUMINANCE else start
+            if self.params.preserve_colors is ColorMode.LUMINANCE:
+                return color.luminance(start)
+            return start
         if init is Init.NOISE:
             noise = torch.rand((3, size[1], size[0]), generator=self.generator)
             return noise.to(self.device)
@@ -212,9 +225,10 @@ class _Job:
 
     def _objective(self, content_run, styles_run, size) -> Objective:
         params, model = self.params, self.engine.model
-        content_features = layer_features(model, resize(content_run, size)[None], params.content_layers)
+        content = resize(content_run, size)[None]
+        content_features = layer_features(model, content, params.content_layers)
         blended: dict[str, torch.Tensor] = {}
-        for style, weight in zip(styles_run, self.blend):
+        for style, weight in zip(styles_run, self.blend, strict=True):
             grams = layer_grams(model, self._scaled_style(style, size)[None], params.style_layers)
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram
@@ -230,7 +244,9 @@ class _Job:
         long_side = max(long_side, round(MIN_SIDE * max(width, height) / min(width, height)))
         return resize(style, scaled_size(width, height, long_side))
 
-    def _after_step(self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms) -> bool:
+    def _after_step(
+        self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms
+    ) -> bool:
         self.steps += 1
         self.last_losses = terms.as_floats()
         size = self.sizes[index]

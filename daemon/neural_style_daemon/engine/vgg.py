@@ -58,6 +58,8 @@ class VGGFeatures(nn.Module):
         self.layers = nn.Sequential(modules)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # cuDNN's fastest convolutions on tensor cores want NHWC; the engine turns it on for CUDA.
+        self.channels_last = False
         self.requires_grad_(False)
         self.eval()
 
@@ -71,6 +73,8 @@ class VGGFeatures(nn.Module):
         if unknown:
             raise ValueError(f"unknown layer(s) {sorted(unknown)}")
         x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features: dict[str, torch.Tensor] = {}
         for name, module in self.layers.named_children():
             x = module(x)

@@ -79,14 +79,18 @@ def fetch_checkpoint(url: str, *, progress: bool = True) -> Path:
     return path
 
 
-def features_state_dict(raw: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
+def features_state_dict(
+    raw: dict[str, torch.Tensor], arch: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Map a torchvision VGG state dict (full, or `features` only) to VGGFeatures' names.
 
     Accepts keys `features.<i>.weight`, `<i>.weight` and `layers.<name>.weight` / `<name>.weight`;
-    drops the classifier, which style transfer never uses.
+    drops the classifier, which style transfer never uses. Also returns each new key's original
+    name, for messages that name what the user's file holds.
     """
     by_index = layer_names(arch)
     mapped: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
     for key, value in raw.items():
         parts = key.split(".")
         if parts[0] == "classifier":
@@ -95,9 +99,18 @@ def features_state_dict(raw: dict[str, torch.Tensor], arch: str) -> dict[str, to
             parts = parts[1:]
         if len(parts) != 2 or parts[1] not in ("weight", "bias"):
             raise WeightsError(f"unexpected key {key!r}: not a VGG features checkpoint")
-        layer = by_index[int(parts[0])] if parts[0].isdigit() and int(parts[0]) < len(by_index) else parts[0]
-        mapped[f"layers.{layer}.{parts[1]}"] = value
-    return mapped
+        layer, kind = parts
+        if layer.isdigit() and int(layer) < len(by_index):
+            layer = by_index[int(layer)]
+        mapped[f"layers.{layer}.{kind}"] = value
+        origin[f"layers.{layer}.{kind}"] = key
+    return mapped, origin
+
+
+def _torchvision_key(key: str, arch: str) -> str:
+    """`layers.conv1_2.weight` as torchvision numbers it: `features.2.weight (conv1_2)`."""
+    _, layer, kind = key.split(".")
+    return f"features.{layer_names(arch).index(layer)}.{kind} ({layer})"
 
 
 def load_checkpoint_into(model: VGGFeatures, path: Path) -> None:
@@ -112,17 +125,19 @@ def load_checkpoint_into(model: VGGFeatures, path: Path) -> None:
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors")
-    state = features_state_dict(raw, model.arch)
+    state, origin = features_state_dict(raw, model.arch)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     if missing:
-        raise WeightsError(f"{path} lacks {len(missing)} VGG tensors, e.g. {missing[0]}")
+        example = _torchvision_key(missing[0], model.arch)
+        raise WeightsError(f"{path} lacks {len(missing)} VGG tensors, e.g. {example}")
     for key, tensor in state.items():
         if key not in expected:
-            raise WeightsError(f"{path} has a tensor VGG {model.arch} does not: {key}")
+            raise WeightsError(f"{path} has a tensor VGG {model.arch} does not: {origin[key]}")
         if tensor.shape != expected[key].shape:
             raise WeightsError(
-                f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
+                f"{path}: {origin[key]} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[key].shape)}"
             )
     model.load_state_dict(state)
 

@@ -1,0 +1,138 @@
+"""The loss modules against NumPy references, and the objective at its known minima."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neural_style_daemon.engine import StyleParams
+from neural_style_daemon.engine.losses import (
+    ContentLoss,
+    StyleLoss,
+    gram_matrix,
+    total_variation,
+)
+from neural_style_daemon.engine.optimize import LossTerms, Objective, layer_features, layer_grams
+from neural_style_daemon.engine.stylize import to_tensor
+
+
+def numpy_gram(features: np.ndarray) -> np.ndarray:
+    """N x C x C Gram matrices of N x C x H x W features, normalised by C x H x W."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).astype(np.float64)
+    return np.einsum("ncp,ndp->ncd", flat, flat) / (c * h * w)
+
+
+@pytest.fixture
+def features() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(11)
+    return torch.randn(2, 5, 7, 3, generator=generator).relu()
+
+
+def test_gram_matrix_matches_numpy(features):
+    expected = numpy_gram(features.numpy())
+    np.testing.assert_allclose(gram_matrix(features).numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_gram_matrix_is_symmetric_and_positive_semidefinite(features):
+    gram = gram_matrix(features).double()
+    torch.testing.assert_close(gram, gram.transpose(1, 2))
+    assert torch.linalg.eigvalsh(gram).min() > -1e-10
+
+
+def test_gram_matrix_of_bfloat16_features_is_float32(features):
+    gram = gram_matrix(features.bfloat16())
+    assert gram.dtype == torch.float32
+    expected = numpy_gram(features.bfloat16().float().numpy())
+    np.testing.assert_allclose(gram.numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_content_loss_is_zero_at_its_target_and_positive_elsewhere(features):
+    loss = ContentLoss(features)
+    assert loss(features).item() == 0.0
+    assert loss(features + 0.1).item() > 0
+
+
+def test_content_loss_is_relative_to_the_targets_scale(features):
+    other = features.flip(-1)
+    # The departure from the paper: scaling target and features alike leaves the loss as it is.
+    scaled = ContentLoss(100 * features)(100 * other).item()
+    assert scaled == pytest.approx(ContentLoss(features)(other).item(), rel=1e-5)
+    mse = ((features - other) ** 2).mean() / (features**2).mean()
+    assert ContentLoss(features)(other).item() == pytest.approx(mse.item(), rel=1e-5)
+
+
+def test_style_loss_is_zero_at_features_with_the_target_gram(features):
+    loss = StyleLoss(gram_matrix(features))
+    assert loss(features).item() == 0.0
+    # A permutation of pixels keeps the Gram matrix: the style loss ignores layout.
+    shuffled = features.flatten(2)[..., torch.randperm(21)].reshape(features.shape)
+    assert loss(shuffled).item() == pytest.approx(0.0, abs=1e-10)
+    assert loss(2 * features).item() > 0
+
+
+def test_style_loss_matches_a_numpy_reference(features):
+    other = features.roll(1, dims=1)
+    target = numpy_gram(features.numpy())
+    got = numpy_gram(other.numpy())
+    expected = ((got - target) ** 2).mean() / (target**2).mean()
+    assert StyleLoss(gram_matrix(features))(other).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_total_variation_matches_numpy_and_is_zero_for_a_flat_image():
+    image = torch.rand(1, 3, 9, 13, generator=torch.Generator().manual_seed(3))
+    array = image.numpy().astype(np.float64)
+    expected = (np.diff(array, axis=3) ** 2).mean() + (np.diff(array, axis=2) ** 2).mean()
+    assert total_variation(image).item() == pytest.approx(expected, rel=1e-5)
+    assert total_variation(torch.full((1, 3, 9, 13), 0.4)).item() == 0.0
+
+
+def test_loss_terms_total_is_the_sum_of_the_parts():
+    terms = LossTerms(torch.tensor(1.5), torch.tensor(2.25), torch.tensor(0.125))
+    assert terms.as_floats() == {"content": 1.5, "style": 2.25, "tv": 0.125, "total": 3.875}
+
+
+# --- the objective with VGG16 (random weights) ---------------------------------------------------
+
+
+def objective_for(engine, content: torch.Tensor, style: torch.Tensor, **changes) -> Objective:
+    params = StyleParams(**changes)
+    model = engine.model
+    return Objective(
+        model,
+        layer_features(model, content[None], params.content_layers),
+        layer_grams(model, style[None], params.style_layers),
+        params,
+    )
+
+
+def tensor(image: np.ndarray) -> torch.Tensor:
+    return to_tensor(image, torch.device("cpu"))
+
+
+def test_content_loss_is_zero_at_the_content_image(engine, make_content, make_style):
+    content = tensor(make_content(40, 32))
+    objective = objective_for(engine, content, tensor(make_style(40, 32)),
+                              content_layers=("relu2_2", "relu4_2"))
+    terms = objective(content[None])
+    assert terms.content.item() == pytest.approx(0.0, abs=1e-9)
+    assert terms.style.item() > 0
+    assert objective(tensor(make_content(40, 32, seed=9))[None]).content.item() > 0
+
+
+def test_style_loss_is_zero_at_the_style_image(engine, make_content, make_style):
+    style = tensor(make_style(40, 32))
+    objective = objective_for(engine, tensor(make_content(40, 32)), style, style_layers="all")
+    assert objective(style[None]).style.item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_objective_weights_scale_their_terms(engine, make_content, make_style):
+    content, style = tensor(make_content(32, 32)), tensor(make_style(32, 32))
+    image = tensor(make_content(32, 32, seed=4))[None]
+    base = objective_for(engine, content, style, style_weight=1.0)(image).as_floats()
+    heavy = objective_for(engine, content, style, style_weight=10.0, content_weight=3.0,
+                          tv_weight=0.5)(image).as_floats()
+    assert heavy["style"] == pytest.approx(10 * base["style"], rel=1e-5)
+    assert heavy["content"] == pytest.approx(3 * base["content"], rel=1e-5)
+    assert heavy["tv"] == pytest.approx(0.5 * base["tv"], rel=1e-5)
