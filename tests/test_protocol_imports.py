@@ -16,8 +16,8 @@ SHARED = Path(__file__).parents[1] / "shared"
 PACKAGE = SHARED / "neural_style_protocol"
 MODULES = sorted(f"neural_style_protocol.{p.stem}" for p in PACKAGE.glob("*.py")
                  if p.stem != "__init__")
-# A transport module may import pyzmq; none exists yet, and the pure modules must never need it.
-TRANSPORT_MODULES = {"neural_style_protocol.transport"}
+# The transport and the client import pyzmq; the pure modules must never need it.
+TRANSPORT_MODULES = {"neural_style_protocol.transport", "neural_style_protocol.client"}
 
 # Run in a fresh interpreter: what importing every pure module adds to sys.modules.
 NEW_MODULES = """
@@ -77,3 +77,24 @@ def test_the_package_runs_on_python_3_9() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok (3, 9)")
+
+
+# GIMP's Python may lack pyzmq in a test environment, so the pyzmq modules are compiled there
+# rather than imported: 3.10-only syntax would fail here.
+COMPILE = """
+import sys
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as source:
+        compile(source.read(), path, "exec")
+print("ok")
+"""
+
+
+def test_the_pyzmq_modules_compile_on_python_3_9() -> None:
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no Python 3.9 here (set NEURAL_STYLE_PYTHON39 to one)")
+    paths = [str(PACKAGE / f"{name.rsplit('.', 1)[1]}.py") for name in sorted(TRANSPORT_MODULES)]
+    result = subprocess.run([interpreter, "-I", "-c", COMPILE, *paths], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

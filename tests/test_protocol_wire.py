@@ -336,3 +336,11 @@ def test_limits_must_leave_room_for_a_submit() -> None:
         Limits(max_frames=8, max_styles=8)
     with pytest.raises(ValueError):
         Limits(max_side=0)
+
+
+def test_a_chosen_msg_id_is_used_and_checked() -> None:
+    chosen = "ab" * 16
+    envelope = deserialize_envelope(serialize(Ping(), KEY, msg_id=chosen), KEY, ReplayGuard())
+    assert envelope.header.msg_id == chosen
+    with pytest.raises(ValueError, match="msg_id"):
+        serialize(Ping(), KEY, msg_id="not-hex")

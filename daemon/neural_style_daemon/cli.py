@@ -1,4 +1,5 @@
-"""The `neural-style` command: stylize, fetch-weights, bench.
+"""The `neural-style` command: stylize, fetch-weights, bench, and the daemon's serve, start,
+stop and status (in daemon_cli.py).
 
 The only place that turns domain errors into one line on stderr and exit code 2.
 """
@@ -49,8 +50,10 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
 
     d = _defaults()
     p = subparsers.add_parser(
-        "stylize", help="stylise an image in this process",
-        description="Stylise CONTENT with one or more STYLE images (Gatys et al. 2016).",
+        "stylize", help="stylise an image (on the running daemon, if there is one)",
+        description="Stylise CONTENT with one or more STYLE images (Gatys et al. 2016). A "
+                    "running daemon (`neural-style start`) does the work with its warm model, "
+                    "unless --local is given or an option only this process honours is used.",
     )
     p.add_argument("content", type=Path, help="the image to stylise")
     p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s)")
@@ -93,6 +96,8 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
                         help="one per style layer (default: equal)")
     _add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--local", action="store_true",
+                   help="run in this process even if a daemon is running")
     p.set_defaults(handler=_run_stylize)
 
 
@@ -117,6 +122,17 @@ def _params_from_args(args: argparse.Namespace):
 
 
 def _run_stylize(args: argparse.Namespace) -> int:
+    if not args.local:
+        from .remote import daemon_for, stylize_with_daemon
+
+        client = daemon_for(args)
+        if client is not None:
+            with client:
+                return stylize_with_daemon(args, client)
+    return _run_stylize_here(args)
+
+
+def _run_stylize_here(args: argparse.Namespace) -> int:
     from .engine import StyleEngine
     from .engine.params import Init
     from .imageio import load_image, output_format, save_image
@@ -159,12 +175,16 @@ class _ProgressBar:
         return self
 
     def update(self, progress) -> None:
+        """From the engine's Progress, or the daemon's (which has no size, maybe no loss)."""
         if self.bar is None:
             return
+        size = getattr(progress, "size", None)
+        loss = progress.losses.get("total")
         self.bar.set_description_str(
-            f"scale {progress.scale}/{progress.scales} {progress.size[0]}x{progress.size[1]} "
-            f"step {progress.iteration}/{progress.iterations} "
-            f"loss {progress.losses['total']:.4g}", refresh=False,
+            f"scale {progress.scale}/{progress.scales}"
+            + (f" {size[0]}x{size[1]}" if size else "")
+            + f" step {progress.iteration}/{progress.iterations}"
+            + (f" loss {loss:.4g}" if loss is not None else ""), refresh=False,
         )
         self.bar.update(round(progress.work_done * 1000) - self.bar.n)
 
@@ -231,21 +251,37 @@ def _run_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _is_daemon_command(argv: Sequence[str]) -> bool:
+    """Whether the command (the first word that is not an option) is a daemon command."""
+    from .daemon_cli import DAEMON_COMMANDS
+
+    command = next((word for word in argv if not word.startswith("-")), None)
+    return command in DAEMON_COMMANDS
+
+
+def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
+    """The full parser, or (`daemon_only`) one with the daemon's commands alone: the other
+    commands' options come from the engine, which imports torch, and the daemon's broker
+    process must not (nor should `status` wait for it)."""
     parser = argparse.ArgumentParser(
         prog="neural-style", description="Neural style transfer (Gatys et al.) for GIMP 3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_stylize(subparsers)
-    _add_fetch_weights(subparsers)
-    _add_bench(subparsers)
+    if not daemon_only:
+        _add_stylize(subparsers)
+        _add_fetch_weights(subparsers)
+        _add_bench(subparsers)
+    from .daemon_cli import add_daemon_commands
+
+    add_daemon_commands(subparsers, _add_model_options)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(daemon_only=_is_daemon_command(argv)).parse_args(argv)
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(

@@ -18,3 +18,8 @@ class WeightsError(StyleTransferError):
 
 class DeviceError(StyleTransferError):
     """A compute device that was asked for but is not available."""
+
+
+class DaemonError(StyleTransferError):
+    """The daemon cannot start (one is already running, the endpoint is taken), or a daemon
+    command (start, stop) cannot complete."""

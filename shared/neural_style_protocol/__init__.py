@@ -3,7 +3,8 @@ because the plug-in imports it inside GIMP's own Python.
 
 Modules: `messages` (the message dataclasses), `params` (a job's parameters), `wire`
 (serialize/deserialize signed frame lists), `replay`, `limits`, `errors`, `connection` (the
-connection file). None of them imports pyzmq; only a transport module may.
+connection file), `stream` (a job's events). None of them imports pyzmq; only `transport`
+(socket set-up) and `client` (`DaemonClient`, used by the command line and the plug-in) do.
 """
 
 from __future__ import annotations

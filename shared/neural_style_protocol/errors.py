@@ -75,3 +75,24 @@ class ConnectionFileError(RuntimeError):
 
 class ConnectionFileMissing(ConnectionFileError):
     """No connection file: no daemon has been started (or it exited cleanly)."""
+
+
+class ClientError(RuntimeError):
+    """A request a client could not complete; the text says what happened and what to do."""
+
+
+class DaemonUnavailable(ClientError):
+    """No daemon is running, or the one named in the connection file does not answer."""
+
+
+class DaemonTimeout(ClientError, TimeoutError):
+    """The daemon went quiet while a job was waiting or running, or a job ran over its time."""
+
+
+class DaemonRefused(ClientError):
+    """The daemon answered a request with an `Error`: `code` says why."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{ErrorCode(code).value}: {message}")
+        self.code = ErrorCode(code)
+        self.message = message

@@ -135,13 +135,19 @@ def serialize(
     parent_id: str | None = None,
     session: str = SESSION,
     now: float | None = None,
+    msg_id: str | None = None,
 ) -> list[BytesLike]:
     """The frames of a signed message, from the delimiter on. Buffers are passed through
-    without copies; `parent_id` names the request a reply answers."""
+    without copies; `parent_id` names the request a reply answers; `msg_id` (fresh by
+    default) lets a client match the replies to a request it is about to send."""
     body, buffers = encode(message)
     digests = [{"size": _nbytes(b), "sha256": hashlib.sha256(b).hexdigest()} for b in buffers]
-    header = Header(message.type, uuid.uuid4().hex, session,
-                    time.time() if now is None else now, parent_id)
+    if msg_id is None:
+        msg_id = uuid.uuid4().hex
+    elif not _ID_PATTERN.fullmatch(msg_id):
+        raise ValueError("msg_id must be 32 lowercase hex digits (uuid4().hex)")
+    header = Header(message.type, msg_id, session, time.time() if now is None else now,
+                    parent_id)
     header_bytes = dumps(header.to_wire())
     content_bytes = dumps({"body": body, "buffers": digests})
     return [DELIMITER, sign(key, header_bytes, content_bytes), header_bytes, content_bytes,

@@ -1,0 +1,143 @@
+"""`neural-style stylize` through a running daemon: the same options and output, with the model
+(and the decoded styles) already warm. Options the protocol does not carry, or an explicit
+--weights or --device, keep the job in this process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from neural_style_protocol.client import DaemonClient, JobStream, connect
+from neural_style_protocol.errors import ClientError, DaemonUnavailable, ErrorCode, ProtocolError
+from neural_style_protocol.images import RawImage
+from neural_style_protocol.messages import Error, Progress, Result, new_job_id
+from neural_style_protocol.params import JobParams
+
+from .errors import DaemonError, InvalidInputError
+from .imageio import load_image, output_format, save_image
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT = 1.0  # seconds: a daemon slower than this to answer a ping is not used
+EXIT_INTERRUPTED = 130
+# StyleParams fields the wire does not carry, by option.
+_LOCAL_ONLY = {
+    "initial_iterations": "--initial-iterations", "min_size": "--min-size",
+    "learning_rate": "--learning-rate", "style_upscale": "--style-upscale",
+    "content_layers": "--content-layers", "style_layers": "--style-layers",
+    "style_layer_weights": "--style-layer-weights",
+}
+# JobParams fields set straight from the option of the same name when it is given.
+_SAME_NAME = ("preset", "size", "iterations", "seed", "style_scale", "tv_weight",
+              "content_weight", "style_weight", "preserve_colors", "optimizer")
+
+
+def local_only_options(args: argparse.Namespace) -> list[str]:
+    """The options given that only the in-process engine honours."""
+    given = [flag for name, flag in _LOCAL_ONLY.items() if getattr(args, name, None) is not None]
+    if args.init not in ("content", "noise"):
+        given.append("--init PATH")
+    if args.weights != "imagenet":
+        given.append("--weights")  # the daemon uses its own, and cannot say which
+    if args.device != "auto":
+        given.append("--device")
+    return given
+
+
+def daemon_for(args: argparse.Namespace) -> DaemonClient | None:
+    """A running daemon that can do what `args` ask, or None (the reason logged)."""
+    local = local_only_options(args)
+    if local:
+        log.info("running in this process: the daemon does not take %s", ", ".join(local))
+        return None
+    try:
+        return connect(timeout=PING_TIMEOUT)
+    except DaemonUnavailable as error:
+        log.info("running in this process: %s", error)
+        return None
+
+
+def job_params(args: argparse.Namespace) -> JobParams:
+    """The wire parameters for the stylize options (`--strength` 0..1 or 0..100)."""
+    values: dict[str, object] = {name: getattr(args, name) for name in _SAME_NAME
+                                 if getattr(args, name, None) is not None}
+    if args.strength is not None:
+        # As the engine reads it: up to 1 is a fraction, above 1 a percentage.
+        values["strength"] = args.strength * 100.0 if args.strength <= 1.0 else args.strength
+    if args.style_blend is not None:
+        values["style_weights"] = tuple(args.style_blend)
+    values["init"] = args.init
+    try:
+        return JobParams(**values)  # type: ignore[arg-type]
+    except ProtocolError as error:
+        raise InvalidInputError(error.message) from None
+
+
+def _read_style(path: Path, index: int) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"style image {index} ({path}): file not found") from None
+    except OSError as error:
+        raise InvalidInputError(f"style image {index} ({path}): {error.strerror}") from None
+
+
+def _as_rgba(image: np.ndarray) -> RawImage:
+    if image.shape[2] == 3:
+        opaque = np.full((*image.shape[:2], 1), 255, np.uint8)
+        image = np.concatenate([image, opaque], axis=2)
+    height, width = image.shape[:2]
+    return RawImage(np.ascontiguousarray(image).tobytes(), width, height, 4)
+
+
+def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
+    """Run the job on the daemon, with the same progress bar, Ctrl-C and output as locally."""
+    from .cli import _CancelOnInterrupt, _ProgressBar
+
+    params = job_params(args)
+    output_format(args.output)
+    if not args.output.parent.is_dir():
+        raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
+    content = load_image(args.content, "content image")
+    styles = [_read_style(path, index) for index, path in enumerate(args.styles, 1)]
+    with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
+        try:
+            stream = client.submit(new_job_id(), _as_rgba(content), styles, params,
+                                   should_cancel=interrupt.requested)
+            result = _follow(stream, bar)
+        except ClientError as error:
+            raise DaemonError(str(error)) from None
+    if result is None:
+        print("interrupted before the job started: nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    pixels = np.frombuffer(result.image.data, np.uint8).reshape(
+        result.image.height, result.image.width, 4)
+    save_image(pixels if content.shape[2] == 4 else pixels[..., :3], args.output)
+    if result.cancelled:
+        print(f"interrupted: saved the image after {result.stats.steps} steps to {args.output}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(f"wrote {args.output} ({result.stats.steps} steps, {result.stats.elapsed:.1f} s, "
+              f"on the daemon at {client.info.endpoint})", file=sys.stderr)
+    return 0
+
+
+def _follow(stream: JobStream, bar: object) -> Result | None:
+    """The job's Result; None if it was cancelled before it started; DaemonError otherwise."""
+    with stream:
+        for event in stream:
+            if isinstance(event, Progress):
+                bar.update(event)  # type: ignore[attr-defined]
+            elif isinstance(event, Result):
+                return event
+            elif isinstance(event, Error):
+                if event.code is ErrorCode.CANCELLED and stream.cancel_sent:
+                    return None
+                raise DaemonError(f"the daemon could not run the job: {event.message} "
+                                  f"({event.code.value})")
+    raise DaemonError("the daemon ended the job without a result")

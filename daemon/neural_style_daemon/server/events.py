@@ -1,0 +1,101 @@
+"""What the broker and the worker process say to each other over their pipe: frozen
+dataclasses, grouped by direction. The pipe is private to the two processes (pickling is safe
+here, unlike on the wire); images travel as the protocol's RawImage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neural_style_protocol.errors import ErrorCode
+from neural_style_protocol.images import RawImage
+from neural_style_protocol.params import JobParams
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How the worker process sets itself up."""
+
+    weights: str = "imagenet"
+    device: str = "auto"
+    log_level: int = 20  # logging.INFO
+    log_file: str | None = None  # besides stderr
+    progress_interval: float = 0.1  # seconds between progress events (the last always goes)
+
+
+# ---- broker -> worker ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunJob:
+    job_id: str
+    content: RawImage  # RGBA
+    styles: tuple[bytes, ...]  # encoded files, decoded by the worker
+    params: JobParams
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    """Stop the named job after its current step (ignored if another job runs by then)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class StopWorker:
+    """Finish (cancelling a running job) and exit."""
+
+
+# ---- worker -> broker ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
+    pid: int
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStartFailed:
+    """The model could not be loaded; the process exits after sending this."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: str
+    scale: int
+    scales: int
+    iteration: int
+    iterations: int
+    work_done: float
+    losses: dict[str, float]  # finite values only
+    elapsed: float
+    eta: float | None
+    peak_memory_bytes: int
+    preview: RawImage | None = None  # RGB
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """A finished job, or a cancelled one with its partial image."""
+
+    job_id: str
+    image: RawImage  # RGBA, the content's size, its alpha untouched
+    cancelled: bool
+    steps: int
+    elapsed: float
+    peak_memory_bytes: int
+    style_cache_hits: int = 0
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: str
+    code: ErrorCode
+    message: str
+
+
+ToWorker = RunJob | CancelJob | StopWorker
+FromWorker = WorkerReady | WorkerStartFailed | JobProgress | JobDone | JobFailed

@@ -1,0 +1,248 @@
+"""The worker process: loads the engine once, keeps it warm, and runs the jobs the broker sends
+over the pipe, one at a time. Only this process imports torch (and touches the GPU).
+
+Cancel is cooperative: between optimisation steps the engine asks `should_cancel`, which reads
+the pipe for a CancelJob naming the running job. A job's bad input becomes a JobFailed with a
+code, never a crash of the process.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+import numpy as np
+import torch
+
+from neural_style_protocol.errors import ErrorCode
+from neural_style_protocol.images import RawImage
+
+from ..engine import Progress, StyleEngine
+from ..errors import InvalidInputError, StyleTransferError
+from ..imageio import load_image
+from .events import (
+    CancelJob,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    RunJob,
+    StopWorker,
+    WorkerConfig,
+    WorkerReady,
+    WorkerStartFailed,
+)
+from .job_params import to_style_params
+
+log = logging.getLogger(__name__)
+
+EXIT_START_FAILED = 3
+_BROKER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
+STYLE_CACHE_ITEMS = 8
+STYLE_CACHE_BYTES = 512 << 20
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """The process's body: load, say ready, serve jobs until told to stop or orphaned."""
+    # Ctrl-C in the daemon's terminal reaches the whole process group: the broker decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _configure_logging(config)
+    try:
+        engine = StyleEngine(config.weights, config.device)
+    except Exception as error:  # any failure to load must reach the broker, not just stderr
+        message = str(error) if isinstance(error, StyleTransferError) else repr(error)
+        log.error("could not load the model: %s", message)
+        conn.send(WorkerStartFailed(message))
+        raise SystemExit(EXIT_START_FAILED) from None
+    conn.send(WorkerReady(describe_device(engine.device), os.getpid(),
+                          _memory_in_use(engine.device)))
+    log.info("worker ready on %s (pid %d)", describe_device(engine.device), os.getpid())
+    JobRunner(engine, conn, config).serve()
+
+
+def _configure_logging(config: WorkerConfig) -> None:
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        # As the broker's command line names them, so that both read alike in one log.
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if config.log_file:
+        handlers.append(logging.FileHandler(config.log_file, encoding="utf-8"))
+    logging.basicConfig(level=config.log_level, handlers=handlers, force=True,
+                        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
+                               "%(message)s")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+def _memory_in_use(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    return None
+
+
+class StyleCache:
+    """Decoded style images by the SHA-256 of their encoded bytes, least recently used first
+    out. (Gram targets would save more: see the report on the engine hook this needs.)"""
+
+    def __init__(self, max_items: int = STYLE_CACHE_ITEMS, max_bytes: int = STYLE_CACHE_BYTES):
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._arrays: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.hits = 0
+
+    def get(self, data: bytes, what: str) -> np.ndarray:
+        key = hashlib.sha256(data).digest()
+        array = self._arrays.get(key)
+        if array is not None:
+            self._arrays.move_to_end(key)
+            self.hits += 1
+            return array
+        array = load_image(bytes(data), what)  # InvalidInputError for anything unreadable
+        self._arrays[key] = array
+        while len(self._arrays) > self.max_items or (
+            len(self._arrays) > 1 and sum(a.nbytes for a in self._arrays.values()) > self.max_bytes
+        ):
+            self._arrays.popitem(last=False)
+        return array
+
+
+class RateLimit:
+    """At most one event per `interval` seconds, except those forced through."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval, self._clock = interval, clock
+        self._last = -math.inf
+
+    def allow(self, force: bool = False) -> bool:
+        now = self._clock()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+class CancelWatch:
+    """The engine's `should_cancel` for one job: reads the pipe between steps."""
+
+    def __init__(self, conn: Connection, job_id: str) -> None:
+        self.conn, self.job_id = conn, job_id
+        self.cancelled = False
+        self.stop_after = False  # a StopWorker arrived: exit once this job has ended
+
+    def __call__(self) -> bool:
+        while not self.cancelled and self.conn.poll():
+            message = self.conn.recv()
+            if isinstance(message, CancelJob) and message.job_id == self.job_id:
+                self.cancelled = True
+            elif isinstance(message, StopWorker):
+                self.cancelled = self.stop_after = True
+        return self.cancelled
+
+
+def progress_event(job_id: str, progress: Progress) -> JobProgress:
+    """The engine's progress as the broker wants it: finite losses only (a diverging step must
+    not make the broker's message invalid), the preview as raw RGB."""
+    preview = None
+    if progress.preview is not None:
+        height, width = progress.preview.shape[:2]
+        preview = RawImage(np.ascontiguousarray(progress.preview).tobytes(), width, height, 3)
+    losses = {name: value for name, value in progress.losses.items() if math.isfinite(value)}
+    eta = progress.eta
+    return JobProgress(
+        job_id=job_id, scale=progress.scale, scales=progress.scales,
+        iteration=progress.iteration, iterations=progress.iterations,
+        work_done=min(max(progress.work_done, 0.0), 1.0), losses=losses,
+        elapsed=max(progress.elapsed, 0.0), eta=eta if eta is not None and eta >= 0 else None,
+        peak_memory_bytes=progress.peak_memory_bytes, preview=preview,
+    )
+
+
+class JobRunner:
+    """Receives jobs until told to stop (or the broker is gone), runs each on the engine."""
+
+    def __init__(self, engine: StyleEngine, conn: Connection, config: WorkerConfig) -> None:
+        self.engine, self.conn, self.config = engine, conn, config
+        self.styles = StyleCache()
+        self.stopping = False
+
+    def serve(self) -> None:
+        while not self.stopping:
+            try:
+                message = self.conn.recv()
+                if isinstance(message, StopWorker):
+                    return
+                if isinstance(message, RunJob):
+                    self.conn.send(self.run(message))
+                # A CancelJob for a job that has already ended: nothing to do.
+            except _BROKER_GONE:
+                # Killed, or crashed: nobody is left to run jobs for. Exit, do not linger.
+                log.warning("the broker has gone: exiting")
+                return
+
+    def run(self, job: RunJob) -> JobDone | JobFailed:
+        watch = CancelWatch(self.conn, job.job_id)
+        try:
+            outcome = self._stylize(job, watch)
+        except InvalidInputError as error:
+            outcome = JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
+        except torch.cuda.OutOfMemoryError:
+            outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY,
+                                f"out of memory on {self.engine.device}: try a smaller size")
+        except StyleTransferError as error:
+            outcome = JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))
+        except _BROKER_GONE:
+            raise  # a progress report found the pipe closed: not the job's fault
+        except Exception as error:  # a bug must end the job, not the warm process
+            log.exception("job %s failed", job.job_id)
+            outcome = JobFailed(job.job_id, ErrorCode.INTERNAL,
+                                f"internal error: {type(error).__name__}: {error}")
+        if isinstance(outcome, JobFailed) and outcome.code is ErrorCode.OUT_OF_MEMORY:
+            # Outside the except block, whose frames held the tensors alive.
+            gc.collect()
+            if self.engine.device.type == "cuda":
+                torch.cuda.empty_cache()
+        self.stopping = watch.stop_after
+        return outcome
+
+    def _decode_styles(self, job: RunJob) -> list[np.ndarray] | JobFailed:
+        try:
+            return [self.styles.get(data, f"style image {index}")
+                    for index, data in enumerate(job.styles, start=1)]
+        except InvalidInputError as error:
+            return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, str(error))
+
+    def _stylize(self, job: RunJob, watch: CancelWatch) -> JobDone | JobFailed:
+        hits_before = self.styles.hits
+        styles = self._decode_styles(job)
+        if isinstance(styles, JobFailed):
+            return styles
+        content = np.frombuffer(job.content.data, np.uint8).reshape(
+            job.content.height, job.content.width, 4)
+        limit = RateLimit(self.config.progress_interval)
+
+        def report(progress: Progress) -> None:
+            last = progress.scale == progress.scales and progress.iteration == progress.iterations
+            if limit.allow(force=last or progress.preview is not None):
+                self.conn.send(progress_event(job.job_id, progress))
+
+        result = self.engine.stylize(content, styles, to_style_params(job.params),
+                                     on_progress=report, should_cancel=watch)
+        image = np.ascontiguousarray(result.image)
+        return JobDone(
+            job_id=job.job_id, image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
+            cancelled=result.cancelled, steps=result.steps, elapsed=result.elapsed,
+            peak_memory_bytes=result.peak_memory_bytes,
+            style_cache_hits=self.styles.hits - hits_before,
+        )

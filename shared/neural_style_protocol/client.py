@@ -1,0 +1,271 @@
+"""A client of the daemon, for the command line and the GIMP plug-in (Python 3.9, the standard
+library and pyzmq only).
+
+One DEALER socket; replies are matched to requests by the header's `parent_id`. Every wait polls
+with a timeout, so nothing hangs: a daemon that is gone or silent becomes `DaemonUnavailable` or
+`DaemonTimeout`. While a job's events are read, the client pings the daemon every second, which
+tells the daemon that the client is still there (it cancels the jobs of clients that go quiet)
+and tells the client that the daemon is (its pongs).
+
+Not thread-safe, as ZeroMQ sockets are not: use a client from one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import zmq
+
+from .connection import ConnectionInfo, default_connection_file, read_connection_file, stale
+from .errors import (
+    ConnectionFileError,
+    ConnectionFileMissing,
+    DaemonRefused,
+    DaemonUnavailable,
+    ErrorCode,
+    ProtocolError,
+)
+from .images import BytesLike, RawImage
+from .limits import DEFAULT_LIMITS, Limits
+from .messages import (
+    Cancel,
+    DaemonMessage,
+    Error,
+    Message,
+    Ping,
+    Pong,
+    Shutdown,
+    StatusReply,
+    StatusRequest,
+    Submit,
+)
+from .params import JobParams
+from .replay import ReplayGuard
+from .stream import JobEvent, JobStream
+from .transport import Received, client_socket, receive, send
+from .version import PROTOCOL_VERSION
+from .wire import Envelope, deserialize_envelope, serialize
+
+__all__ = ["DaemonClient", "JobEvent", "JobStream", "connect"]
+
+log = logging.getLogger(__name__)
+
+Reply = TypeVar("Reply", bound=DaemonMessage)
+
+REQUEST_TIMEOUT = 5.0  # seconds, for ping, status, cancel and shutdown
+HEARTBEAT_INTERVAL = 1.0  # seconds between pings while a job's events are awaited
+# No word at all from the daemon (its pongs included) for this long: it is gone or hung.
+INACTIVITY_TIMEOUT = 15.0
+
+
+class DaemonClient:
+    """Talks to one daemon. Use `connect()` (or `from_connection_file`) to find it."""
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.info = info
+        self.heartbeat_interval = heartbeat_interval
+        self._key = info.key_bytes
+        self._limits = limits
+        self._own_context = context is None
+        self._context = zmq.Context() if context is None else context
+        self._socket: zmq.Socket | None = client_socket(self._context, info.endpoint, limits)
+        self._replay = ReplayGuard()
+        self._replies: dict[str, deque[Envelope]] = {}  # by the msg_id of the request
+        self.last_heard = -math.inf  # time.monotonic() of the daemon's latest message
+        self._last_ping = -math.inf
+
+    @classmethod
+    def from_connection_file(
+        cls, path: Path | str | None = None, **options: object
+    ) -> DaemonClient:
+        """A client for the daemon named in the connection file (by default the user's), or
+        DaemonUnavailable when there is none or its process has exited."""
+        try:
+            path = Path(path) if path is not None else default_connection_file()
+            info = read_connection_file(path)
+        except ConnectionFileMissing as error:
+            raise DaemonUnavailable(f"no daemon is running ({error})") from None
+        except ConnectionFileError as error:
+            raise DaemonUnavailable(str(error)) from None
+        if info.protocol_version != PROTOCOL_VERSION:
+            raise DaemonUnavailable(f"the daemon (pid {info.pid}) speaks protocol version "
+                                    f"{info.protocol_version}, this client {PROTOCOL_VERSION}: "
+                                    f"restart the daemon from the same installation")
+        if stale(info):
+            raise DaemonUnavailable(f"no daemon is running: the one that wrote {path} (pid "
+                                    f"{info.pid}) has exited; start one with `neural-style start`")
+        return cls(info, **options)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0: nothing waits for the daemon)."""
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+            if self._own_context:
+                self._context.term()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests ------------------------------------------------------------------------
+
+    def ping(self, timeout: float = REQUEST_TIMEOUT) -> float:
+        """The round trip in seconds; DaemonUnavailable if no pong comes within `timeout`."""
+        start = time.monotonic()
+        self._request(Ping(), Pong, timeout)
+        return time.monotonic() - start
+
+    def status(self, timeout: float = REQUEST_TIMEOUT) -> StatusReply:
+        """The daemon's state: device, model, queue, worker, the running job's progress."""
+        return self._request(StatusRequest(), StatusReply, timeout)
+
+    def cancel(self, job_id: str, timeout: float = REQUEST_TIMEOUT) -> Error:
+        """Ask for a job to be cancelled. The answer is an Error whose code says what became of
+        it: `cancelled` (removed from the queue, or being stopped: the partial result follows
+        in the job's own stream) or `not_found` (no such queued or running job)."""
+        reply = self._exchange(Cancel(job_id), timeout)
+        if not isinstance(reply, Error):
+            raise DaemonRefused(ErrorCode.MALFORMED, f"a {reply.type.value} answered a cancel")
+        return reply
+
+    def shutdown(self, timeout: float = REQUEST_TIMEOUT) -> None:
+        """Ask the daemon to cancel its jobs and exit; returns once it has said it will."""
+        reply = self._exchange(Shutdown(), timeout)
+        if not (isinstance(reply, Error) and reply.code is ErrorCode.SHUTTING_DOWN):
+            raise DaemonRefused(ErrorCode.MALFORMED, f"a {reply.type.value} answered a shutdown")
+
+    def submit(
+        self,
+        job_id: str,
+        content: RawImage,
+        styles: Sequence[BytesLike],
+        params: JobParams | None = None,
+        *,
+        timeout: float | None = None,
+        inactivity_timeout: float = INACTIVITY_TIMEOUT,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> JobStream:
+        """Send a job (RGBA content, encoded style files) and return its event stream.
+
+        Submitting an id the daemon already knows is safe: a finished job's kept result comes
+        back without a second run, a queued or running one is joined. `timeout` caps the whole
+        job (then it is cancelled); `should_cancel` is asked about ten times a second.
+        """
+        message = Submit(job_id, content, tuple(styles), params or JobParams())
+        msg_id = self._send(message)
+        return JobStream(self, job_id, msg_id, timeout=timeout,
+                         inactivity_timeout=inactivity_timeout, should_cancel=should_cancel)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _live_socket(self) -> zmq.Socket:
+        if self._socket is None:
+            raise DaemonUnavailable("this client has been closed")
+        return self._socket
+
+    def _send(self, message: Message, *, expect_reply: bool = True) -> str:
+        """Sign and send; replies to it are kept (under its msg_id) only if `expect_reply`."""
+        msg_id = uuid.uuid4().hex
+        frames = serialize(message, self._key, msg_id=msg_id)
+        try:
+            send(self._live_socket(), frames)
+        except zmq.Again:
+            raise DaemonUnavailable(f"the daemon at {self.info.endpoint} is not taking messages "
+                                    f"(pid {self.info.pid}): is it hung?") from None
+        if expect_reply:
+            self._replies[msg_id] = deque()
+        return msg_id
+
+    def _exchange(self, message: Message, timeout: float) -> DaemonMessage:
+        msg_id = self._send(message)
+        try:
+            envelope = self._wait_for(msg_id, time.monotonic() + timeout)
+        finally:
+            self._replies.pop(msg_id, None)
+        if envelope is None:
+            raise DaemonUnavailable(f"no answer from the daemon at {self.info.endpoint} (pid "
+                                    f"{self.info.pid}) within {timeout:g} s")
+        return envelope.message  # type: ignore[return-value]
+
+    def _request(self, message: Message, expected: type[Reply], timeout: float) -> Reply:
+        reply = self._exchange(message, timeout)
+        if isinstance(reply, expected):
+            return reply
+        if isinstance(reply, Error):
+            raise DaemonRefused(reply.code, reply.message)
+        raise DaemonRefused(ErrorCode.MALFORMED, f"a {reply.type.value} answered a "
+                                                 f"{message.type.value}")
+
+    def _wait_for(self, msg_id: str, deadline: float) -> Envelope | None:
+        """The next reply to `msg_id`, or None at the deadline."""
+        box = self._replies[msg_id]
+        while not box:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._pump(left)
+        return box.popleft()
+
+    def _heartbeat(self) -> float:
+        """Ping if it is time; the seconds until the next ping is due."""
+        now = time.monotonic()
+        if now - self._last_ping >= self.heartbeat_interval:
+            self._send(Ping(), expect_reply=False)  # its pong only refreshes last_heard
+            self._last_ping = now
+        return self._last_ping + self.heartbeat_interval - now
+
+    def _pump(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for messages; file each under its request."""
+        socket = self._live_socket()
+        if not socket.poll(max(1, math.ceil(timeout * 1000))):
+            return
+        while True:
+            received = receive(socket, self._limits.max_frames)
+            if received is None:
+                return
+            self._file(received)
+
+    def _file(self, received: Received) -> None:
+        if received.dropped:
+            log.warning("ignored a message of too many frames from the daemon")
+            return
+        try:
+            envelope = deserialize_envelope(received.frames, self._key, self._replay,
+                                            limits=self._limits, accept=DaemonMessage)
+        except ProtocolError as error:
+            log.warning("ignored a message from the daemon: %s", error)
+            return
+        self.last_heard = time.monotonic()
+        box = self._replies.get(envelope.header.parent_id or "")
+        if box is not None:
+            box.append(envelope)
+
+
+def connect(
+    path: Path | str | None = None, *, timeout: float = 2.0, **options: object
+) -> DaemonClient:
+    """A client for the running daemon, checked with a ping; DaemonUnavailable otherwise."""
+    client = DaemonClient.from_connection_file(path, **options)
+    try:
+        client.ping(timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client
