@@ -377,3 +377,14 @@ def test_a_second_daemon_on_the_same_runtime_folder_refuses_to_start(
     assert daemon.connection_file.read_bytes() == before
     with daemon.client() as client:
         assert client.ping() < 5.0
+
+
+def test_a_repeated_edit_with_the_same_style_reuses_the_warm_targets(
+        client: DaemonClient) -> None:
+    content = content_image(36, 28, seed=11)[0]
+    first = read_all(client.submit("warm-1", content, [style_png(seed=5)], QUICK))[-1]
+    again = read_all(client.submit("warm-2", content, [style_png(seed=5)], QUICK))[-1]
+    assert isinstance(first, Result) and isinstance(again, Result)
+    assert first.stats.target_cache_hits == 0
+    assert again.stats.target_cache_hits > 0
+    assert bytes(again.image.data) == bytes(first.image.data)  # the cache changes no pixel

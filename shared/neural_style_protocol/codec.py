@@ -175,7 +175,7 @@ def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
 def _decode_result(reader: Reader, ctx: _Context) -> Result:
     stats = reader.take_reader("stats")
     job_stats = JobStats(stats.take("steps"), stats.take("elapsed"),
-                         stats.take("peak_memory_bytes"))
+                         stats.take("peak_memory_bytes"), stats.take("target_cache_hits", 0))
     stats.done()
     warnings = reader.take_list("warnings", max_len=64)
     return Result(reader.take("job_id"), _read_image(reader.take_reader("image"), ctx, 4),

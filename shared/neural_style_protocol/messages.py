@@ -204,9 +204,11 @@ class JobStats:
     steps: int
     elapsed: float  # seconds
     peak_memory_bytes: int
+    target_cache_hits: int = 0  # loss targets reused from earlier jobs (warm repeats)
 
     def __post_init__(self) -> None:
         check_int(self.steps, "stats.steps", 0, _BIG, _MALFORMED)
+        check_int(self.target_cache_hits, "stats.target_cache_hits", 0, _BIG, _MALFORMED)
         object.__setattr__(self, "elapsed",
                            check_float(self.elapsed, "stats.elapsed", 0.0, _INF, _MALFORMED))
         check_int(self.peak_memory_bytes, "stats.peak_memory_bytes", 0, _BIG, _MALFORMED)

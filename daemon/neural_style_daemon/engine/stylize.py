@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidInputError
 from . import color
+from .cache import TargetCache, image_digest
 from .devices import peak_memory_bytes, reset_peak_memory, resolve_device
 from .optimize import LossTerms, Objective, layer_features, layer_grams, optimize_scale
 from .params import MAX_SIZE, MIN_SIDE, ColorMode, Init, StyleParams
@@ -55,6 +57,7 @@ class StylizeResult:
     losses: dict[str, float]
     sizes: list[tuple[int, int]] = field(default_factory=list)
     peak_memory_bytes: int = 0
+    target_cache_hits: int = 0  # style and content targets reused from earlier jobs
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -62,10 +65,19 @@ CancelCheck = Callable[[], bool]
 
 
 class StyleEngine:
-    """Holds VGG16 on a device so that repeated jobs start at once."""
+    """Holds VGG16 on a device, and the loss targets of recent jobs, so that repeated jobs
+    start at once."""
 
-    def __init__(self, weights: str = "imagenet", device: str = "auto", *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        weights: str = "imagenet",
+        device: str = "auto",
+        *,
+        seed: int = 0,
+        target_cache_bytes: int = 256 * 2**20,
+    ) -> None:
         self.device = resolve_device(device)
+        self.targets = TargetCache(target_cache_bytes)
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
@@ -144,6 +156,8 @@ class _Job:
         self.engine, self.params = engine, params
         self.device = engine.device
         self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None
+        self.content_key = image_digest(content)
+        self.style_keys = [image_digest(s) for s in styles]
         self.content = to_tensor(content, self.device)
         self.styles = [to_tensor(s, self.device) for s in styles]
         self.blend = [w / sum(blend) for w in blend]
@@ -178,6 +192,7 @@ class _Job:
 
     def run(self) -> StylizeResult:
         self.start = time.perf_counter()
+        hits_before = self.engine.targets.hits
         reset_peak_memory(self.device)
         content_run, styles_run = self._colour_prepared()
         image = None
@@ -195,6 +210,7 @@ class _Job:
             image=result, cancelled=self.cancelled, steps=self.steps,
             elapsed=time.perf_counter() - self.start, losses=self.last_losses,
             sizes=list(self.sizes), peak_memory_bytes=peak_memory_bytes(self.device),
+            target_cache_hits=self.engine.targets.hits - hits_before,
         )
 
     def _colour_prepared(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -224,25 +240,36 @@ class _Job:
         return resize(content_run, size)
 
     def _objective(self, content_run, styles_run, size) -> Objective:
-        params, model = self.params, self.engine.model
-        content = resize(content_run, size)[None]
-        content_features = layer_features(model, content, params.content_layers)
+        """The loss for one scale, its targets from the cache where an earlier job (or scale
+        of this one) already computed them."""
+        params, model, cache = self.params, self.engine.model, self.engine.targets
+        mode = params.preserve_colors
+        content_features = cache.get_or_compute(
+            ("content", self.content_key, mode, size, params.content_layers),
+            partial(_features_at, model, content_run, size, params.content_layers),
+        )
+        # With colour preservation the prepared style depends on the content too.
+        colour_key = (mode, None if mode is ColorMode.NONE else self.content_key)
         blended: dict[str, torch.Tensor] = {}
-        for style, weight in zip(styles_run, self.blend, strict=True):
-            grams = layer_grams(model, self._scaled_style(style, size)[None], params.style_layers)
+        for style, key, weight in zip(styles_run, self.style_keys, self.blend, strict=True):
+            style_size = self._style_size(style, size)
+            grams = cache.get_or_compute(
+                ("style", key, colour_key, style_size, params.style_layers),
+                partial(_grams_at, model, style, style_size, params.style_layers),
+            )
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram
         return Objective(model, content_features, blended, params)
 
-    def _scaled_style(self, style: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """The style image with its long side at `style_scale` times this scale's, never
-        enlarged beyond its own size unless asked, never under what VGG can see."""
+    def _style_size(self, style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
+        """The style image's size for this scale: its long side at `style_scale` times the
+        scale's, never enlarged beyond its own size unless asked, never under what VGG sees."""
         height, width = style.shape[-2:]
         long_side = round(self.params.style_scale * max(size))
         if not self.params.style_upscale:
             long_side = min(long_side, max(width, height))
         long_side = max(long_side, round(MIN_SIDE * max(width, height) / min(width, height)))
-        return resize(style, scaled_size(width, height, long_side))
+        return scaled_size(width, height, long_side)
 
     def _after_step(
         self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms
@@ -281,3 +308,11 @@ class _Job:
         if full and self.alpha is not None:
             return np.dstack([rgb, self.alpha])
         return rgb
+
+
+def _features_at(model, image: torch.Tensor, size, layers) -> dict[str, torch.Tensor]:
+    return layer_features(model, resize(image, size)[None], layers)
+
+
+def _grams_at(model, image: torch.Tensor, size, layers) -> dict[str, torch.Tensor]:
+    return layer_grams(model, resize(image, size)[None], layers)

@@ -87,7 +87,8 @@ class JobDone:
     steps: int
     elapsed: float
     peak_memory_bytes: int
-    style_cache_hits: int = 0
+    style_cache_hits: int = 0  # decoded style images reused
+    target_cache_hits: int = 0  # the engine's style Grams and content features reused
 
 
 @dataclass(frozen=True)

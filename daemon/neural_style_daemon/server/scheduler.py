@@ -206,12 +206,13 @@ class Scheduler:
         job = self._running(event.job_id)
         if job is None:
             return
-        if event.style_cache_hits:
-            log.info("job %s: %d style image(s) came from the cache", job.job_id,
-                     event.style_cache_hits)
+        if event.style_cache_hits or event.target_cache_hits:
+            log.info("job %s: %d style image(s) and %d loss targets came from the caches",
+                     job.job_id, event.style_cache_hits, event.target_cache_hits)
         warnings = ("the daemon is shutting down",) if self.stopping and event.cancelled else ()
         result = Result(job.job_id, event.image, event.cancelled,
-                        JobStats(event.steps, event.elapsed, event.peak_memory_bytes), warnings)
+                        JobStats(event.steps, event.elapsed, event.peak_memory_bytes,
+                                 event.target_cache_hits), warnings)
         if event.cancelled and job.state is JobState.RUNNING:
             job.move(JobState.CANCELLING)  # stopped by the worker itself (told to exit)
         self.worker.job_ended(healthy=True)

@@ -245,4 +245,5 @@ class JobRunner:
             cancelled=result.cancelled, steps=result.steps, elapsed=result.elapsed,
             peak_memory_bytes=result.peak_memory_bytes,
             style_cache_hits=self.styles.hits - hits_before,
+            target_cache_hits=result.target_cache_hits,
         )
