@@ -22,6 +22,11 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix of N x C x H x W features, normalised by C x H x W, computed in fp32
     (bf16 features would lose the small entries of the sum)."""
     n, c, h, w = features.shape
+    if n == 1:
+        # mm on the 2-D view: with bmm, autograd sums the two gradients of `flat` through a
+        # strided add over the whole feature map, which doubled the Gram's cost on the CPU.
+        flat = features.reshape(c, h * w).float()
+        return (flat @ flat.T).div_(c * h * w)[None]
     flat = features.reshape(n, c, h * w).float()
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 

@@ -72,6 +72,7 @@ class Objective(nn.Module):
 
     def forward(self, image: torch.Tensor) -> LossTerms:
         features = self.model(image, self.layers)
+        zero = image.new_zeros((), dtype=torch.float32)
         content = sum(loss(features[name]) for name, loss in self.content_losses.items())
         style = sum(
             self.style_layer_weights[name] * loss(features[name])
@@ -80,7 +81,7 @@ class Objective(nn.Module):
         return LossTerms(
             content=self.content_weight * content,
             style=self.style_weight * style,
-            tv=self.tv_weight * total_variation(image.float()),
+            tv=self.tv_weight * total_variation(image.float()) if self.tv_weight else zero,
         )
 
 

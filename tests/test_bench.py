@@ -1,0 +1,106 @@
+"""The benchmark behind `neural-style bench`, at a tiny size with random weights on the CPU: the
+JSON it prints, and the engine weights that make the engine optimise the reference objective.
+No speed is asserted here: the speed target lives in the benchmark and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from neural_style_daemon.bench import add_arguments, run_from_args
+from neural_style_daemon.bench.reference import (
+    ReferenceLoss,
+    engine_objective_factor,
+    matched_weights,
+)
+from neural_style_daemon.engine import StyleParams
+from neural_style_daemon.engine.optimize import Objective, layer_features, layer_grams
+from neural_style_daemon.engine.stylize import to_tensor
+from neural_style_daemon.imageio import save_image
+
+REQUIRED_KEYS = {
+    "size", "ms_per_iter", "naive_ms_per_iter", "seconds_to_naive_loss", "naive_seconds",
+    "speedup", "peak_mem_mb",
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def image_files(tmp_path, make_content, make_style):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    save_image(make_content(80, 64), content)
+    save_image(make_style(72, 72), style)
+    return content, style
+
+
+def test_json_reports_one_consistent_row_per_size(image_files, capsys):
+    content, style = image_files
+    args = parse([
+        "--device", "cpu", "--weights", "random", "--sizes", "64", "--naive-iterations", "8",
+        "--preset", "draft", "--content", str(content), "--style", str(style), "--json",
+    ])
+    assert run_from_args(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.keys() >= REQUIRED_KEYS
+    assert (row["size"], row["width"], row["height"]) == (64, 64, 51)
+    assert row["naive_arch"] == "vgg19" and row["naive_iterations"] == 8
+    for key in ("ms_per_iter", "naive_ms_per_iter", "engine_seconds"):
+        assert row[key] > 0, key
+    assert row["peak_mem_mb"] >= 0 and row["naive_peak_mem_mb"] >= 0
+    # The naive made progress on the reference objective: that is the target the engine chases.
+    assert row["naive_best_loss"] <= row["naive_loss"] < row["start_loss"]
+    assert 0 < row["naive_seconds"] <= row["naive_run_seconds"]
+    assert 0 < row["naive_iterations_to_naive_loss"] <= row["naive_iterations"]
+    # The engine reached it (it stops there), and the speedup is the ratio of the times shown.
+    assert row["seconds_to_naive_loss"] is not None
+    assert 0 < row["seconds_to_naive_loss"] <= row["engine_seconds"]
+    assert row["engine_loss"] <= row["naive_loss"]
+    assert row["engine_steps_to_naive_loss"] == row["engine_steps"]
+    assert row["speedup"] == pytest.approx(row["naive_seconds"] / row["seconds_to_naive_loss"])
+
+
+def test_table_names_the_comparison(image_files, capsys):
+    content, style = image_files
+    args = parse([
+        "--device", "cpu", "--weights", "random", "--sizes", "48", "--naive-iterations", "3",
+        "--naive-arch", "vgg16", "--preset", "draft", "--content", str(content),
+        "--style", str(style),
+    ])
+    assert run_from_args(args) == 0
+    out = capsys.readouterr().out
+    assert "naive: VGG16" in out and "| speedup |" in out
+    assert "48x38" in out
+
+
+def test_matched_weights_make_the_engine_objective_a_multiple_of_the_reference(
+    engine, make_content, make_style
+):
+    content, style = make_content(64, 48), make_style(64, 64)
+    reference = ReferenceLoss(engine.model, content, style)
+    params = StyleParams(**matched_weights(reference))
+    device = torch.device("cpu")
+    objective = Objective(
+        engine.model,
+        layer_features(engine.model, to_tensor(content, device)[None], params.content_layers),
+        layer_grams(engine.model, to_tensor(style, device)[None], params.style_layers),
+        params,
+    )
+    factor = engine_objective_factor(reference)
+    generator = torch.Generator().manual_seed(0)
+    # At the content (pure style loss) and at noise (both terms): the same factor.
+    for image in (to_tensor(content, device), torch.rand((3, 48, 64), generator=generator)):
+        with torch.no_grad():
+            engine_total = float(objective(image[None]).total)
+        assert engine_total == pytest.approx(factor * reference(image), rel=1e-4)
+        assert math.isfinite(engine_total) and engine_total > 0
