@@ -367,3 +367,21 @@ def test_an_init_image_of_another_size_is_resized(engine, make_content, make_sty
         init_image=make_content(64, 64, seed=5),
     )
     assert result.image.shape == content.shape
+
+
+def test_a_scale_that_stops_improving_ends_early_and_the_best_image_is_returned(
+    engine, make_content, make_style, params, progress_log
+):
+    content, style = make_content(40, 32), make_style(40, 40)
+    job = params(iterations=60, tolerance=0.2)  # 20 % better every ten steps, or stop
+    result = engine.stylize(content, [style], job, on_progress=progress_log)
+    assert 10 < result.steps < 60
+    # Each step reports the loss of the image it started from; the result is the best of them.
+    assert result.losses["total"] == pytest.approx(min(progress_log.totals), rel=1e-6)
+    assert progress_log.reports[-1].work_done == pytest.approx(1.0)
+
+
+def test_tolerance_zero_runs_every_iteration(engine, make_content, make_style, params):
+    content, style = make_content(40, 32), make_style(40, 40)
+    result = engine.stylize(content, [style], params(iterations=25, tolerance=0.0))
+    assert result.steps == 25

@@ -71,6 +71,9 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--initial-iterations", type=int,
                    help="iterations at the coarsest scale (default: the preset's)")
     p.add_argument("--min-size", type=int, help="coarsest pyramid scale (default: the preset's)")
+    p.add_argument("--tolerance", type=float,
+                   help="end a scale once its loss improves by less than this fraction over ten "
+                        "steps; 0 runs every iteration (default: the preset's)")
     p.add_argument("--optimizer", choices=[o.value for o in Optimizer],
                    help=f"(default {d['optimizer'].value})")
     p.add_argument("--learning-rate", type=float,

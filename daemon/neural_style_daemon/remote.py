@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 # StyleParams fields the wire does not carry, by option.
 _LOCAL_ONLY = {
     "initial_iterations": "--initial-iterations", "min_size": "--min-size",
+    "tolerance": "--tolerance",
     "learning_rate": "--learning-rate", "style_upscale": "--style-upscale",
     "content_layers": "--content-layers", "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights",

@@ -14,21 +14,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Keeps the relative normalisation finite for an all-black target.
-_EPS = 1e-8
-
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix of N x C x H x W features, normalised by C x H x W, computed in fp32
     (bf16 features would lose the small entries of the sum)."""
     n, c, h, w = features.shape
-    if n == 1:
-        # mm on the 2-D view: with bmm, autograd sums the two gradients of `flat` through a
-        # strided add over the whole feature map, which doubled the Gram's cost on the CPU.
-        flat = features.reshape(c, h * w).float()
-        return (flat @ flat.T).div_(c * h * w)[None]
-    flat = features.reshape(n, c, h * w).float()
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    # Autocast would run the product in bf16 again, whatever the inputs' dtype.
+    with torch.autocast(features.device.type, enabled=False):
+        if n == 1:
+            # mm on the 2-D view: with bmm, autograd sums the two gradients of `flat` through
+            # a strided add over the whole feature map, doubling the Gram's cost on the CPU.
+            flat = features.reshape(c, h * w).float()
+            return (flat @ flat.T).div_(c * h * w)[None]
+        flat = features.reshape(n, c, h * w).float()
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def relative_scale(target: torch.Tensor) -> float:
+    """1 / mean square of the target; 1 for an all-zero target (a black image through
+    bias-free layers), where there is no scale to divide out."""
+    mean_square = target.square().mean().item()
+    return 1.0 / mean_square if mean_square > 0 else 1.0
 
 
 class ContentLoss(nn.Module):
@@ -37,7 +43,7 @@ class ContentLoss(nn.Module):
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target.detach().float())
-        self.scale = 1.0 / (self.target.square().mean().item() + _EPS)
+        self.scale = relative_scale(self.target)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(features.float(), self.target) * self.scale
@@ -49,7 +55,7 @@ class StyleLoss(nn.Module):
     def __init__(self, target_gram: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target_gram.detach().float())
-        self.scale = 1.0 / (self.target.square().mean().item() + _EPS)
+        self.scale = relative_scale(self.target)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(gram_matrix(features), self.target) * self.scale

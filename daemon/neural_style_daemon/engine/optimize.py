@@ -3,6 +3,7 @@ at a time so that progress and cancel happen between iterations."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -109,35 +110,78 @@ def make_optimizer(image: torch.Tensor, params: StyleParams) -> torch.optim.Opti
     return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY)
 
 
+# Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.
+PLATEAU_WINDOW = 10
+
+
 def optimize_scale(
     objective: Objective,
     start: torch.Tensor,
     iterations: int,
     params: StyleParams,
-    after_step: Callable[[int, torch.Tensor, LossTerms], bool],
-) -> torch.Tensor:
-    """Run `iterations` optimiser steps from `start` (1 x 3 x H x W); `after_step(i, image,
-    terms)` is called after each step and returns False to stop early (cancel)."""
+    after_step: Callable[[int, torch.Tensor, LossTerms, bool], bool],
+    tolerance: float = 0.0,
+) -> tuple[torch.Tensor, LossTerms | None]:
+    """Run up to `iterations` optimiser steps from `start` (1 x 3 x H x W) and return the best
+    image evaluated, with its loss terms (None if no step ran). `after_step(i, image, terms,
+    last)` is called after each step (`last`: the scale ends here) and returns False to stop
+    (cancel); the scale ends early once its best loss improved by less than `tolerance`
+    (relative) over the last PLATEAU_WINDOW steps.
+
+    Departures from the usual loop: the image is clamped to [0, 1] before each evaluation (a
+    projection, as PyTorch's tutorial does), because an image optimised unconstrained and
+    clamped afterwards scored worse than the loss it had reached; and the best iterate is kept,
+    because L-BFGS without a line search can climb back up after a good step.
+    """
     # Contiguous: L-BFGS flattens the gradient with view(-1), which fails on the strided
     # (H x W x C-ordered) tensor that an image converted from an array without resizing is.
     image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(image, params)
     latest: list[LossTerms] = []
+    best = _BestIterate()
 
     def closure() -> torch.Tensor:
+        with torch.no_grad():
+            image.clamp_(0, 1)
         optimizer.zero_grad(set_to_none=True)
         with fast_math(image.device):
             terms = objective(image)
         total = terms.total
         total.backward()
         latest[:] = [terms]
+        best.offer(image, terms)
         return total
 
     for i in range(1, iterations + 1):
         optimizer.step(closure)
-        if params.optimizer is Optimizer.ADAM:
-            with torch.no_grad():
-                image.clamp_(0, 1)  # L-BFGS is left unconstrained: clamping would void its history
-        if not after_step(i, image.detach(), latest[0]):
+        stalled = tolerance > 0 and best.stalled(tolerance)
+        if not after_step(i, image.detach(), latest[0], stalled or i == iterations) or stalled:
             break
-    return image.detach()
+    if best.image is None:
+        return image.detach().clamp(0, 1), None
+    return best.image, best.terms
+
+
+class _BestIterate:
+    """The lowest-loss image seen so far, and the history of best losses for the plateau test.
+    Reading the loss syncs with the device once per step; the engine reads it for progress
+    anyway."""
+
+    def __init__(self) -> None:
+        self.image: torch.Tensor | None = None
+        self.terms: LossTerms | None = None
+        self.loss = math.inf
+        self.history: list[float] = []
+
+    def offer(self, image: torch.Tensor, terms: LossTerms) -> None:
+        loss = float(terms.total.detach())
+        if loss < self.loss:
+            self.loss, self.terms = loss, terms
+            self.image = image.detach().clone()
+        self.history.append(self.loss)
+
+    def stalled(self, tolerance: float) -> bool:
+        if len(self.history) <= PLATEAU_WINDOW:
+            return False
+        before = self.history[-1 - PLATEAU_WINDOW]
+        return before - self.loss < tolerance * before

@@ -48,12 +48,15 @@ class Preset:
     initial_iterations: int
     iterations: int
     min_size: int = 128
+    # A scale ends early once its best loss improves by less than this (relative) over ten
+    # steps: coarse scales flatten after a few dozen steps, and further steps there are waste.
+    tolerance: float = 0.005
 
 
 PRESETS = {
-    "draft": Preset(initial_iterations=100, iterations=30),
-    "normal": Preset(initial_iterations=300, iterations=100),
-    "best": Preset(initial_iterations=500, iterations=200),
+    "draft": Preset(initial_iterations=100, iterations=30, tolerance=0.02),
+    "normal": Preset(initial_iterations=300, iterations=100, tolerance=0.005),
+    "best": Preset(initial_iterations=500, iterations=200, tolerance=0.0),
 }
 
 
@@ -74,6 +77,7 @@ class StyleParams:
     iterations: int | None = None  # per scale after the first; None: from the preset
     initial_iterations: int | None = None  # at the coarsest scale; None: from the preset
     min_size: int | None = None  # coarsest pyramid scale (long side); None: from the preset
+    tolerance: float | None = None  # end a scale that stopped improving; 0: never; None: preset
     strength: float | None = 0.5  # 0..1 or 0..100; sets style_weight unless that is given
     content_weight: float = 1.0
     style_weight: float | None = None  # expert override of `strength`
@@ -159,6 +163,8 @@ def _validate(p: StyleParams) -> None:
             _check_number(name, value, low=0, high=100_000)
     if p.min_size is not None:
         _check_number("min_size", p.min_size, low=MIN_SIDE, high=MAX_SIZE)
+    if p.tolerance is not None:
+        _check_number("tolerance", p.tolerance, high=1)
     if p.strength is not None:
         _check_number("strength", p.strength, high=100)
     for name in ("content_weight", "tv_weight", "style_scale", "learning_rate"):

@@ -183,6 +183,7 @@ class _Job:
         first = next(n for n in (params.initial_iterations, params.iterations,
                                  preset.initial_iterations) if n is not None)
         self.iterations = [first] + [rest] * (len(self.sizes) - 1)
+        self.tolerance = preset.tolerance if params.tolerance is None else params.tolerance
         work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations, strict=True)]
         self.work_before = [sum(work[:i]) for i in range(len(work))]
         self.work_total = sum(work) or 1
@@ -199,10 +200,14 @@ class _Job:
         for index, size in enumerate(self.sizes):
             start = self._start_image(image, content_run, size)
             objective = self._objective(content_run, styles_run, size)
-            image = optimize_scale(
+            best, terms = optimize_scale(
                 objective, start[None], self.iterations[index], self.params,
-                lambda i, x, terms, index=index: self._after_step(index, i, x, terms),
-            )[0]
+                partial(self._after_step, index),
+                tolerance=self.tolerance,
+            )
+            image = best[0]
+            if terms is not None:
+                self.last_losses = terms.as_floats()  # the returned image's, not the last step's
             if self.cancelled:
                 break
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
@@ -271,10 +276,20 @@ class _Job:
         long_side = max(long_side, round(MIN_SIDE * max(width, height) / min(width, height)))
         return scaled_size(width, height, long_side)
 
+    def _drop_skipped_work(self, index: int, iteration: int) -> None:
+        """A scale that ended early leaves its remaining work out of the progress fraction."""
+        width, height = self.sizes[index]
+        skipped = (self.iterations[index] - iteration) * width * height
+        self.work_total = max(self.work_total - skipped, 1)
+        for later in range(index + 1, len(self.sizes)):
+            self.work_before[later] -= skipped
+
     def _after_step(
-        self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms
+        self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms, last: bool
     ) -> bool:
         self.steps += 1
+        if last:
+            self._drop_skipped_work(index, iteration)
         self.last_losses = terms.as_floats()
         size = self.sizes[index]
         done = (self.work_before[index] + size[0] * size[1] * iteration) / self.work_total
