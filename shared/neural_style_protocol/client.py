@@ -39,6 +39,7 @@ from .messages import (
     DaemonMessage,
     Error,
     Message,
+    MessageType,
     Ping,
     Pong,
     Shutdown,
@@ -51,7 +52,7 @@ from .replay import ReplayGuard
 from .stream import JobEvent, JobStream
 from .transport import Received, client_socket, receive, send
 from .version import PROTOCOL_VERSION
-from .wire import Envelope, deserialize_envelope, serialize
+from .wire import Envelope, Header, deserialize_envelope, serialize
 
 __all__ = ["DaemonClient", "JobEvent", "JobStream", "connect"]
 
@@ -251,11 +252,26 @@ class DaemonClient:
                                             limits=self._limits, accept=DaemonMessage)
         except ProtocolError as error:
             log.warning("ignored a message from the daemon: %s", error)
+            self._fail_request(error)
             return
         self.last_heard = time.monotonic()
         box = self._replies.get(envelope.header.parent_id or "")
         if box is not None:
             box.append(envelope)
+
+
+    def _fail_request(self, error: ProtocolError) -> None:
+        """A signed reply this client cannot read (a daemon of another version, say) ends the
+        request it answers with an Error, instead of leaving the caller waiting for ever."""
+        box = self._replies.get(error.parent_id or "")
+        if not error.authenticated or box is None:
+            return
+        self.last_heard = time.monotonic()
+        header = Header(MessageType.ERROR, uuid.uuid4().hex, uuid.uuid4().hex, time.time(),
+                        error.parent_id)
+        box.append(Envelope(header, Error(error.job_id, ErrorCode.MALFORMED, (
+            f"the daemon sent a reply this client cannot read ({error}); are the client and "
+            f"the daemon (pid {self.info.pid}) the same version?"))))
 
 
 def connect(

@@ -52,6 +52,7 @@ class ProtocolError(ValueError):
         authenticated: bool = False,
         msg_id: str | None = None,
         job_id: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = ErrorCode(code)
@@ -59,6 +60,7 @@ class ProtocolError(ValueError):
         self.authenticated = authenticated
         self.msg_id = msg_id
         self.job_id = job_id
+        self.parent_id = parent_id  # the request an unreadable reply answered, when known
 
     @property
     def is_signature_failure(self) -> bool:

@@ -265,9 +265,11 @@ def _mark_authenticated(error: ProtocolError, header: object, body: object) -> N
         return
     error.authenticated = True
     if isinstance(header, dict):
-        msg_id = header.get("msg_id")
+        msg_id, parent_id = header.get("msg_id"), header.get("parent_id")
         if isinstance(msg_id, str) and _ID_PATTERN.fullmatch(msg_id):
             error.msg_id = msg_id
+        if isinstance(parent_id, str) and _ID_PATTERN.fullmatch(parent_id):
+            error.parent_id = parent_id
     if isinstance(body, dict):
         job_id = body.get("job_id")
         if isinstance(job_id, str) and JOB_ID_PATTERN.fullmatch(job_id):
