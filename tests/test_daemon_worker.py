@@ -16,7 +16,7 @@ from PIL import Image
 from neural_style_daemon.engine import Progress, StyleParams
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.server.job_params import to_style_params
-from neural_style_daemon.server.worker import RateLimit, StyleCache, progress_event
+from neural_style_daemon.server.worker import RateLimit, StyleCache, progress_event, retry_size
 from neural_style_protocol.params import JobParams
 
 
@@ -89,6 +89,7 @@ from neural_style_daemon.cli import build_parser
 build_parser(daemon_only=True)
 import neural_style_daemon.server.lifecycle, neural_style_daemon.server.broker
 import neural_style_daemon.server.scheduler, neural_style_daemon.server.supervisor
+import neural_style_daemon.server.faults, neural_style_daemon.serve_options
 import neural_style_protocol.client
 print(" ".join(sorted(name for name in ("torch", "numpy", "PIL") if name in sys.modules)))
 """
@@ -98,3 +99,11 @@ def test_the_broker_side_imports_neither_torch_nor_numpy() -> None:
     result = subprocess.run([sys.executable, "-c", BROKER_IMPORTS], capture_output=True,
                             text=True, check=True)
     assert result.stdout.split() == []
+
+
+def test_out_of_memory_retries_halve_the_pixels_down_to_the_floor() -> None:
+    sizes, size = [], 2048
+    while (size := retry_size(size, 256)) is not None:
+        sizes.append(size)
+    assert sizes == [1448, 1023, 723, 511, 361, 256]
+    assert retry_size(200, 256) is None

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from neural_style_protocol.client import DaemonClient, connect
@@ -24,12 +23,11 @@ from neural_style_protocol.connection import (
     runtime_dir,
 )
 from neural_style_protocol.errors import ClientError, ConnectionFileError, DaemonUnavailable
-from neural_style_protocol.limits import DEFAULT_LIMITS, Limits
 from neural_style_protocol.messages import Progress, StatusReply
-from neural_style_protocol.transport import DEFAULT_ENDPOINT
 from neural_style_protocol.version import PROTOCOL_VERSION
 
 from .errors import DaemonError
+from .serve_options import AddOptions, add_serve_options, limits_for, serve_argv, serve_options
 
 EXIT_NOT_RUNNING = 1
 START_TIMEOUT = 60.0  # seconds for `start` to see the daemon answer
@@ -39,15 +37,13 @@ LOG_ROTATE_BYTES = 4 << 20
 
 DAEMON_COMMANDS = ("serve", "start", "stop", "status")
 
-AddOptions = Callable[[argparse.ArgumentParser], None]
-
 
 def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: AddOptions) -> None:
     serve = subparsers.add_parser(
         "serve", help="run the daemon in the foreground",
         description="Keep the model warm and serve jobs to the GIMP plug-in and `stylize`, "
                     "until Ctrl-C, SIGTERM or `neural-style stop`.")
-    _add_serve_options(serve, model_options)
+    add_serve_options(serve, model_options)
     serve.add_argument("--log-file", type=Path,
                        help=f"log here as well as to stderr (default: {LOG_FILE_NAME} in the "
                             f"runtime folder)")
@@ -56,7 +52,7 @@ def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: A
     start = subparsers.add_parser(
         "start", help="start the daemon in the background (if none is running)",
         description="Start `serve` as a background process and wait until it answers.")
-    _add_serve_options(start, model_options)
+    add_serve_options(start, model_options)
     start.add_argument("--timeout", type=float, default=START_TIMEOUT, metavar="SECONDS",
                        help=f"how long to wait for it to answer (default {START_TIMEOUT:g})")
     start.set_defaults(handler=run_start)
@@ -67,60 +63,6 @@ def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: A
     status = subparsers.add_parser(
         "status", help="show the running daemon's state (exit code 1 if none runs)")
     status.set_defaults(handler=run_status)
-
-
-def _positive(kind: type) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-        return value
-    return parse
-
-
-def _add_serve_options(parser: argparse.ArgumentParser, model_options: AddOptions) -> None:
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
-                        help="where to listen: tcp://127.0.0.1:PORT (default: a free port) or "
-                             "ipc://PATH")
-    model_options(parser)
-    parser.add_argument("--queue-length", type=_positive(int), default=8, metavar="N",
-                        help="jobs that may wait behind the running one (default 8)")
-    parser.add_argument("--exit-after-idle", type=_positive(float), metavar="MINUTES",
-                        help="exit after this many minutes without jobs (default: never)")
-    parser.add_argument("--client-timeout", type=_positive(float), default=10.0,
-                        metavar="SECONDS",
-                        help="cancel a job whose client has been silent this long (default 10)")
-    parser.add_argument("--keep-results", type=_positive(float), default=300.0,
-                        metavar="SECONDS",
-                        help="keep finished results this long for resubmits (default 300)")
-    parser.add_argument("--max-side", type=_positive(int), metavar="PIXELS",
-                        help=f"largest image side accepted (default {DEFAULT_LIMITS.max_side})")
-
-
-def _serve_argv(args: argparse.Namespace) -> list[str]:
-    """`args`' serve options as command-line words, for the background process."""
-    argv = ["--endpoint", args.endpoint, "--device", args.device, "--weights", args.weights,
-            "--queue-length", str(args.queue_length), "--client-timeout", str(args.client_timeout),
-            "--keep-results", str(args.keep_results)]
-    if args.exit_after_idle is not None:
-        argv += ["--exit-after-idle", str(args.exit_after_idle)]
-    if args.max_side is not None:
-        argv += ["--max-side", str(args.max_side)]
-    return argv
-
-
-def _limits(max_side: int | None) -> Limits:
-    if max_side is None:
-        return DEFAULT_LIMITS
-    if max_side > DEFAULT_LIMITS.max_side:
-        # Clients check replies against the default limits: a bigger result would be refused.
-        raise DaemonError(f"--max-side can lower the limit of {DEFAULT_LIMITS.max_side} pixels, "
-                          f"not raise it")
-    return Limits(max_side=max_side, max_pixels=max_side * max_side,
-                  max_frame_bytes=max_side * max_side * 4)
 
 
 def _log_path() -> Path:
@@ -150,11 +92,14 @@ def _configure_logging(verbose: bool, log_file: Path | None) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .server.events import WorkerConfig
-    from .server.lifecycle import ServeOptions, refuse_live_daemon, serve
-    from .server.scheduler import SchedulerConfig
+    from .server.faults import Faults, faults_from_env
+    from .server.lifecycle import refuse_live_daemon, serve
 
-    limits = _limits(args.max_side)  # option errors before any file is touched
+    limits = limits_for(args.max_side)  # option errors before any file is touched
+    try:
+        faults = faults_from_env()
+    except ValueError as error:
+        raise DaemonError(str(error)) from None
     try:
         # Before the log is rotated: a refused second daemon must leave the first's log alone.
         refuse_live_daemon(default_connection_file())
@@ -162,19 +107,11 @@ def run_serve(args: argparse.Namespace) -> int:
         raise DaemonError(str(error)) from None
     log_file = None if args.no_log_file else (args.log_file or _log_path())
     _configure_logging(args.verbose, log_file)
+    if faults != Faults():
+        logging.getLogger(__name__).warning("injecting faults, for tests: %s", faults)
     level = logging.DEBUG if args.verbose else logging.INFO
-    options = ServeOptions(
-        endpoint=args.endpoint,
-        worker=WorkerConfig(args.weights, args.device, level,
-                            None if log_file is None else str(log_file)),
-        scheduler=SchedulerConfig(queue_limit=args.queue_length,
-                                  client_timeout=args.client_timeout,
-                                  keep_seconds=args.keep_results),
-        limits=limits,
-        exit_after_idle=None if args.exit_after_idle is None else args.exit_after_idle * 60,
-    )
     try:
-        serve(options)
+        serve(serve_options(args, limits, faults, log_file, level))
     except ConnectionFileError as error:
         raise DaemonError(str(error)) from None
     return 0
@@ -191,7 +128,7 @@ def run_start(args: argparse.Namespace) -> int:
     log_path = _log_path()
     _rotate(log_path)
     command = [sys.executable, "-m", "neural_style_daemon.cli", *(["-v"] if args.verbose else []),
-               "serve", "--no-log-file", *_serve_argv(args)]
+               "serve", "--no-log-file", *serve_argv(args)]
     with open(log_path, "ab") as log_file:
         # Its own session: the daemon outlives this command and the terminal it ran in.
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,

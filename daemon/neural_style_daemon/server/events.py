@@ -4,11 +4,13 @@ here, unlike on the wire); images travel as the protocol's RawImage."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 from neural_style_protocol.params import JobParams
+
+from .faults import Faults
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class WorkerConfig:
     log_level: int = 20  # logging.INFO
     log_file: str | None = None  # besides stderr
     progress_interval: float = 0.1  # seconds between progress events (the last always goes)
+    oom_min_size: int = 256  # out-of-memory retries shrink the processing size down to this
+    faults: Faults = field(default_factory=Faults)  # injected by tests only
 
 
 # ---- broker -> worker ------------------------------------------------------------------------
@@ -89,6 +93,7 @@ class JobDone:
     peak_memory_bytes: int
     style_cache_hits: int = 0  # decoded style images reused
     target_cache_hits: int = 0  # the engine's style Grams and content features reused
+    warnings: tuple[str, ...] = ()  # e.g. an out-of-memory retry at a smaller size
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,9 @@ class Job:
     progress_seq: int = 0
     latest: Progress | None = None
     outcome: Result | Error | None = None  # what the watchers were told at the end
+    started_at: float | None = None  # when the worker got it (its wall-time limit counts)
     cancel_requested_at: float | None = None
+    timed_out: bool = False  # cancelled for running past the limit: ends as timed_out
     finished_at: float | None = None
 
     @property
@@ -128,6 +130,7 @@ class JobBook:
             return None
         job = self._queue.popleft()
         job.move(JobState.RUNNING)
+        job.started_at = self._clock()
         self.running = job
         return job
 

@@ -15,8 +15,6 @@ from neural_style_protocol.messages import (
     Accepted,
     DaemonMessage,
     Error,
-    JobStats,
-    Progress,
     Result,
     StatusReply,
     Submit,
@@ -34,7 +32,15 @@ from .events import (
     WorkerStartFailed,
 )
 from .jobs import Clock, Job, JobBook, JobState, Peer, PeerClock, QueueFull
+from .replies import (
+    cancel_too_late,
+    progress_message,
+    result_message,
+    unknown_job,
+    worker_failed_text,
+)
 from .supervisor import WorkerHandle
+from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ class SchedulerConfig:
     keep_seconds: float = 300.0  # finished jobs answer resubmits and cancels this long
     keep_max: int = 16
     cancel_grace: float = 30.0  # a cancelled job that has not stopped by then: kill its worker
+    job_timeout: float | None = 1800.0  # a job's wall time on the worker; None: no limit
+    unload_after_idle: float | None = None  # seconds without jobs, then stop the worker
 
 
 class Scheduler:
@@ -69,9 +77,9 @@ class Scheduler:
         self.peers = PeerClock(clock)
         self.stopping = False
         self._send = send
-        self._clock = clock
-        self._killed_for_cancel: str | None = None
+        self.clock = clock
         self.last_activity = clock()
+        self.watchdog = Watchdog(self)
 
     @property
     def idle(self) -> bool:
@@ -94,7 +102,7 @@ class Scheduler:
             self._send(peer, Error(job.job_id, ErrorCode.BUSY, f"the daemon is busy: {full}; "
                                                                f"try again later"), msg_id)
             return
-        self.last_activity = self._clock()
+        self.last_activity = self.clock()
         self._dispatch()
         self._send(peer, Accepted(job.job_id, self.jobs.position(job)), msg_id)
 
@@ -120,8 +128,7 @@ class Scheduler:
         return None
 
     def _failed_text(self) -> str:
-        return (f"the worker process failed {self.worker.failures} times in a row (last: "
-                f"{self.worker.last_failure}); see the daemon's log, then restart the daemon")
+        return worker_failed_text(self.worker.failures, self.worker.last_failure)
 
     def cancel(self, peer: Peer, msg_id: str, job_id: str) -> None:
         """Answer with one Error: `cancelled` (done, or under way) or `not_found`."""
@@ -129,27 +136,18 @@ class Scheduler:
 
     def _cancel(self, job_id: str) -> Error:
         job = self.jobs.find(job_id)
-        cancelled, not_found = ErrorCode.CANCELLED, ErrorCode.NOT_FOUND
+        cancelled = ErrorCode.CANCELLED
         if job is None:
-            return Error(job_id, not_found, f"no job {job_id} is queued or running (unknown, or "
-                                            f"finished over {self.config.keep_seconds:g} s ago)")
+            return unknown_job(job_id, self.config.keep_seconds)
         if job.state is JobState.QUEUED:
             self._end(job, JobState.CANCELLED,
                       Error(job_id, cancelled, "the job was cancelled before it started"))
             return Error(job_id, cancelled, "the job was cancelled before it started")
         if job.state is JobState.RUNNING:
-            self._stop_running(job)
+            self.stop_running(job)
             return Error(job_id, cancelled, "the job is being cancelled; its partial result "
                                             "follows")
-        texts = {
-            JobState.CANCELLING: (cancelled, "the job is already being cancelled"),
-            JobState.CANCELLED: (cancelled, "the job was already cancelled"),
-            JobState.DONE: (not_found, "the job has already finished: nothing to cancel (submit "
-                                       "its id again to get the result)"),
-            JobState.FAILED: (not_found, "the job has already failed: nothing to cancel"),
-        }
-        code, text = texts[job.state]
-        return Error(job_id, code, text)
+        return cancel_too_late(job_id, job.state)
 
     def status(self) -> StatusReply:
         running = self.jobs.running
@@ -191,10 +189,7 @@ class Scheduler:
             return
         job.progress_seq += 1
         try:
-            progress = Progress(
-                job.job_id, job.progress_seq, event.scale, event.scales, event.iteration,
-                event.iterations, event.work_done, event.losses, event.elapsed, event.eta,
-                event.preview)
+            progress = progress_message(job.job_id, job.progress_seq, event)
         except ProtocolError as error:
             log.warning("job %s: dropped a progress report: %s", job.job_id, error)
             return
@@ -209,14 +204,14 @@ class Scheduler:
         if event.style_cache_hits or event.target_cache_hits:
             log.info("job %s: %d style image(s) and %d loss targets came from the caches",
                      job.job_id, event.style_cache_hits, event.target_cache_hits)
-        warnings = ("the daemon is shutting down",) if self.stopping and event.cancelled else ()
-        result = Result(job.job_id, event.image, event.cancelled,
-                        JobStats(event.steps, event.elapsed, event.peak_memory_bytes,
-                                 event.target_cache_hits), warnings)
+        result = result_message(event, self.stopping)
         if event.cancelled and job.state is JobState.RUNNING:
             job.move(JobState.CANCELLING)  # stopped by the worker itself (told to exit)
         self.worker.job_ended(healthy=True)
-        self._end(job, JobState.CANCELLED if event.cancelled else JobState.DONE, result)
+        if event.cancelled and job.timed_out:
+            self._end(job, JobState.FAILED, self.watchdog.timed_out(job, ""))
+        else:
+            self._end(job, JobState.CANCELLED if event.cancelled else JobState.DONE, result)
         log.info("job %s %s after %d steps (%.1f s)", job.job_id,
                  "cancelled" if event.cancelled else "done", event.steps, event.elapsed)
         self._dispatch()
@@ -236,26 +231,28 @@ class Scheduler:
         how = self.worker.reap()
         job = self.jobs.running
         if job is not None:
-            if self._killed_for_cancel == job.job_id:
-                self._end(job, JobState.CANCELLED, Error(
-                    job.job_id, ErrorCode.CANCELLED, f"the job did not stop within "
-                    f"{self.config.cancel_grace:g} s of being cancelled; its worker was "
-                    f"restarted (no partial result)"))
-            else:
-                self._end(job, JobState.FAILED, Error(
-                    job.job_id, ErrorCode.WORKER_FAILED,
-                    f"the worker process died while running this job ({how})"))
-        self._killed_for_cancel = None
+            self._end(job, *self.watchdog.ending_after_death(job, how))
+        self.watchdog.killed_for = None
         if self.worker.state is WorkerState.FAILED:
             for queued in self.jobs.queued:
                 self._end(queued, JobState.FAILED,
                           Error(queued.job_id, ErrorCode.WORKER_FAILED, self._failed_text()))
+        elif self.worker.state is WorkerState.STOPPED:
+            self._dispatch()  # it was unloaded: start a fresh one only for a waiting job
         elif not self.stopping:
             self.worker.start()
 
     def _dispatch(self) -> None:
-        """Give the next queued job to the worker if it is idle."""
-        if self.stopping or self.worker.state is not WorkerState.IDLE:
+        """Give the next queued job to the worker if it is idle; start a worker stopped when
+        idle (the job waits in the queue while the model loads)."""
+        if self.stopping:
+            return
+        if (self.worker.state is WorkerState.STOPPED and self.jobs.queued
+                and not self.worker.exiting):  # else its exit calls back here
+            log.info("job %s: loading the model again (it was unloaded when idle)",
+                     self.jobs.queued[0].job_id)
+            self.worker.start()
+        if self.worker.state is not WorkerState.IDLE:
             return
         job = self.jobs.start_next()
         if job is None:
@@ -273,7 +270,7 @@ class Scheduler:
 
     def _end(self, job: Job, state: JobState, outcome: Result | Error) -> None:
         self.jobs.finish(job, state, outcome)
-        self.last_activity = self._clock()
+        self.last_activity = self.clock()
         self._broadcast(job, outcome)
 
     def _broadcast(self, job: Job, message: DaemonMessage) -> None:
@@ -291,30 +288,22 @@ class Scheduler:
             self._end(job, JobState.CANCELLED,
                       Error(job.job_id, ErrorCode.CANCELLED, f"the job was cancelled: {why}"))
         elif job.state is JobState.RUNNING:
-            self._stop_running(job)
+            self.stop_running(job)
 
-    def _stop_running(self, job: Job) -> None:
+    def stop_running(self, job: Job) -> None:
         job.move(JobState.CANCELLING)
-        job.cancel_requested_at = self._clock()
+        job.cancel_requested_at = self.clock()
         self.worker.cancel(job.job_id)
 
     def tick(self) -> None:
-        """Timers: forget old results, cancel jobs of silent clients, kill a worker that
-        ignores a cancel."""
+        """Timers: forget old results, cancel jobs of silent clients; then the watchdog's."""
         self.jobs.expire()
         timeout = self.config.client_timeout
         self.peers.prune(older_than=max(10 * timeout, 600.0))
         for job in self.jobs.active():
             if job.state is not JobState.CANCELLING and self.peers.silent(job.watchers, timeout):
                 self._abandon(job, f"no word from its client for {timeout:g} s")
-        job = self.jobs.running
-        if (job is not None and job.cancel_requested_at is not None
-                and self._killed_for_cancel is None
-                and self._clock() - job.cancel_requested_at > self.config.cancel_grace):
-            log.error("job %s ignored its cancel for %g s: killing the worker", job.job_id,
-                      self.config.cancel_grace)
-            self._killed_for_cancel = job.job_id
-            self.worker.kill()
+        self.watchdog.check()
 
     # ---- shutdown ------------------------------------------------------------------------
 
@@ -328,7 +317,7 @@ class Scheduler:
                                                      "never started"))
         running = self.jobs.running
         if running is not None and running.state is JobState.RUNNING:
-            self._stop_running(running)
+            self.stop_running(running)
 
     @property
     def drained(self) -> bool:

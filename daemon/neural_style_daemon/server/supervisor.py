@@ -141,6 +141,9 @@ class WorkerHandle:
         self._process = None
         self._close_pipe()
         self.model_loaded = False
+        if self.state is WorkerState.STOPPED:  # unloaded when idle: stays stopped for now
+            log.info("the unloaded worker (pid %s) has exited (%s)", self.pid, how)
+            return how
         if not self._exit_expected:
             self.failures += 1
             self.last_failure = self._start_failure or f"the worker process ended ({how})"
@@ -151,6 +154,19 @@ class WorkerHandle:
         else:
             self._move(WorkerState.RESTARTING)
         return how
+
+    def unload(self) -> None:
+        """Ask an idle worker to exit to free its memory, without waiting (the broker keeps
+        answering meanwhile): its exit shows on the sentinel, and `reap` leaves it stopped."""
+        self._exit_expected = True
+        self._post(StopWorker())
+        self.model_loaded, self.memory_bytes = False, None
+        self._move(WorkerState.STOPPED)
+
+    @property
+    def exiting(self) -> bool:
+        """An unloaded worker that has not exited yet."""
+        return self.state is WorkerState.STOPPED and self._process is not None
 
     def note_start_failure(self, message: str) -> None:
         self._start_failure = f"the model could not be loaded: {message}"
@@ -174,7 +190,7 @@ class WorkerHandle:
                 process.join()
             self._process = None
         self._close_pipe()
-        self.model_loaded = False
+        self.model_loaded, self.memory_bytes = False, None
         if self.state is not WorkerState.STOPPED:
             self._move(WorkerState.STOPPED)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -27,6 +29,7 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
 from ..engine import Progress, StyleEngine
+from ..engine.params import MAX_SIZE, StyleParams
 from ..errors import InvalidInputError, StyleTransferError
 from ..imageio import load_image
 from .events import (
@@ -56,7 +59,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _configure_logging(config)
     try:
-        engine = StyleEngine(config.weights, config.device)
+        engine = _load_engine(config)
     except Exception as error:  # any failure to load must reach the broker, not just stderr
         message = str(error) if isinstance(error, StyleTransferError) else repr(error)
         log.error("could not load the model: %s", message)
@@ -66,6 +69,16 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                           _memory_in_use(engine.device)))
     log.info("worker ready on %s (pid %d)", describe_device(engine.device), os.getpid())
     JobRunner(engine, conn, config).serve()
+
+
+def _load_engine(config: WorkerConfig) -> StyleEngine:
+    faults = config.faults
+    if faults.slow_start:
+        log.warning("injected fault: sleeping %g s before loading the model", faults.slow_start)
+        time.sleep(faults.slow_start)
+    if faults.fail_on_start:
+        raise StyleTransferError("injected fault: fail_on_start")
+    return StyleEngine(config.weights, config.device)
 
 
 def _configure_logging(config: WorkerConfig) -> None:
@@ -136,8 +149,9 @@ class RateLimit:
 class CancelWatch:
     """The engine's `should_cancel` for one job: reads the pipe between steps."""
 
-    def __init__(self, conn: Connection, job_id: str) -> None:
+    def __init__(self, conn: Connection, job_id: str, ignore: bool = False) -> None:
         self.conn, self.job_id = conn, job_id
+        self.ignore = ignore  # the injected fault ignore_cancel: read the pipe, never stop
         self.cancelled = False
         self.stop_after = False  # a StopWorker arrived: exit once this job has ended
 
@@ -145,10 +159,30 @@ class CancelWatch:
         while not self.cancelled and self.conn.poll():
             message = self.conn.recv()
             if isinstance(message, CancelJob) and message.job_id == self.job_id:
-                self.cancelled = True
+                self.cancelled = not self.ignore
             elif isinstance(message, StopWorker):
-                self.cancelled = self.stop_after = True
+                self.cancelled = self.stop_after = not self.ignore
         return self.cancelled
+
+
+def fail_at_step(check: Callable[[], bool], step: int) -> Callable[[], bool]:
+    """`check`, but the injected fault oom_at_step: CUDA's out-of-memory error after `step`
+    steps (the error can be built, and raised, on a CPU-only build of torch)."""
+    steps = itertools.count(1)
+
+    def check_or_fail() -> bool:
+        if next(steps) == step:
+            raise torch.cuda.OutOfMemoryError(f"injected fault: out of memory at step {step}")
+        return check()
+    return check_or_fail
+
+
+def retry_size(size: int, floor: int) -> int | None:
+    """The processing size to retry at after running out of memory at `size`: a half of the
+    pixels (the long side over sqrt 2), not under `floor`; None when `size` is the floor."""
+    if size <= floor:
+        return None
+    return max(floor, int(size / math.sqrt(2)))
 
 
 def progress_event(job_id: str, progress: Progress) -> JobProgress:
@@ -192,29 +226,55 @@ class JobRunner:
                 return
 
     def run(self, job: RunJob) -> JobDone | JobFailed:
-        watch = CancelWatch(self.conn, job.job_id)
+        """Run the job; out of memory, free what the failed attempt held and retry at a smaller
+        processing size (the result keeps the content's size: the engine resizes it back)."""
+        watch = CancelWatch(self.conn, job.job_id, ignore=self.config.faults.ignore_cancel)
+        size = min(job.params.size or max(job.content.width, job.content.height), MAX_SIZE)
+        check: Callable[[], bool] = watch
+        if self.config.faults.oom_at_step is not None:
+            check = fail_at_step(watch, self.config.faults.oom_at_step)
+        warnings: list[str] = []
+        while True:
+            outcome = self._attempt(job, size, check)
+            if not (isinstance(outcome, JobFailed) and outcome.code is ErrorCode.OUT_OF_MEMORY):
+                break
+            # Here, outside the except block whose frames held the failed attempt's tensors.
+            self._free_memory()
+            smaller = retry_size(size, self.config.oom_min_size)
+            if smaller is None or watch.cancelled:
+                outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, (
+                    f"out of memory on {self.engine.device} at {size} px (retries at smaller "
+                    f"sizes stop at {self.config.oom_min_size} px): close other programs that "
+                    f"use the GPU, or try a smaller size or a smaller image"))
+                break
+            warnings.append(f"out of memory at {size} px: retried at {smaller} px")
+            log.warning("job %s: %s", job.job_id, warnings[-1])
+            size, check = smaller, watch  # injected faults hit the first attempt only
+        self.stopping = watch.stop_after
+        if isinstance(outcome, JobDone) and warnings:
+            outcome = replace(outcome, warnings=tuple(warnings))
+        return outcome
+
+    def _attempt(self, job: RunJob, size: int, check: Callable[[], bool]) -> JobDone | JobFailed:
         try:
-            outcome = self._stylize(job, watch)
+            return self._stylize(job, replace(to_style_params(job.params), size=size), check)
         except InvalidInputError as error:
-            outcome = JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
+            return JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
         except torch.cuda.OutOfMemoryError:
-            outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY,
-                                f"out of memory on {self.engine.device}: try a smaller size")
+            return JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, "out of memory")
         except StyleTransferError as error:
-            outcome = JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))
+            return JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))
         except _BROKER_GONE:
             raise  # a progress report found the pipe closed: not the job's fault
         except Exception as error:  # a bug must end the job, not the warm process
             log.exception("job %s failed", job.job_id)
-            outcome = JobFailed(job.job_id, ErrorCode.INTERNAL,
-                                f"internal error: {type(error).__name__}: {error}")
-        if isinstance(outcome, JobFailed) and outcome.code is ErrorCode.OUT_OF_MEMORY:
-            # Outside the except block, whose frames held the tensors alive.
-            gc.collect()
-            if self.engine.device.type == "cuda":
-                torch.cuda.empty_cache()
-        self.stopping = watch.stop_after
-        return outcome
+            return JobFailed(job.job_id, ErrorCode.INTERNAL,
+                             f"internal error: {type(error).__name__}: {error}")
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        if self.engine.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _decode_styles(self, job: RunJob) -> list[np.ndarray] | JobFailed:
         try:
@@ -223,7 +283,8 @@ class JobRunner:
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, str(error))
 
-    def _stylize(self, job: RunJob, watch: CancelWatch) -> JobDone | JobFailed:
+    def _stylize(self, job: RunJob, params: StyleParams,
+                 should_cancel: Callable[[], bool]) -> JobDone | JobFailed:
         hits_before = self.styles.hits
         styles = self._decode_styles(job)
         if isinstance(styles, JobFailed):
@@ -237,8 +298,8 @@ class JobRunner:
             if limit.allow(force=last or progress.preview is not None):
                 self.conn.send(progress_event(job.job_id, progress))
 
-        result = self.engine.stylize(content, styles, to_style_params(job.params),
-                                     on_progress=report, should_cancel=watch)
+        result = self.engine.stylize(content, styles, params, on_progress=report,
+                                     should_cancel=should_cancel)
         image = np.ascontiguousarray(result.image)
         return JobDone(
             job_id=job.job_id, image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
