@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neural_style_protocol.client import DaemonClient, JobStream, connect
+from neural_style_protocol.client import DaemonClient, JobStream, Resubmitted, connect
 from neural_style_protocol.errors import ClientError, DaemonUnavailable, ErrorCode, ProtocolError
 from neural_style_protocol.images import RawImage
 from neural_style_protocol.messages import Error, Progress, Result, new_job_id
@@ -107,8 +107,10 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
     styles = [_read_style(path, index) for index, path in enumerate(args.styles, 1)]
     with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
         try:
+            # resubmit: a daemon restarted meanwhile (`stop` then `start`, or a crash and a
+            # new `start`) gets the same job again, so the user still gets the image.
             stream = client.submit(new_job_id(), _as_rgba(content), styles, params,
-                                   should_cancel=interrupt.requested)
+                                   should_cancel=interrupt.requested, resubmit=True)
             result = _follow(stream, bar)
         except ClientError as error:
             raise DaemonError(str(error)) from None
@@ -134,6 +136,8 @@ def _follow(stream: JobStream, bar: object) -> Result | None:
         for event in stream:
             if isinstance(event, Progress):
                 bar.update(event)  # type: ignore[attr-defined]
+            elif isinstance(event, Resubmitted):
+                log.warning("%s", event)  # its progress starts again from zero
             elif isinstance(event, Result):
                 return event
             elif isinstance(event, Error):

@@ -5,7 +5,9 @@ One DEALER socket; replies are matched to requests by the header's `parent_id`. 
 with a timeout, so nothing hangs: a daemon that is gone or silent becomes `DaemonUnavailable` or
 `DaemonTimeout`. While a job's events are read, the client pings the daemon every second, which
 tells the daemon that the client is still there (it cancels the jobs of clients that go quiet)
-and tells the client that the daemon is (its pongs).
+and tells the client that the daemon is (its pongs). A job submitted with `resubmit=True`
+survives a daemon restart: its stream finds the new daemon through the connection file and
+sends it the same job again (see stream.py and restart.py).
 
 Not thread-safe, as ZeroMQ sockets are not: use a client from one thread.
 """
@@ -49,12 +51,13 @@ from .messages import (
 )
 from .params import JobParams
 from .replay import ReplayGuard
+from .restart import ResubmitPolicy, Resubmitted
 from .stream import JobEvent, JobStream
 from .transport import Received, client_socket, receive, send
 from .version import PROTOCOL_VERSION
 from .wire import Envelope, Header, deserialize_envelope, serialize
 
-__all__ = ["DaemonClient", "JobEvent", "JobStream", "connect"]
+__all__ = ["DaemonClient", "JobEvent", "JobStream", "ResubmitPolicy", "Resubmitted", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,11 @@ INACTIVITY_TIMEOUT = 15.0
 
 
 class DaemonClient:
-    """Talks to one daemon. Use `connect()` (or `from_connection_file`) to find it."""
+    """Talks to one daemon. Use `connect()` (or `from_connection_file`) to find it.
+
+    `connection_file` (set by those two) is where a restarted daemon is looked for; without it
+    a job cannot be resubmitted.
+    """
 
     def __init__(
         self,
@@ -76,8 +83,11 @@ class DaemonClient:
         limits: Limits = DEFAULT_LIMITS,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         context: zmq.Context | None = None,
+        connection_file: Path | str | None = None,
     ) -> None:
         self.info = info
+        self.connection_file = Path(connection_file) if connection_file is not None else None
+        self.generation = 0  # how many times this client has moved to a restarted daemon
         self.heartbeat_interval = heartbeat_interval
         self._key = info.key_bytes
         self._limits = limits
@@ -99,7 +109,7 @@ class DaemonClient:
             path = Path(path) if path is not None else default_connection_file()
             info = read_connection_file(path)
         except ConnectionFileMissing as error:
-            raise DaemonUnavailable(f"no daemon is running ({error})") from None
+            raise DaemonUnavailable(f"no daemon is running: {error}") from None
         except ConnectionFileError as error:
             raise DaemonUnavailable(str(error)) from None
         if info.protocol_version != PROTOCOL_VERSION:
@@ -109,7 +119,7 @@ class DaemonClient:
         if stale(info):
             raise DaemonUnavailable(f"no daemon is running: the one that wrote {path} (pid "
                                     f"{info.pid}) has exited; start one with `neural-style start`")
-        return cls(info, **options)  # type: ignore[arg-type]
+        return cls(info, connection_file=path, **options)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close the socket at once (linger 0: nothing waits for the daemon)."""
@@ -162,17 +172,22 @@ class DaemonClient:
         timeout: float | None = None,
         inactivity_timeout: float = INACTIVITY_TIMEOUT,
         should_cancel: Callable[[], bool] | None = None,
+        resubmit: bool | ResubmitPolicy = False,
     ) -> JobStream:
         """Send a job (RGBA content, encoded style files) and return its event stream.
 
         Submitting an id the daemon already knows is safe: a finished job's kept result comes
         back without a second run, a queued or running one is joined. `timeout` caps the whole
         job (then it is cancelled); `should_cancel` is asked about ten times a second.
+        `resubmit` (True for the default ResubmitPolicy): if the daemon goes away, wait for a
+        restarted one and send it the same job, instead of failing at once.
         """
         message = Submit(job_id, content, tuple(styles), params or JobParams())
+        policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
         msg_id = self._send(message)
-        return JobStream(self, job_id, msg_id, timeout=timeout,
-                         inactivity_timeout=inactivity_timeout, should_cancel=should_cancel)
+        return JobStream(self, message, msg_id, timeout=timeout,
+                         inactivity_timeout=inactivity_timeout, should_cancel=should_cancel,
+                         resubmit=policy)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -180,6 +195,17 @@ class DaemonClient:
         if self._socket is None:
             raise DaemonUnavailable("this client has been closed")
         return self._socket
+
+    def _switch_to(self, info: ConnectionInfo) -> None:
+        """Leave a daemon that is gone for its successor (a new socket, endpoint and key).
+        Requests in flight to the old one get no answer; job streams resubmit theirs."""
+        old = self._live_socket()
+        self._socket = client_socket(self._context, info.endpoint, self._limits)
+        old.close(0)
+        self.info, self._key = info, info.key_bytes
+        self.generation += 1
+        self.last_heard = -math.inf
+        self._last_ping = -math.inf
 
     def _send(self, message: Message, *, expect_reply: bool = True) -> str:
         """Sign and send; replies to it are kept (under its msg_id) only if `expect_reply`."""

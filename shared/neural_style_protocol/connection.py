@@ -178,8 +178,8 @@ def read_connection_file(path: Path | str) -> ConnectionInfo:
                 _check_readable_owner(path, os.fstat(file.fileno()))
             raw = file.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ConnectionFileMissing(f"no connection file at {path}: is the daemon running? "
-                                    f"(start it with `neural-style start`)") from None
+        raise ConnectionFileMissing(f"no connection file at {path} (is the daemon running? "
+                                    f"Start it with `neural-style start`)") from None
     except OSError as error:
         raise ConnectionFileError(f"cannot read the connection file {path}: {error}") from None
     if len(raw) > _MAX_FILE_BYTES:

@@ -1,28 +1,42 @@
 """The events of one submitted job, as `DaemonClient.submit` returns them: an iterator that
-keeps the heartbeat going while it waits and turns a silent daemon into DaemonTimeout."""
+keeps the heartbeat going while it waits, turns a silent daemon into DaemonTimeout and, when
+allowed, resubmits the job to a daemon that was restarted meanwhile."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
 from .errors import DaemonRefused, DaemonTimeout, DaemonUnavailable, ErrorCode
-from .messages import Accepted, Cancel, Error, Progress, Result
-from .wire import Envelope
+from .messages import Accepted, Cancel, Error, Progress, Result, Submit
+from .restart import (
+    ResubmitPolicy,
+    Resubmitted,
+    await_successor,
+    departure,
+    ended_by_shutdown,
+    same_daemon,
+)
 
 if TYPE_CHECKING:
     from .client import DaemonClient
 
-JobEvent = Union[Accepted, Progress, Result, Error]
+JobEvent = Union[Accepted, Progress, Result, Error, Resubmitted]
+
+log = logging.getLogger(__name__)
 
 CANCEL_POLL = 0.1  # seconds between calls of a job's `should_cancel`
+FILE_CHECK = 1.0  # seconds between looks at the connection file while resubmitting is allowed
 
 
 class JobStream:
     """The events of one submitted job, in order: Accepted, Progress..., then a Result (also
     for a cancelled job: the partial image, `cancelled=True`) or an Error, which ends it.
+    With a ResubmitPolicy, a Resubmitted event may come between them: the daemon went away and
+    the job was sent again, its events start over.
 
     Iterating keeps the heartbeat going. Leaving a `with` block early cancels the job.
     """
@@ -30,21 +44,30 @@ class JobStream:
     def __init__(
         self,
         client: DaemonClient,
-        job_id: str,
+        submit: Submit,
         msg_id: str,
         *,
         timeout: float | None,
         inactivity_timeout: float,
         should_cancel: Callable[[], bool] | None,
+        resubmit: ResubmitPolicy | None = None,
     ) -> None:
-        self.job_id = job_id
+        self.job_id = submit.job_id
         self.cancel_sent = False
+        self.resubmits = 0
         self._client = client
+        # Kept for a resubmit: the inputs are bytes already, so sending them again is cheap.
+        self._submit = submit
         self._msg_id = msg_id
+        self._daemon = client.info  # the daemon this job was last sent to
+        self._generation = client.generation
         self._started = time.monotonic()
+        self._since = self._started  # when the current daemon was given the job
+        self._next_file_check = self._started + FILE_CHECK
         self._timeout = timeout
         self._inactivity_timeout = inactivity_timeout
         self._should_cancel = should_cancel
+        self._policy = resubmit
         self._done = False
 
     def __iter__(self) -> JobStream:
@@ -53,11 +76,10 @@ class JobStream:
     def __next__(self) -> JobEvent:
         if self._done:
             raise StopIteration
-        envelope = self._next_envelope()
-        message = envelope.message
-        if isinstance(message, (Result, Error)):
+        event = self._next_event()
+        if isinstance(event, (Result, Error)):
             self._finish()
-        return message  # type: ignore[return-value]
+        return event
 
     def __enter__(self) -> JobStream:
         return self
@@ -94,30 +116,61 @@ class JobStream:
         self._done = True
         self._client._replies.pop(self._msg_id, None)
 
-    def _next_envelope(self) -> Envelope:
-        client = self._client
-        box = client._replies.get(self._msg_id)
+    def _next_event(self) -> JobEvent:
+        box = self._client._replies.get(self._msg_id)
         if box is None:
             raise DaemonUnavailable("this job's events are no longer being read")
         while not box:
-            wait = min(client._heartbeat(), self._check_deadlines())
-            if self._should_cancel is not None:
-                if self._should_cancel():
-                    self.cancel()
-                wait = min(wait, CANCEL_POLL)
-            client._pump(max(wait, 0.0))
-        return box.popleft()
+            gone = self._wait_round()
+            if gone is not None:
+                return self._recover(*gone)
+        message = box.popleft().message
+        if self._may_resubmit() and ended_by_shutdown(message, self.cancel_sent):
+            # `stop` then `start`: the partial result (or `shutting_down`) is kept in case no
+            # new daemon comes.
+            note = self._resubmit_after(f"the daemon (pid {self._daemon.pid}) shut down")
+            if note is not None:
+                return note
+        return message  # type: ignore[return-value]
+
+    def _wait_round(self) -> tuple[str, bool] | None:
+        """Heartbeat, cancel check and one wait for messages; (why, silent) when the daemon is
+        known to be gone, else None."""
+        client = self._client
+        if client.generation != self._generation:
+            # Another stream of this client has moved it to a restarted daemon.
+            return f"this client moved to the daemon at {client.info.endpoint}", False
+        wait = self._check_deadlines()
+        if wait <= 0:
+            return (f"no word from the daemon at {self._daemon.endpoint} for "
+                    f"{self._inactivity_timeout:g} s"), True
+        wait = min(wait, client._heartbeat())
+        if self._should_cancel is not None:
+            if self._should_cancel():
+                self.cancel()
+            wait = min(wait, CANCEL_POLL)
+        client._pump(max(wait, 0.0))
+        return self._departure()
+
+    def _departure(self) -> tuple[str, bool] | None:
+        """A look at the connection file, now and then, while a resubmit is allowed: a daemon
+        that was killed is noticed at once instead of after the inactivity timeout."""
+        now = time.monotonic()
+        path = self._client.connection_file
+        if path is None or now < self._next_file_check or not self._may_resubmit():
+            return None
+        self._next_file_check = now + FILE_CHECK
+        if self._client._replies.get(self._msg_id):
+            return None  # its last words arrived: read them first
+        why = departure(path, self._daemon)
+        return None if why is None else (why, False)
 
     def _check_deadlines(self) -> float:
-        """Raise DaemonTimeout when a deadline has passed; else the seconds to the nearest."""
+        """Raise DaemonTimeout when the job has run over its time; else the seconds to the
+        nearest deadline (zero or less: the daemon has been silent too long)."""
         now = time.monotonic()
-        heard = max(self._client.last_heard, self._started)
+        heard = max(self._client.last_heard, self._since)
         quiet_left = heard + self._inactivity_timeout - now
-        if quiet_left <= 0:
-            self._finish()
-            raise DaemonTimeout(f"no word from the daemon at {self._client.info.endpoint} for "
-                                f"{self._inactivity_timeout:g} s while waiting for job "
-                                f"{self.job_id}: it may have exited or hung (see its log)")
         if self._timeout is None:
             return quiet_left
         job_left = self._started + self._timeout - now
@@ -127,3 +180,49 @@ class JobStream:
             raise DaemonTimeout(f"job {self.job_id} took longer than {self._timeout:g} s; "
                                 f"asked the daemon to cancel it")
         return min(quiet_left, job_left)
+
+    def _may_resubmit(self) -> bool:
+        return (self._policy is not None and not self.cancel_sent
+                and self.resubmits < self._policy.attempts
+                and self._client.connection_file is not None)
+
+    def _recover(self, why: str, silent: bool) -> Resubmitted:
+        """Resubmit to a restarted daemon, or raise the error that says what happened."""
+        error = DaemonTimeout if silent else DaemonUnavailable
+        if not self._may_resubmit():
+            self._finish()
+            hint = ": it may have exited or hung (see its log)" if silent else ""
+            raise error(f"{why} while waiting for job {self.job_id}{hint}")
+        note = self._resubmit_after(why)
+        if note is None:
+            self._finish()
+            wait = self._policy.wait if self._policy is not None else 0.0
+            raise error(f"{why} while waiting for job {self.job_id}, and no new daemon was "
+                        f"started within {wait:g} s (start one with `neural-style start`)")
+        return note
+
+    def _resubmit_after(self, why: str) -> Resubmitted | None:
+        """Wait for a new daemon and send it the same job; None if none came in time."""
+        assert self._policy is not None
+        client = self._client
+        path = client.connection_file
+        assert path is not None
+        deadline = time.monotonic() + self._policy.wait
+        if self._timeout is not None:
+            deadline = min(deadline, self._started + self._timeout)
+        if same_daemon(client.info, self._daemon):
+            log.warning("%s; waiting up to %g s for a new daemon to resubmit job %s to", why,
+                        self._policy.wait, self.job_id)
+            found = await_successor(path, self._daemon, deadline, self._should_cancel)
+            if found is None:
+                log.warning("%s; no new daemon within %g s", why, self._policy.wait)
+                return None
+            client._switch_to(found)
+        client._replies.pop(self._msg_id, None)
+        self._msg_id = client._send(self._submit)
+        self._daemon, self._generation = client.info, client.generation
+        self._since = time.monotonic()
+        self.resubmits += 1
+        note = Resubmitted(self.job_id, self.resubmits, why, client.info.endpoint, client.info.pid)
+        log.info("%s", note)  # the caller sees the event and says so its own way
+        return note

@@ -26,6 +26,7 @@ from neural_style_protocol.messages import (
     Submit,
 )
 from neural_style_protocol.replay import ReplayGuard
+from neural_style_protocol.restart import SHUTDOWN_WARNING
 from neural_style_protocol.transport import Received, receive, send, server_frame_cap
 from neural_style_protocol.wire import Envelope, deserialize_envelope, serialize, split_routing
 
@@ -198,7 +199,7 @@ class Broker:
             self.scheduler.cancel(peer, msg_id, message.job_id)
         elif isinstance(message, Shutdown):
             log.info("client %s asked the daemon to shut down", peer.hex())
-            self._send(peer, Error(None, ErrorCode.SHUTTING_DOWN, "the daemon is shutting down"),
+            self._send(peer, Error(None, ErrorCode.SHUTTING_DOWN, SHUTDOWN_WARNING),
                        msg_id)
             self.request_stop("asked by a client")
 

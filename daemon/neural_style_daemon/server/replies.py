@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.messages import Error, JobStats, Progress, Result
+from neural_style_protocol.restart import SHUTDOWN_WARNING
 
 from .events import JobDone, JobProgress
 from .jobs import JobState
@@ -20,7 +21,7 @@ def result_message(event: JobDone, shutting_down: bool) -> Result:
     """A finished (or cancelled) job's Result, with the worker's warnings and ours."""
     warnings = event.warnings
     if shutting_down and event.cancelled:
-        warnings += ("the daemon is shutting down",)
+        warnings += (SHUTDOWN_WARNING,)  # clients resubmit to the next daemon on seeing it
     return Result(event.job_id, event.image, event.cancelled,
                   JobStats(event.steps, event.elapsed, event.peak_memory_bytes,
                            event.target_cache_hits), warnings)

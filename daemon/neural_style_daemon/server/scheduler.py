@@ -20,6 +20,7 @@ from neural_style_protocol.messages import (
     Submit,
     WorkerState,
 )
+from neural_style_protocol.restart import SHUTDOWN_WARNING
 
 from .. import __version__
 from .events import (
@@ -122,7 +123,7 @@ class Scheduler:
 
     def _refusal(self, job_id: str) -> Error | None:
         if self.stopping:
-            return Error(job_id, ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
+            return Error(job_id, ErrorCode.SHUTTING_DOWN, SHUTDOWN_WARNING)
         if self.worker.state is WorkerState.FAILED:
             return Error(job_id, ErrorCode.WORKER_FAILED, self._failed_text())
         return None
