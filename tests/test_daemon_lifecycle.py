@@ -101,6 +101,11 @@ def test_start_status_stylize_stop_from_the_command_line(tmp_path: Path) -> None
         with Image.open(output) as image:
             assert image.size == (40, 32) and image.mode == "RGBA"
             assert np.array_equal(np.asarray(image)[..., 3], content_image(40, 32)[1][..., 3])
+        assert "reused" not in stylized.stderr  # the first job computed its targets
+        repeated = run_cli(runtime, "stylize", str(content), str(style), "-o", str(output),
+                           "--iterations", "2")
+        assert repeated.returncode == 0, repeated.stderr
+        assert "style and content targets reused from earlier jobs" in repeated.stderr
     finally:
         stopped = run_cli(runtime, "stop")
     assert stopped.returncode == 0, stopped.stderr

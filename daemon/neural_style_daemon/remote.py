@@ -125,8 +125,10 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if not args.quiet:
+        reused = result.stats.target_cache_hits
+        warm = f"; {reused} style and content targets reused from earlier jobs" if reused else ""
         print(f"wrote {args.output} ({result.stats.steps} steps, {result.stats.elapsed:.1f} s, "
-              f"on the daemon at {client.info.endpoint})", file=sys.stderr)
+              f"on the daemon at {client.info.endpoint}{warm})", file=sys.stderr)
     return 0
 
 
