@@ -107,6 +107,8 @@ def test_ping_and_status_are_answered_while_a_job_runs(client: DaemonClient,
         status = other.status(timeout=5.0)
     assert status.worker_state is WorkerState.BUSY and status.running is not None
     assert status.running.job_id == "busy"
+    # The worker's resident memory (VGG16's weights alone are 59 MB), read as it is now.
+    assert status.memory_bytes is not None and status.memory_bytes > 59 * 2**20
     assert max(times) < 5.0
     print(f"ping during a job: median {sorted(times)[10] * 1e3:.1f} ms, "
           f"max {max(times) * 1e3:.1f} ms")

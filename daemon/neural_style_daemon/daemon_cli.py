@@ -241,7 +241,7 @@ def format_status(info: ConnectionInfo, reply: StatusReply) -> str:
         f"queue: {reply.queue_length} waiting (limit {reply.queue_limit})",
     ]
     if reply.memory_bytes is not None:
-        lines.insert(2, f"memory: {reply.memory_bytes / 2**20:.0f} MiB (peak of the last job)")
+        lines.insert(2, f"memory: {reply.memory_bytes / 2**20:.0f} MiB in use by the worker")
     lines.append(f"running: {describe_progress(reply.running)}")
     return "\n".join(lines)
 

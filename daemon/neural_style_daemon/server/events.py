@@ -91,6 +91,7 @@ class JobDone:
     steps: int
     elapsed: float
     peak_memory_bytes: int
+    memory_bytes: int | None = None  # GPU memory still allocated after the job (model, caches)
     style_cache_hits: int = 0  # decoded style images reused
     target_cache_hits: int = 0  # the engine's style Grams and content features reused
     warnings: tuple[str, ...] = ()  # e.g. an out-of-memory retry at a smaller size

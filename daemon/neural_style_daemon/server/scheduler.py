@@ -154,7 +154,7 @@ class Scheduler:
         running = self.jobs.running
         return StatusReply(
             version=__version__, device=self.worker.device,
-            model_loaded=self.worker.model_loaded, memory_bytes=self.worker.memory_bytes,
+            model_loaded=self.worker.model_loaded, memory_bytes=self.worker.memory_in_use(),
             queue_length=len(self.jobs.queued), queue_limit=self.config.queue_limit,
             worker_state=self.worker.state,
             running=running.latest if running is not None else None,
@@ -206,6 +206,8 @@ class Scheduler:
             log.info("job %s: %d style image(s) and %d loss targets came from the caches",
                      job.job_id, event.style_cache_hits, event.target_cache_hits)
         result = result_message(event, self.stopping)
+        if event.memory_bytes is not None:
+            self.worker.memory_bytes = event.memory_bytes
         if event.cancelled and job.state is JobState.RUNNING:
             job.move(JobState.CANCELLING)  # stopped by the worker itself (told to exit)
         self.worker.job_ended(healthy=True)

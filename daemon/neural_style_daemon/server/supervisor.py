@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from neural_style_protocol.messages import WorkerState
 
@@ -105,6 +107,20 @@ class WorkerHandle:
         except (EOFError, OSError):
             self._close_pipe()
         return events
+
+    def memory_in_use(self) -> int | None:
+        """What the worker holds now: on the CPU its resident size, read from /proc (the broker
+        has no torch to ask); on a GPU the allocation it last reported."""
+        if not self.model_loaded:  # stopped, or unloaded and on its way out
+            return None
+        statm = Path(f"/proc/{self.pid}/statm")
+        if self.pid is None or self.device.startswith(("cuda", "mps")) or not statm.exists():
+            return self.memory_bytes
+        try:
+            resident_pages = int(statm.read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # the worker exited meanwhile
+            return self.memory_bytes
+        return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
     def ready(self, event: WorkerReady) -> None:
         self._move(WorkerState.IDLE)

@@ -305,6 +305,7 @@ class JobRunner:
             job_id=job.job_id, image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
             cancelled=result.cancelled, steps=result.steps, elapsed=result.elapsed,
             peak_memory_bytes=result.peak_memory_bytes,
+            memory_bytes=_memory_in_use(self.engine.device),
             style_cache_hits=self.styles.hits - hits_before,
             target_cache_hits=result.target_cache_hits,
         )
