@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .params import MIN_SIDE
+from ..errors import InvalidInputError
+from .params import MAX_SIZE, MIN_SIDE, StyleParams
 
 
 def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
@@ -23,3 +24,26 @@ def pyramid_sizes(width: int, height: int, long_side: int, min_size: int) -> lis
     sides = [round(long_side / math.sqrt(2) ** k) for k in range(steps, 0, -1)] + [long_side]
     sizes = [scaled_size(width, height, side) for side in sides]
     return [size for size in sizes if min(size) >= MIN_SIDE] or [sizes[-1]]
+
+
+def plan_scales(
+    width: int, height: int, params: StyleParams
+) -> tuple[list[tuple[int, int]], list[int], float]:
+    """A job's schedule for a `width` x `height` content: the scales' sizes, iterations per
+    scale (`iterations` sets every scale; `initial_iterations`, else the preset, the first) and
+    the plateau tolerance."""
+    preset = params.preset_values
+    long_side = min(params.size or max(width, height), MAX_SIZE)
+    sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
+    if min(sizes[-1]) < MIN_SIDE:  # VGG's poolings would shrink it to nothing
+        needed = math.ceil(MIN_SIDE * max(width, height) / min(width, height))
+        raise InvalidInputError(
+            f"size {long_side} would shrink the {width}x{height} content image to "
+            f"{sizes[-1][0]}x{sizes[-1][1]}, under the minimum side of {MIN_SIDE} "
+            f"pixels: use a size of at least {needed}"
+        )
+    rest = params.iterations if params.iterations is not None else preset.iterations
+    first = next(n for n in (params.initial_iterations, params.iterations,
+                             preset.initial_iterations) if n is not None)
+    tolerance = preset.tolerance if params.tolerance is None else params.tolerance
+    return sizes, [first] + [rest] * (len(sizes) - 1), tolerance

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from . import color
 from .cache import TargetCache, image_digest
 from .devices import peak_memory_bytes, reset_peak_memory, resolve_device
 from .optimize import LossTerms, Objective, layer_features, layer_grams, optimize_scale
-from .params import MAX_SIZE, MIN_SIDE, ColorMode, Init, StyleParams
-from .pyramid import pyramid_sizes, scaled_size
+from .params import MIN_SIDE, ColorMode, Init, StyleParams
+from .pyramid import plan_scales, scaled_size
 from .weights import load_vgg
 
 log = logging.getLogger(__name__)
@@ -168,22 +167,7 @@ class _Job:
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
         height, width = content.shape[:2]
-        long_side = min(params.size or max(width, height), MAX_SIZE)
-        preset = params.preset_values
-        self.sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
-        if min(self.sizes[-1]) < MIN_SIDE:  # VGG's poolings would shrink it to nothing
-            needed = math.ceil(MIN_SIDE * max(width, height) / min(width, height))
-            raise InvalidInputError(
-                f"size {long_side} would shrink the {width}x{height} content image to "
-                f"{self.sizes[-1][0]}x{self.sizes[-1][1]}, under the minimum side of {MIN_SIDE} "
-                f"pixels: use a size of at least {needed}"
-            )
-        # --iterations sets every scale; --initial-iterations (or the preset) the first.
-        rest = params.iterations if params.iterations is not None else preset.iterations
-        first = next(n for n in (params.initial_iterations, params.iterations,
-                                 preset.initial_iterations) if n is not None)
-        self.iterations = [first] + [rest] * (len(self.sizes) - 1)
-        self.tolerance = preset.tolerance if params.tolerance is None else params.tolerance
+        self.sizes, self.iterations, self.tolerance = plan_scales(width, height, params)
         work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations, strict=True)]
         self.work_before = [sum(work[:i]) for i in range(len(work))]
         self.work_total = sum(work) or 1
