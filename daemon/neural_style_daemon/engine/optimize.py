@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -31,7 +32,10 @@ class LossTerms:
     def total(self) -> torch.Tensor:
         return self.content + self.style + self.tv
 
-    def as_floats(self) -> dict[str, float]:
+    @cached_property
+    def floats(self) -> dict[str, float]:
+        """The terms as numbers: one read from the device per evaluation, however many
+        readers (the best-iterate tracker, progress) ask."""
         terms = {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
         return {name: float(value.detach()) for name, value in terms.items()}
 
@@ -174,7 +178,7 @@ class _BestIterate:
         self.history: list[float] = []
 
     def offer(self, image: torch.Tensor, terms: LossTerms) -> None:
-        loss = float(terms.total.detach())
+        loss = terms.floats["total"]
         if loss < self.loss:
             self.loss, self.terms = loss, terms
             self.image = image.detach().clone()

@@ -191,7 +191,7 @@ class _Job:
             )
             image = best[0]
             if terms is not None:
-                self.last_losses = terms.as_floats()  # the returned image's, not the last step's
+                self.last_losses = terms.floats  # the returned image's, not the last step's
             if self.cancelled:
                 break
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
@@ -274,7 +274,7 @@ class _Job:
         self.steps += 1
         if last:
             self._drop_skipped_work(index, iteration)
-        self.last_losses = terms.as_floats()
+        self.last_losses = terms.floats
         size = self.sizes[index]
         done = (self.work_before[index] + size[0] * size[1] * iteration) / self.work_total
         every = self.params.preview_every

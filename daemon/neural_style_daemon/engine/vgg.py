@@ -56,6 +56,7 @@ class VGGFeatures(nn.Module):
             else:
                 modules[name] = nn.MaxPool2d(kernel_size=2, stride=2)
         self.layers = nn.Sequential(modules)
+        self.layer_names = frozenset(modules)  # checked on every call: computed once
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         # cuDNN's fastest convolutions on tensor cores want NHWC; the engine turns it on for CUDA.
@@ -63,13 +64,10 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def conv_names(self) -> list[str]:
-        return [name for name, m in self.layers.named_children() if isinstance(m, nn.Conv2d)]
-
     def forward(self, image: torch.Tensor, wanted: Iterable[str]) -> dict[str, torch.Tensor]:
         """Features of `image` (N x 3 x H x W in [0, 1]) at the `wanted` layer names."""
         wanted = set(wanted)
-        unknown = wanted - set(dict(self.layers.named_children()))
+        unknown = wanted - self.layer_names
         if unknown:
             raise ValueError(f"unknown layer(s) {sorted(unknown)}")
         x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
