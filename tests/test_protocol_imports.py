@@ -98,3 +98,29 @@ def test_the_pyzmq_modules_compile_on_python_3_9() -> None:
     result = subprocess.run([interpreter, "-I", "-c", COMPILE, *paths], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# The plug-in's own package runs in GIMP's Python too: its logic modules need only the standard
+# library and the protocol; `daemon_link` adds pyzmq, `plugin` GIMP's `gi`.
+PLUGIN_PACKAGE = Path(__file__).parents[1] / "gimp_plugin" / "neural_style_gimp"
+PLUGIN_LOGIC = ["neural_style_gimp.arguments", "neural_style_gimp.errors",
+                "neural_style_gimp.png", "neural_style_gimp.progress"]
+
+
+def test_the_plugin_logic_imports_only_the_standard_library_and_the_protocol() -> None:
+    result = subprocess.run([sys.executable, "-c", NEW_MODULES, *PLUGIN_LOGIC],
+                            capture_output=True, text=True, check=True)
+    added = {name.split(".")[0] for name in result.stdout.split()}
+    foreign = added - set(sys.stdlib_module_names) - {"neural_style_protocol",
+                                                      "neural_style_gimp"}
+    assert not foreign, f"non-standard imports: {sorted(foreign)}"
+
+
+def test_the_plugin_compiles_on_python_3_9() -> None:
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no Python 3.9 here (set NEURAL_STYLE_PYTHON39 to one)")
+    paths = sorted(str(path) for path in PLUGIN_PACKAGE.glob("*.py"))
+    result = subprocess.run([interpreter, "-I", "-c", COMPILE, *paths], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

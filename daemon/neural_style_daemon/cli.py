@@ -1,5 +1,5 @@
-"""The `neural-style` command: stylize, fetch-weights, bench, and the daemon's serve, start,
-stop and status (in daemon_cli.py).
+"""The `neural-style` command: stylize, fetch-weights, bench, install-gimp-plugin (in
+gimp_install.py), and the daemon's serve, start, stop and status (in daemon_cli.py).
 
 The only place that turns domain errors into one line on stderr and exit code 2.
 """
@@ -276,6 +276,9 @@ def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
         _add_stylize(subparsers)
         _add_fetch_weights(subparsers)
         _add_bench(subparsers)
+        from .gimp_install import add_install_command
+
+        add_install_command(subparsers)
     from .daemon_cli import add_daemon_commands
 
     add_daemon_commands(subparsers, _add_model_options)

@@ -1,0 +1,153 @@
+"""The procedures' arguments, as data: `plugin.py` registers them with GIMP from this table,
+and turns the values GIMP hands back into a job with the functions below."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from neural_style_protocol.errors import ProtocolError
+from neural_style_protocol.params import MAX_SEED, MAX_SIZE, MIN_SIZE, ColorMode, JobParams, Preset
+
+from .errors import PluginError
+
+FILE, LAYER, DOUBLE, INT, CHOICE, STRING = "file", "layer", "double", "int", "choice", "string"
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    label: str  # with GIMP's "_" mnemonic
+    blurb: str
+    kind: str
+    default: object = None
+    low: float = 0
+    high: float = 0
+    choices: tuple[tuple[str, str], ...] = ()  # (id as the protocol spells it, label)
+
+
+_QUALITY_LABELS = {Preset.DRAFT: "Draft (fast)", Preset.NORMAL: "Normal",
+                   Preset.BEST: "Best (slow)"}
+_COLOR_LABELS = {ColorMode.NONE: "No: take the style's colours",
+                 ColorMode.LUMINANCE: "Luminance: style the brightness only",
+                 ColorMode.HISTOGRAM: "Histogram: recolour the style to the layer's"}
+DEFAULT_SIZE = 1024
+
+ARGUMENTS = (
+    Argument("style-file", "_Style image", "The painting or picture whose style to apply", FILE),
+    Argument("style-layer", "...or style _layer",
+             "A layer of any open image to take the style from, instead of a file", LAYER),
+    Argument("second-style-file", "Second style image (optional)",
+             "A second style to blend with the first", FILE),
+    Argument("second-style-layer", "...or second style layer",
+             "A layer of any open image as the second style, instead of a file", LAYER),
+    Argument("second-style-share", "Second style's s_hare (%)",
+             "How much of the blend the second style makes", DOUBLE, 50.0, 0.0, 100.0),
+    Argument("strength", "Style s_trength", "0 keeps the layer almost as it is, 100 lets the "
+             "style dominate", DOUBLE, 50.0, 0.0, 100.0),
+    Argument("quality", "_Quality", "Draft is quickest, Best takes longest", CHOICE,
+             Preset.NORMAL.value, choices=tuple((p.value, _QUALITY_LABELS[p]) for p in Preset)),
+    Argument("size", "Processing si_ze (px)", "The long side the style is computed at (0: the "
+             "layer's own); the result always has the layer's size", INT, DEFAULT_SIZE, 0,
+             MAX_SIZE),
+    Argument("preserve-colors", "Keep the layer's _colours", "Keep the layer's colours and "
+             "take only the brush work from the style", CHOICE, ColorMode.NONE.value,
+             choices=tuple((c.value, _COLOR_LABELS[c]) for c in ColorMode)),
+    Argument("seed", "Ran_dom seed", "The same seed and settings give the same result", INT,
+             0, 0, MAX_SEED),
+    Argument("connection-file", "Daemon connection file (experts)",
+             "The style daemon's connection file; empty: find the running daemon, or start "
+             "one", STRING, ""),
+)
+BY_NAME = {argument.name: argument for argument in ARGUMENTS}
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """One style the user picked: a file's path or a layer (a Gimp.Layer), never both."""
+
+    path: str | None = None
+    layer: object = None
+
+
+def choose_styles(values: Mapping[str, object]) -> list[StyleChoice]:
+    """The styles to use, first one first; PluginError when none or an ambiguous one."""
+    chosen = []
+    for prefix, what in (("style", "the style"), ("second-style", "the second style")):
+        path, layer = values.get(f"{prefix}-file"), values.get(f"{prefix}-layer")
+        if path and layer is not None:
+            raise PluginError(f"Both a file and a layer are chosen for {what}: clear one of "
+                              f"them so that it is clear which to use.")
+        if path:
+            chosen.append(StyleChoice(path=str(path)))
+        elif layer is not None:
+            chosen.append(StyleChoice(layer=layer))
+        elif prefix == "style":
+            if values.get("second-style-file") or values.get("second-style-layer") is not None:
+                raise PluginError("A second style is chosen but no first one: choose the "
+                                  "style image (a file, or a layer of an open image).")
+            raise PluginError("No style chosen: pick a style image file, or a layer of an "
+                              "open image (for example a painting opened in GIMP).")
+    return chosen
+
+
+def read_style_file(path: str) -> bytes:
+    """The file's bytes (the daemon decodes and checks them); PluginError if unreadable."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        raise PluginError(f"The style image {path} does not exist (moved or deleted?).") from None
+    except IsADirectoryError:
+        raise PluginError(f"The style image {path} is a folder, not an image file.") from None
+    except OSError as error:
+        raise PluginError(f"Cannot read the style image {path}: {error.strerror}.") from None
+
+
+def processing_size(width: int, height: int, size: int) -> int | None:
+    """The long side to process at: None (the layer's own) for 0 or a size not below it, so a
+    small layer is never enlarged just to be worked on."""
+    long_side = max(width, height)
+    if size <= 0 or size >= long_side:
+        return None
+    return max(size, MIN_SIZE)
+
+
+def job_params(values: Mapping[str, object], width: int, height: int,
+               style_count: int) -> JobParams:
+    """The daemon's parameters for a layer of width x height; PluginError for bad values
+    (scripts can pass anything GIMP's ranges let through)."""
+    def get(name: str) -> object:
+        return values.get(name, BY_NAME[name].default)
+
+    share = float(get("second-style-share"))  # type: ignore[arg-type]
+    weights = (100.0 - share, share) if style_count == 2 else None
+    if weights is not None and min(weights) <= 0:
+        which = "first" if weights[0] <= 0 else "second"
+        raise PluginError(f"The second style's share is {share:g} %, which leaves nothing of "
+                          f"the {which} style: use a share between 0 and 100, or one style.")
+    try:
+        return JobParams(
+            preset=str(get("quality")),  # type: ignore[arg-type]
+            strength=float(get("strength")),  # type: ignore[arg-type]
+            size=processing_size(width, height, int(get("size"))),  # type: ignore[arg-type]
+            preserve_colors=str(get("preserve-colors")),  # type: ignore[arg-type]
+            seed=int(get("seed")),  # type: ignore[arg-type]
+            style_weights=weights,
+        )
+    except ProtocolError as error:
+        raise PluginError(f"Invalid setting: {error.message}.") from None
+
+
+def style_name(choice: StyleChoice, layer_name: str = "") -> str:
+    """How a style is named in the new layer's name: the file's name without its extension, or
+    the layer's name."""
+    if choice.path:
+        return os.path.splitext(os.path.basename(choice.path))[0] or choice.path
+    return layer_name or "layer"
+
+
+def result_layer_name(source: str, styles: list[str], limit: int = 80) -> str:
+    """"Portrait (Starry Night)", "Portrait (Starry Night + Scream)"; long names shortened."""
+    name = f"{source} ({' + '.join(styles)})"
+    return name if len(name) <= limit else name[:limit - 1] + "\u2026"

@@ -1,0 +1,127 @@
+"""Real GIMP 3 for the plug-in's end-to-end tests: made available by tests/gimp/setup-gimp3.sh
+(installed on Debian 13, in a debootstrap root on Debian 12), driven in batch mode with
+`gimp-console-3.0`, each test in its own folder inside the root that both sides can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent / "gimp"
+SETUP_SCRIPT = HERE / "setup-gimp3.sh"
+BATCH_HELPERS = HERE / "batch_helpers.py"
+SETUP_TIMEOUT = 900  # seconds: a fresh root downloads about 130 MB
+GIMP_TIMEOUT = 180
+_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Gimp3:
+    """Where GIMP 3 runs: `root` is "/" when this machine has it, else a Debian 13 root."""
+
+    root: Path
+
+    def inside(self, host_path: Path) -> str:
+        """A host path under the root as GIMP sees it."""
+        if self.root == Path("/"):
+            return str(host_path)
+        return "/" + str(Path(host_path).relative_to(self.root))
+
+    def python(self) -> str:
+        """The command that runs GIMP's Python (what the plug-in's shebang finds)."""
+        here = self.root == Path("/")
+        return "/usr/bin/python3" if here else f"chroot {self.root} /usr/bin/python3"
+
+    def command(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        clean = ["/usr/bin/env", "-i", f"PATH={_PATH}", "LANG=C.UTF-8",
+                 *(f"{key}={value}" for key, value in env.items()), *argv]
+        return clean if self.root == Path("/") else ["chroot", str(self.root), *clean]
+
+
+def setup_gimp3() -> tuple[Gimp3 | None, str]:
+    """GIMP 3 ready to run, or None and the reason it cannot be here."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return None, "the GIMP 3 tests need Linux and root (debootstrap, chroot, apt-get)"
+    try:
+        done = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True,
+                              timeout=SETUP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, f"setting up GIMP 3 took over {SETUP_TIMEOUT} s"
+    if done.returncode != 0:
+        return None, (done.stderr.strip() or done.stdout.strip())[-2000:]
+    return Gimp3(Path(done.stdout.strip().splitlines()[-1])), ""
+
+
+class GimpWorkspace:
+    """A folder inside GIMP's root for one group of tests: a HOME for GIMP (with the plug-in
+    installed there), a runtime folder for the daemon's connection file, and files."""
+
+    def __init__(self, gimp: Gimp3) -> None:
+        self.gimp = gimp
+        base = gimp.root / "tmp" if gimp.root != Path("/") else Path("/tmp")
+        self.folder = base / f"neural-style-test-{uuid.uuid4().hex[:12]}"
+        self.home = self.folder / "home"
+        self.runtime = self.folder / "run"
+        self.home.mkdir(parents=True)
+        self.runtime.mkdir(mode=0o700)
+        shutil.copy(BATCH_HELPERS, self.folder / "batch_helpers.py")
+
+    @property
+    def gimp_dir(self) -> Path:
+        return self.home / ".config" / "GIMP" / "3.0"
+
+    @property
+    def plugin_dir(self) -> Path:
+        return self.gimp_dir / "plug-ins" / "neural-style"
+
+    def write_pixels(self, name: str, pixels: np.ndarray) -> str:
+        """Save RGBA pixels for the batch code to load; their path inside the root."""
+        path = self.folder / f"{name}.raw"
+        path.write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
+        return self.gimp.inside(path)
+
+    def run_batch(self, code: str, runtime: Path | None = None,
+                  timeout: float = GIMP_TIMEOUT) -> subprocess.CompletedProcess:
+        """Run `code` (Python, with batch_helpers' names imported and FOLDER set) in
+        gimp-console-3.0; a failing batch exits 64."""
+        script = self.folder / f"batch-{uuid.uuid4().hex[:8]}.py"
+        inside = self.gimp.inside(self.folder)
+        script.write_text(f"import sys\nsys.path.insert(0, {inside!r})\n"
+                          f"from batch_helpers import *\nFOLDER = {inside!r}\n{code}\n")
+        env = {"HOME": self.gimp.inside(self.home),
+               "XDG_RUNTIME_DIR": self.gimp.inside(runtime or self.runtime)}
+        argv = ["gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval",
+                "-b", f"exec(open({self.gimp.inside(script)!r}).read())", "--quit"]
+        return subprocess.run(self.gimp.command(argv, env), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def report(self) -> dict:
+        return json.loads((self.folder / "report.json").read_text())
+
+    def layers(self, tag: str) -> list[dict]:
+        """The layers `dump(image, FOLDER, tag)` wrote, top first, with their pixels."""
+        facts = json.loads((self.folder / f"{tag}.json").read_text())
+        for index, layer in enumerate(facts):
+            raw = (self.folder / f"{tag}.{index}.raw").read_bytes()
+            layer["pixels"] = np.frombuffer(raw, np.uint8).reshape(layer["height"],
+                                                                   layer["width"], 4)
+            mask = self.folder / f"{tag}.{index}.raw.mask"
+            if mask.exists():
+                layer["mask_pixels"] = np.frombuffer(mask.read_bytes(), np.uint8).reshape(
+                    layer["height"], layer["width"])
+        return facts
+
+    def composite(self, tag: str, width: int, height: int) -> np.ndarray:
+        raw = (self.folder / f"{tag}.composite.raw").read_bytes()
+        return np.frombuffer(raw, np.uint8).reshape(height, width, 4)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

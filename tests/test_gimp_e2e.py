@@ -1,0 +1,215 @@
+"""The plug-in in real GIMP 3 (batch mode, gimp-console-3.0) against a real daemon with random
+weights: new layers, alpha, offsets, selections, in place on several layers, last values, a
+style from a layer, and the messages a user gets when something is wrong.
+
+GIMP 3 comes from tests/gimp/setup-gimp3.sh (a Debian 13 root on Debian 12 machines). Where it
+cannot be set up these tests skip with the reason; in CI (CI set) they fail instead."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from daemon_support import DaemonProcess, style_png
+from gimp_support import GimpWorkspace, setup_gimp3
+
+from neural_style_daemon.cli import main as neural_style
+
+NEW_LAYER = "python-fu-neural-style"
+IN_PLACE = "python-fu-neural-style-in-place"
+
+
+@pytest.fixture(scope="module")
+def gimp3():
+    gimp, reason = setup_gimp3()
+    if gimp is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-GIMP tests, but: {reason}")
+        pytest.skip(f"GIMP 3 is not available here: {reason}")
+    return gimp
+
+
+@pytest.fixture(scope="module")
+def workspace(gimp3):
+    space = GimpWorkspace(gimp3)
+    code = neural_style(["install-gimp-plugin", "--gimp-dir", str(space.gimp_dir),
+                         "--gimp-python", gimp3.python()])
+    assert code == 0
+    (space.folder / "style.png").write_bytes(style_png(64, 64))
+    yield space
+    space.remove()
+
+
+@pytest.fixture(scope="module")
+def daemon(workspace):
+    process = DaemonProcess(workspace.runtime)
+    try:
+        process.wait_listening()
+        yield process
+    finally:
+        process.terminate()
+
+
+def content(width: int, height: int, seed: int = 0, alpha: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=-1)
+    rgb = np.clip(rgb + rng.integers(-20, 20, rgb.shape), 0, 255)
+    a = rng.integers(0, 256, (height, width)) if alpha else np.full((height, width), 255)
+    a[: height // 3, : width // 3] = 0 if alpha else 255
+    return np.dstack([rgb, a]).astype(np.uint8)
+
+
+def run(workspace: GimpWorkspace, code: str, **kwargs) -> dict:
+    done = workspace.run_batch(code, **kwargs)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return workspace.report()
+
+
+def style_path(workspace: GimpWorkspace) -> str:
+    return workspace.gimp.inside(workspace.folder / "style.png")
+
+
+def test_new_layer_above_an_rgb_layer_with_offsets(workspace, daemon):
+    pixels = content(48, 40, alpha=False)
+    report = run(workspace, f"""
+image = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("rgb", pixels)!r}, 48, 40, (7, 5),
+                  alpha=False)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft")
+dump(image, FOLDER, "rgb")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    new, source = workspace.layers("rgb")
+    assert new["name"] == "Photo (style)"
+    assert (new["width"], new["height"], new["offsets"]) == (48, 40, [7, 5])
+    assert not new["mask"]
+    assert np.array_equal(source["pixels"], pixels)  # the source is left alone
+    changed = np.abs(new["pixels"][..., :3].astype(int) - pixels[..., :3]).mean()
+    assert changed > 5, f"the new layer barely differs from its source ({changed:.2f})"
+    assert (new["pixels"][..., 3] == 255).all()  # an opaque source gives an opaque result
+
+
+def test_new_layer_keeps_the_alpha_of_an_rgba_layer(workspace, daemon):
+    pixels = content(40, 36, seed=3)
+    report = run(workspace, f"""
+image = Gimp.Image.new(40, 36, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Cut-out", {workspace.write_pixels("rgba", pixels)!r}, 40, 36)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft", seed=7)
+dump(image, FOLDER, "rgba")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    new, _source = workspace.layers("rgba")
+    assert np.array_equal(new["pixels"][..., 3], pixels[..., 3])
+    visible = pixels[..., 3] > 0
+    assert np.abs(new["pixels"][visible, :3].astype(int) - pixels[visible, :3]).mean() > 5
+
+
+def test_a_selection_limits_the_change_to_it(workspace, daemon):
+    pixels = content(64, 48, seed=5, alpha=False)
+    report = run(workspace, f"""
+image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("sel", pixels)!r}, 64, 48, alpha=False)
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 8, 30, 20)
+dump(image, FOLDER, "sel-before")
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft")
+dump(image, FOLDER, "sel-after")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    new, _source = workspace.layers("sel-after")
+    assert new["mask"]
+    before = workspace.composite("sel-before", 64, 48).astype(int)
+    after = workspace.composite("sel-after", 64, 48).astype(int)
+    inside = np.zeros((48, 64), bool)
+    inside[8:28, 10:40] = True
+    assert np.array_equal(after[~inside], before[~inside])
+    assert np.abs(after[inside] - before[inside]).mean() > 5
+
+
+def test_in_place_changes_every_selected_layer_and_keeps_their_alpha(workspace, daemon):
+    lower, upper = content(40, 32, seed=1), content(30, 26, seed=2)
+    report = run(workspace, f"""
+image = Gimp.Image.new(60, 50, Gimp.ImageBaseType.RGB)
+a = add_layer(image, "Lower", {workspace.write_pixels("lower", lower)!r}, 40, 32, (0, 0))
+b = add_layer(image, "Upper", {workspace.write_pixels("upper", upper)!r}, 30, 26, (20, 18))
+status, message = run_procedure({IN_PLACE!r}, image, [a, b], style_file={style_path(workspace)!r},
+                                quality="draft")
+dump(image, FOLDER, "inplace")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    top, bottom = workspace.layers("inplace")
+    assert [top["name"], bottom["name"]] == ["Upper", "Lower"]  # no layer added
+    for layer, original in ((top, upper), (bottom, lower)):
+        assert np.array_equal(layer["pixels"][..., 3], original[..., 3])
+        visible = original[..., 3] > 0
+        assert np.abs(layer["pixels"][visible, :3].astype(int)
+                      - original[visible, :3]).mean() > 5
+
+
+def test_style_from_a_layer_of_another_open_image(workspace, daemon):
+    pixels, painting = content(36, 30, seed=4, alpha=False), content(50, 50, seed=9, alpha=False)
+    report = run(workspace, f"""
+image = Gimp.Image.new(36, 30, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("photo", pixels)!r}, 36, 30,
+                  alpha=False)
+gallery = Gimp.Image.new(50, 50, Gimp.ImageBaseType.RGB)
+art = add_layer(gallery, "Painting", {workspace.write_pixels("art", painting)!r}, 50, 50,
+                alpha=False)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_layer=art, quality="draft")
+dump(image, FOLDER, "from-layer")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    new, _source = workspace.layers("from-layer")
+    assert new["name"] == "Photo (Painting)"
+    assert np.abs(new["pixels"][..., :3].astype(int) - pixels[..., :3]).mean() > 5
+
+
+def test_no_style_and_a_grayscale_image_are_clear_errors(workspace, daemon):
+    report = run(workspace, f"""
+image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("plain", content(32, 32))!r}, 32, 32)
+no_style = run_procedure({NEW_LAYER!r}, image, [layer])
+gray = Gimp.Image.new(32, 32, Gimp.ImageBaseType.GRAY)
+gray_layer = Gimp.Layer.new(gray, "Gray", 32, 32, Gimp.ImageType.GRAY_IMAGE, 100.0,
+                            Gimp.LayerMode.NORMAL)
+gray.insert_layer(gray_layer, None, 0)
+grayscale = run_procedure({NEW_LAYER!r}, gray, [gray_layer], style_file={style_path(workspace)!r})
+report(FOLDER, no_style=no_style, grayscale=grayscale, layers=len(image.get_layers()))
+""")
+    assert report["no_style"][0] == "execution-error"
+    assert "No style chosen" in report["no_style"][1]
+    assert report["grayscale"][0] == "execution-error"
+    assert "RGB" in report["grayscale"][1]
+    assert report["layers"] == 1  # nothing added by the failed runs
+
+
+def test_a_daemon_that_cannot_be_started_is_a_clear_error(workspace, tmp_path):
+    settings = workspace.plugin_dir / "daemon.json"
+    recorded = settings.read_text()
+    settings.write_text(json.dumps({"start_command": ["/nonexistent/python3", "-m",
+                                                      "neural_style_daemon.cli", "start"]}))
+    empty = workspace.folder / "no-daemon"
+    empty.mkdir(mode=0o700)
+    try:
+        report = run(workspace, f"""
+image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("alone", content(32, 32))!r}, 32, 32)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r})
+report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
+""", runtime=empty)
+    finally:
+        settings.write_text(recorded)
+    assert report["status"] == "execution-error"
+    assert "cannot be started" in report["message"]
+    assert "/nonexistent/python3" in report["message"]
+    assert report["layers"] == 1
