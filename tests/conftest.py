@@ -129,3 +129,11 @@ class ProgressLog:
 @pytest.fixture
 def progress_log() -> ProgressLog:
     return ProgressLog()
+
+
+@pytest.fixture(scope="session")
+def gimp3():
+    """Real GIMP 3 (see tests/gimp/setup-gimp3.sh), set up once per run."""
+    from gimp_support import gimp3_or_skip
+
+    return gimp3_or_skip()

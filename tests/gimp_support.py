@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,19 @@ def setup_gimp3() -> tuple[Gimp3 | None, str]:
     return Gimp3(Path(done.stdout.strip().splitlines()[-1])), ""
 
 
+def gimp3_or_skip() -> Gimp3:
+    """GIMP 3 for a test; a skip with the reason where it cannot be set up, except in CI (CI
+    set), which must run the real-GIMP tests: there it is a failure."""
+    import pytest
+
+    gimp, reason = setup_gimp3()
+    if gimp is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-GIMP tests, but: {reason}")
+        pytest.skip(f"GIMP 3 is not available here: {reason}")
+    return gimp
+
+
 class GimpWorkspace:
     """A folder inside GIMP's root for one group of tests: a HOME for GIMP (with the plug-in
     installed there), a runtime folder for the daemon's connection file, and files."""
@@ -73,6 +87,13 @@ class GimpWorkspace:
         self.home.mkdir(parents=True)
         self.runtime.mkdir(mode=0o700)
         shutil.copy(BATCH_HELPERS, self.folder / "batch_helpers.py")
+
+    def install_plugin(self) -> None:
+        """`neural-style install-gimp-plugin` into this HOME's GIMP folder, as a user would."""
+        from neural_style_daemon.cli import main
+
+        assert main(["install-gimp-plugin", "--gimp-dir", str(self.gimp_dir),
+                     "--gimp-python", self.gimp.python()]) == 0
 
     @property
     def gimp_dir(self) -> Path:
@@ -88,19 +109,26 @@ class GimpWorkspace:
         path.write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
         return self.gimp.inside(path)
 
-    def run_batch(self, code: str, runtime: Path | None = None,
-                  timeout: float = GIMP_TIMEOUT) -> subprocess.CompletedProcess:
-        """Run `code` (Python, with batch_helpers' names imported and FOLDER set) in
-        gimp-console-3.0; a failing batch exits 64."""
+    def batch_command(self, code: str, runtime: Path | None = None,
+                      display: str | None = None) -> list[str]:
+        """GIMP running `code` (Python, with batch_helpers' names imported and FOLDER set), then
+        quitting: gimp-console-3.0, or the full GIMP on `display`. A failing batch exits 64."""
         script = self.folder / f"batch-{uuid.uuid4().hex[:8]}.py"
         inside = self.gimp.inside(self.folder)
         script.write_text(f"import sys\nsys.path.insert(0, {inside!r})\n"
                           f"from batch_helpers import *\nFOLDER = {inside!r}\n{code}\n")
         env = {"HOME": self.gimp.inside(self.home),
                "XDG_RUNTIME_DIR": self.gimp.inside(runtime or self.runtime)}
-        argv = ["gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval",
-                "-b", f"exec(open({self.gimp.inside(script)!r}).read())", "--quit"]
-        return subprocess.run(self.gimp.command(argv, env), capture_output=True, text=True,
+        gimp = ["gimp-console-3.0", "-i"]
+        if display is not None:
+            env["DISPLAY"], gimp = display, ["gimp-3.0"]
+        return self.gimp.command([*gimp, "-d", "-f", "--batch-interpreter=python-fu-eval", "-b",
+                                  f"exec(open({self.gimp.inside(script)!r}).read())", "--quit"],
+                                 env)
+
+    def run_batch(self, code: str, runtime: Path | None = None,
+                  timeout: float = GIMP_TIMEOUT) -> subprocess.CompletedProcess:
+        return subprocess.run(self.batch_command(code, runtime), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def report(self) -> dict:
@@ -125,3 +153,60 @@ class GimpWorkspace:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class VirtualScreen:
+    """Xvfb inside GIMP's root, and xdotool and ImageMagick's `import` to look and click."""
+
+    def __init__(self, gimp: Gimp3) -> None:
+        self.gimp = gimp
+        sockets = (gimp.root if gimp.root != Path("/") else Path("/")) / "tmp" / ".X11-unix"
+        number = next(n for n in range(90, 200) if not (sockets / f"X{n}").exists())
+        self.display = f":{number}"
+        self.process = subprocess.Popen(
+            gimp.command(["Xvfb", self.display, "-screen", "0", "1280x900x24", "-nolisten",
+                          "tcp"], {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: (sockets / f"X{number}").exists(), 30, "Xvfb to start")
+
+    def run(self, *argv: str) -> str:
+        done = subprocess.run(self.gimp.command(list(argv), {"DISPLAY": self.display}),
+                              capture_output=True, text=True, timeout=60)
+        return done.stdout if done.returncode == 0 else ""
+
+    def window(self, name: str, timeout: float) -> str:
+        """The id of the first window whose title matches the regular expression `name`."""
+        found = wait_for(lambda: self.run("xdotool", "search", "--name", name).split(),
+                         timeout, f"a window named {name!r}")
+        return found[0]
+
+    def size(self, window: str) -> tuple[int, int]:
+        shell = dict(line.split("=", 1) for line in
+                     self.run("xdotool", "getwindowgeometry", "--shell", window).split())
+        return int(shell["WIDTH"]), int(shell["HEIGHT"])
+
+    def click(self, window: str, x: int, y: int) -> None:
+        # A click, not a key: without a window manager key presses did not reach buttons.
+        self.run("xdotool", "mousemove", "--window", window, str(x), str(y), "click", "1")
+
+    def keys(self, window: str, keys: str) -> None:
+        self.run("xdotool", "windowfocus", "--sync", window)
+        self.run("xdotool", "key", keys)
+
+    def screenshot(self, window: str, path_inside: str) -> None:
+        self.run("import", "-window", window, path_inside)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    """Poll until `condition()` is true (and return it); AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -16,6 +16,7 @@ from neural_style_gimp.arguments import (
     ARGUMENTS,
     BY_NAME,
     CHOICE,
+    DIALOG_LAYOUT,
     StyleChoice,
     choose_styles,
     job_params,
@@ -72,6 +73,11 @@ def test_argument_table_matches_the_protocol():
     defaults = job_params({"style-file": "a.png"}, 4000, 3000, 1)
     assert (defaults.preset, defaults.strength, defaults.preserve_colors, defaults.seed) == (
         JobParams().preset, JobParams().strength, JobParams().preserve_colors, JobParams().seed)
+
+
+def test_the_dialog_shows_every_argument_once():
+    shown = [name for _title, names in DIALOG_LAYOUT for name in names]
+    assert sorted(shown) == sorted(BY_NAME)
 
 
 def test_choose_styles_in_order_file_or_layer():

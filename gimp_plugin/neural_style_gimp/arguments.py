@@ -38,9 +38,9 @@ ARGUMENTS = (
     Argument("style-file", "_Style image", "The painting or picture whose style to apply", FILE),
     Argument("style-layer", "...or style _layer",
              "A layer of any open image to take the style from, instead of a file", LAYER),
-    Argument("second-style-file", "Second style image (optional)",
+    Argument("second-style-file", "Second style _image",
              "A second style to blend with the first", FILE),
-    Argument("second-style-layer", "...or second style layer",
+    Argument("second-style-layer", "...or second style la_yer",
              "A layer of any open image as the second style, instead of a file", LAYER),
     Argument("second-style-share", "Second style's s_hare (%)",
              "How much of the blend the second style makes", DOUBLE, 50.0, 0.0, 100.0),
@@ -51,16 +51,24 @@ ARGUMENTS = (
     Argument("size", "Processing si_ze (px)", "The long side the style is computed at (0: the "
              "layer's own); the result always has the layer's size", INT, DEFAULT_SIZE, 0,
              MAX_SIZE),
-    Argument("preserve-colors", "Keep the layer's _colours", "Keep the layer's colours and "
+    Argument("preserve-colors", "_Keep the layer's colours", "Keep the layer's colours and "
              "take only the brush work from the style", CHOICE, ColorMode.NONE.value,
              choices=tuple((c.value, _COLOR_LABELS[c]) for c in ColorMode)),
     Argument("seed", "Ran_dom seed", "The same seed and settings give the same result", INT,
              0, 0, MAX_SEED),
-    Argument("connection-file", "Daemon connection file (experts)",
+    Argument("connection-file", "Daemon co_nnection file (experts)",
              "The style daemon's connection file; empty: find the running daemon, or start "
              "one", STRING, ""),
 )
 BY_NAME = {argument.name: argument for argument in ARGUMENTS}
+# The dialog's frames, top to bottom: (title, argument names); a None title for no frame.
+DIALOG_LAYOUT = (
+    ("Style", ("style-file", "style-layer")),
+    ("Blend in a second style (optional)",
+     ("second-style-file", "second-style-layer", "second-style-share")),
+    ("Result", ("strength", "quality", "size", "preserve-colors", "seed")),
+    (None, ("connection-file",)),
+)
 
 @dataclass(frozen=True)
 class StyleChoice:

@@ -19,6 +19,7 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 from .arguments import (  # noqa: E402
     ARGUMENTS,
     CHOICE,
+    DIALOG_LAYOUT,
     DOUBLE,
     FILE,
     INT,
@@ -75,6 +76,21 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
                                           flags)
         elif arg.kind == STRING:
             procedure.add_string_argument(arg.name, arg.label, arg.blurb, arg.default, flags)
+
+
+def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
+    """The arguments in titled frames, as DIALOG_LAYOUT orders them."""
+    top = []
+    for number, (title, names) in enumerate(DIALOG_LAYOUT):
+        if title is None:
+            top.extend(names)
+            continue
+        box, label, frame = f"group-{number}-box", f"group-{number}-title", f"group-{number}"
+        dialog.fill_box(box, list(names))
+        dialog.get_label(label, title, False, False)
+        dialog.fill_frame(frame, label, False, box)
+        top.append(frame)
+    dialog.fill(top)
 
 
 def _values(config: Gimp.ProcedureConfig) -> dict[str, object]:
@@ -200,7 +216,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(name)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, _PROCEDURES[name][1])
-        dialog.fill([arg.name for arg in ARGUMENTS])
+        _fill_dialog(dialog)
         accepted = dialog.run()
         dialog.destroy()
         if not accepted:

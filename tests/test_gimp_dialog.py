@@ -1,0 +1,120 @@
+"""The plug-in as a user meets it, in the full GIMP 3 on a virtual screen (Xvfb): the dialog
+opens with every argument, OK runs the job, Filters > Repeat (last values) runs it again, and
+one Undo (Ctrl+Z in the image window) restores every layer stylised in place.
+
+Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the dialog's screenshot (the README's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from daemon_support import DaemonProcess, style_png
+from gimp_support import GimpWorkspace, VirtualScreen, wait_for
+from PIL import Image
+
+GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
+# Where the OK button sits from the dialog's bottom-right corner (GIMP 3.0's default theme).
+OK_FROM_CORNER = (68, 42)
+
+
+@pytest.fixture
+def screen(gimp3):
+    virtual = VirtualScreen(gimp3)
+    yield virtual
+    virtual.close()
+
+
+@pytest.fixture
+def workspace(gimp3):
+    space = GimpWorkspace(gimp3)
+    space.install_plugin()
+    (space.folder / "style.png").write_bytes(style_png(64, 64))
+    yield space
+    space.remove()
+
+
+def photo(width: int, height: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x ^ y) % 256], axis=-1)
+    return np.dstack([rgb, np.full((height, width), 255)]).astype(np.uint8)
+
+
+def test_dialog_ok_repeat_and_one_undo_for_in_place(gimp3, workspace, screen, tmp_path):
+    daemon = DaemonProcess(workspace.runtime)
+    folder = gimp3.inside(workspace.folder)
+    code = f"""
+import time
+image = Gimp.Image.new(240, 180, Gimp.ImageBaseType.RGB)
+photo = add_layer(image, "Photo", {workspace.write_pixels("photo", photo(240, 180))!r}, 240, 180)
+Gimp.Display.new(image)
+Gimp.displays_flush()
+dialog = run_procedure("python-fu-neural-style", image, [photo], run_mode=Gimp.RunMode.INTERACTIVE,
+                       style_file={gimp3.inside(workspace.folder / "style.png")!r},
+                       quality="draft", size=96)
+repeat = run_procedure("python-fu-neural-style", image, [photo],
+                       run_mode=Gimp.RunMode.WITH_LAST_VALS)
+names = [layer.get_name() for layer in image.get_layers()]
+second = add_layer(image, "Second", {workspace.write_pixels("second", photo(120, 90))!r}, 120, 90,
+                   (30, 20))
+dump(image, FOLDER, "before")
+in_place = run_procedure("python-fu-neural-style-in-place", image, [photo, second],
+                         style_file={gimp3.inside(workspace.folder / "style.png")!r},
+                         quality="draft", size=64)
+dump(image, FOLDER, "styled")
+styled = read_pixels(photo)
+open({folder!r} + "/await-undo", "w").close()
+deadline = time.time() + 60
+while not os.path.exists({folder!r} + "/undone") and time.time() < deadline:
+    time.sleep(0.1)
+while read_pixels(photo) == styled and time.time() < deadline:  # the key press is on its way
+    time.sleep(0.1)
+dump(image, FOLDER, "undone")
+report(FOLDER, dialog=dialog, repeat=repeat, names=names, in_place=in_place)
+image.clean_all()
+"""
+    try:
+        daemon.wait_listening()
+        gimp = subprocess.Popen(workspace.batch_command(code, display=screen.display),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            dialog = screen.window("^Neural Style$", 120)
+            width, height = wait_for(lambda: (size := screen.size(dialog))[1] > 300 and size,
+                                     30, "the dialog to be laid out")
+            shot = workspace.folder / "dialog.png"
+            screen.screenshot(dialog, gimp3.inside(shot))
+            screen.click(dialog, width - OK_FROM_CORNER[0], height - OK_FROM_CORNER[1])
+            wait_for((workspace.folder / "await-undo").exists, 120, "the in-place run")
+            screen.keys(screen.window("GIMP$", 10), "ctrl+z")
+            (workspace.folder / "undone").touch()
+            output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
+        finally:
+            if gimp.poll() is None:
+                gimp.kill()
+                gimp.wait()
+        assert gimp.returncode == 0, output[-3000:]
+    finally:
+        daemon.terminate()
+
+    keep = os.environ.get("NEURAL_STYLE_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, Path(keep) / "gimp-dialog.png")
+    picture = np.asarray(Image.open(shot).convert("RGB"))
+    assert picture.shape[:2] == (height, width)
+    assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 20  # drawn, not a blank window
+
+    report = workspace.report()
+    assert report["dialog"] == ["success", None], report
+    assert report["repeat"] == ["success", None], report
+    assert report["in_place"] == ["success", None], report
+    assert report["names"] == ["Photo (style)", "Photo (style) #1", "Photo"]  # each above Photo
+    before, styled, undone = (workspace.layers(tag) for tag in ("before", "styled", "undone"))
+    for layer_before, layer_styled, layer_undone in zip(before, styled, undone, strict=True):
+        if layer_before["name"] in ("Second", "Photo"):
+            assert not np.array_equal(layer_styled["pixels"], layer_before["pixels"])
+        assert np.array_equal(layer_undone["pixels"], layer_before["pixels"]), (
+            f"{layer_before['name']} is not restored by one undo")
