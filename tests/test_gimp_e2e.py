@@ -163,7 +163,28 @@ report(FOLDER, status=status, message=message)
     assert np.abs(new["pixels"][..., :3].astype(int) - pixels[..., :3]).mean() > 5
 
 
-def test_no_style_and_a_grayscale_image_are_clear_errors(workspace, daemon):
+def test_a_high_precision_image_works(workspace, daemon):
+    pixels = content(40, 30, seed=8)
+    report = run(workspace, f"""
+image = Gimp.Image.new_with_precision(40, 30, Gimp.ImageBaseType.RGB,
+                                      Gimp.Precision.FLOAT_LINEAR)
+layer = add_layer(image, "Linear", {workspace.write_pixels("float", pixels)!r}, 40, 30)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft")
+dump(image, FOLDER, "float")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    new, source = workspace.layers("float")
+    # Pixels travel as 8-bit sRGB; float storage keeps them, so alpha survives exactly.
+    assert np.array_equal(new["pixels"][..., 3], source["pixels"][..., 3])
+    visible = pixels[..., 3] > 0
+    assert np.abs(new["pixels"][visible, :3].astype(int) - pixels[visible, :3]).mean() > 5
+
+
+def test_bad_input_gets_a_message_and_changes_nothing(workspace, daemon):
+    (workspace.folder / "garbled.png").write_bytes(b"not a picture at all")
+    garbled = workspace.gimp.inside(workspace.folder / "garbled.png")
     report = run(workspace, f"""
 image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("plain", content(32, 32))!r}, 32, 32)
@@ -173,13 +194,57 @@ gray_layer = Gimp.Layer.new(gray, "Gray", 32, 32, Gimp.ImageType.GRAY_IMAGE, 100
                             Gimp.LayerMode.NORMAL)
 gray.insert_layer(gray_layer, None, 0)
 grayscale = run_procedure({NEW_LAYER!r}, gray, [gray_layer], style_file={style_path(workspace)!r})
-report(FOLDER, no_style=no_style, grayscale=grayscale, layers=len(image.get_layers()))
+indexed = Gimp.Image.new(32, 32, Gimp.ImageBaseType.INDEXED)
+indexed_layer = Gimp.Layer.new(indexed, "Indexed", 32, 32, Gimp.ImageType.INDEXED_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
+indexed.insert_layer(indexed_layer, None, 0)
+palette = run_procedure({NEW_LAYER!r}, indexed, [indexed_layer],
+                        style_file={style_path(workspace)!r})
+group = Gimp.GroupLayer.new(image, "Group")
+image.insert_layer(group, None, 0)
+grouped = run_procedure({NEW_LAYER!r}, image, [group], style_file={style_path(workspace)!r})
+garbled = run_procedure({NEW_LAYER!r}, image, [layer], style_file={garbled!r})
+report(FOLDER, no_style=no_style, grayscale=grayscale, palette=palette, grouped=grouped,
+       garbled=garbled, layers=len(image.get_layers()))
 """)
     assert report["no_style"][0] == "execution-error"
     assert "No style chosen" in report["no_style"][1]
-    assert report["grayscale"][0] == "execution-error"
-    assert "RGB" in report["grayscale"][1]
-    assert report["layers"] == 1  # nothing added by the failed runs
+    for case, words in (("grayscale", "this one is grayscale"), ("palette", "this one is indexed"),
+                        ("grouped", "is a layer group"),
+                        ("garbled", "could not use an image")):
+        status, message = report[case]
+        assert status == "execution-error", (case, message)
+        assert words in message, (case, message)
+    assert report["layers"] == 2  # the layer and the group: nothing added by the failed runs
+
+
+def test_out_of_memory_retries_smaller_or_says_to_choose_a_smaller_size(workspace, monkeypatch):
+    monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1")  # every job's first attempt
+    runtime = workspace.folder / "oom-run"
+    daemon = DaemonProcess(runtime, "--oom-min-size", "64")
+    try:
+        daemon.wait_listening()
+        done = workspace.run_batch(f"""
+image = Gimp.Image.new(128, 96, Gimp.ImageBaseType.RGB)
+big = add_layer(image, "Big", {workspace.write_pixels("oom-big", content(128, 96))!r}, 128, 96)
+small = add_layer(image, "Small", {workspace.write_pixels("oom-small", content(48, 40))!r},
+                  48, 40)
+retried = run_procedure({NEW_LAYER!r}, image, [big], style_file={style_path(workspace)!r},
+                        quality="draft")
+failed = run_procedure({NEW_LAYER!r}, image, [small], style_file={style_path(workspace)!r},
+                       quality="draft")
+report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
+""", runtime)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        daemon.terminate()
+    report = workspace.report()
+    assert report["retried"] == ["success", None], report
+    assert "Neural Style: out of memory at 128 px: retried at" in done.stdout + done.stderr
+    status, message = report["failed"]
+    assert status == "execution-error"
+    assert "ran out of memory" in message and "smaller processing size" in message
+    assert report["layers"] == 3  # the retried job's layer only
 
 
 def test_a_daemon_that_cannot_be_started_is_a_clear_error(workspace, tmp_path):

@@ -12,6 +12,12 @@ PACKAGES="gimp python3-gi gir1.2-gimp-3.0 python3-zmq python3-numpy xvfb xauth x
 READY="$ROOT/.neural-style-ready"
 
 fail() { echo "cannot set up GIMP 3: $*" >&2; exit 1; }
+apt_install() {  # on this machine; refresh the package lists only if the first try fails
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    }
+}
 
 [ "$(id -u)" = 0 ] || fail "this needs root (apt-get, debootstrap, chroot)"
 command -v apt-get >/dev/null || fail "not a Debian-like system (no apt-get)"
@@ -19,8 +25,7 @@ command -v apt-get >/dev/null || fail "not a Debian-like system (no apt-get)"
 major=$(cut -d. -f1 /etc/debian_version 2>/dev/null || echo 0)
 if [ "${major}" -ge 13 ] 2>/dev/null; then
     if ! command -v gimp-console-3.0 >/dev/null || ! command -v Xvfb >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES \
-            >/dev/null || fail "apt-get install $PACKAGES failed"
+        apt_install $PACKAGES || fail "apt-get install $PACKAGES failed"
     fi
     echo /
     exit 0
@@ -46,12 +51,7 @@ if [ -f "$READY" ] && [ "$(cat "$READY")" = "$PACKAGES" ]; then
     exit 0
 fi
 
-command -v debootstrap >/dev/null || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null 2>&1 || {
-        apt-get update -q >/dev/null 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
-    } || fail "cannot install debootstrap"
-}
+command -v debootstrap >/dev/null || apt_install debootstrap || fail "cannot install debootstrap"
 
 MIRROR=$(mirror)
 if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
