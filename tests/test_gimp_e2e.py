@@ -123,11 +123,12 @@ report(FOLDER, status=status, message=message)
     assert np.abs(after[inside] - before[inside]).mean() > 5
 
 
-def test_in_place_changes_every_selected_layer_and_keeps_their_alpha(workspace, daemon):
-    lower, upper = content(40, 32, seed=1), content(30, 26, seed=2)
+def test_in_place_changes_every_selected_layer_with_or_without_alpha(workspace, daemon):
+    lower, upper = content(40, 32, seed=1, alpha=False), content(30, 26, seed=2)
     report = run(workspace, f"""
 image = Gimp.Image.new(60, 50, Gimp.ImageBaseType.RGB)
-a = add_layer(image, "Lower", {workspace.write_pixels("lower", lower)!r}, 40, 32, (0, 0))
+a = add_layer(image, "Lower", {workspace.write_pixels("lower", lower)!r}, 40, 32, (0, 0),
+              alpha=False)
 b = add_layer(image, "Upper", {workspace.write_pixels("upper", upper)!r}, 30, 26, (20, 18))
 status, message = run_procedure({IN_PLACE!r}, image, [a, b], style_file={style_path(workspace)!r},
                                 quality="draft")
