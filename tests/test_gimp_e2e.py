@@ -18,6 +18,8 @@ import pytest
 from daemon_support import DaemonProcess, style_png, wait_until
 from gimp_support import GimpWorkspace
 
+from neural_style_gimp.arguments import BY_NAME
+
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
 
@@ -59,6 +61,21 @@ def run(workspace: GimpWorkspace, code: str, **kwargs) -> dict:
 
 def style_path(workspace: GimpWorkspace) -> str:
     return workspace.gimp.inside(workspace.folder / "style.png")
+
+
+def test_both_procedures_are_in_the_filters_menu(workspace):
+    report = run(workspace, f"""
+found = {{}}
+for name in ({NEW_LAYER!r}, {IN_PLACE!r}):
+    procedure = Gimp.get_pdb().lookup_procedure(name)
+    found[name] = [procedure.get_menu_label(), procedure.get_menu_paths(),
+                   procedure.get_image_types(), [arg.name for arg in procedure.get_arguments()]]
+report(FOLDER, **found)
+""")
+    assert report[NEW_LAYER][:3] == ["_Neural Style...", ["<Image>/Filters/Artistic"], "RGB*"]
+    assert report[IN_PLACE][:2] == ["Neural Style (_in place)...", ["<Image>/Filters/Artistic"]]
+    for name in (NEW_LAYER, IN_PLACE):
+        assert report[name][3] == ["run-mode", "image", "drawables", *BY_NAME]
 
 
 def test_new_layer_above_an_rgb_layer_with_offsets(workspace, daemon):
