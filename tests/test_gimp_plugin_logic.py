@@ -142,6 +142,7 @@ def test_bad_values_from_scripts_are_clear_errors(values, message):
 
 def test_layer_names_say_which_styles():
     assert style_name(StyleChoice(path="/x/The Starry Night.jpg")) == "The Starry Night"
+    assert style_name(StyleChoice(path="/x/starry_night.jpg")) == "starry night"
     assert style_name(StyleChoice(layer=object()), "Painting") == "Painting"
     assert result_layer_name("Photo", ["Starry Night"]) == "Photo (Starry Night)"
     assert result_layer_name("Photo", ["A", "B"]) == "Photo (A + B)"

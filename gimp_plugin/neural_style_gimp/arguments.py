@@ -148,10 +148,11 @@ def job_params(values: Mapping[str, object], width: int, height: int,
 
 
 def style_name(choice: StyleChoice, layer_name: str = "") -> str:
-    """How a style is named in the new layer's name: the file's name without its extension, or
-    the layer's name."""
+    """How a style is named in the new layer's name: the file's name without its extension
+    (underscores read as spaces: "starry_night.jpg" is "starry night"), or the layer's name."""
     if choice.path:
-        return os.path.splitext(os.path.basename(choice.path))[0] or choice.path
+        stem = os.path.splitext(os.path.basename(choice.path))[0].replace("_", " ").strip()
+        return stem or choice.path
     return layer_name or "layer"
 
 
