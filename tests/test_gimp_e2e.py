@@ -18,6 +18,7 @@ import pytest
 from daemon_support import DaemonProcess, style_png, wait_until
 from gimp_support import GimpWorkspace
 
+from neural_style_daemon.cli import main as neural_style
 from neural_style_gimp.arguments import BY_NAME
 
 NEW_LAYER = "python-fu-neural-style"
@@ -61,6 +62,14 @@ def run(workspace: GimpWorkspace, code: str, **kwargs) -> dict:
 
 def style_path(workspace: GimpWorkspace) -> str:
     return workspace.gimp.inside(workspace.folder / "style.png")
+
+
+def test_the_installer_finds_gimp_3s_python_ready(gimp3, tmp_path, capsys):
+    assert neural_style(["install-gimp-plugin", "--gimp-dir", str(tmp_path),
+                         "--gimp-python", gimp3.python()]) == 0
+    out = capsys.readouterr()
+    assert "has GIMP 3's gi and pyzmq" in out.out
+    assert "warning" not in out.err
 
 
 def test_both_procedures_are_in_the_filters_menu(workspace):

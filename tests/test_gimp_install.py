@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from neural_style_daemon.cli import main
-from neural_style_daemon.gimp_install import default_gimp_dir
+from neural_style_daemon.gimp_install import default_gimp_dir, launcher_shebang
 
 
 def plugin_dir(gimp_dir):
@@ -25,9 +25,12 @@ def test_install_copies_a_runnable_self_contained_plugin(tmp_path, capsys):
     out = capsys.readouterr()
     folder = plugin_dir(gimp_dir)
     assert f"installed the GIMP plug-in in {folder}" in out.out
-    assert "has pyzmq" in out.out
+    # This Python has pyzmq but not GIMP's gi: said, and the shebang is not pinned to it.
+    assert "needs pyzmq" not in out.err
+    assert "can import GIMP 3's `gi` bindings" in out.err
     launcher = folder / "neural-style.py"
     assert os.access(launcher, os.X_OK)  # GIMP silently skips a plug-in it cannot run
+    assert launcher.read_text().startswith("#!/usr/bin/env python3\n")
     assert (folder / "neural_style_gimp" / "plugin.py").is_file()
     assert (folder / "neural_style_protocol" / "client.py").is_file()
     assert not list(folder.rglob("__pycache__"))
@@ -77,6 +80,18 @@ def test_a_gimp_python_without_pyzmq_gets_the_command_to_fix_it(tmp_path, capsys
     err = capsys.readouterr().err
     assert "needs pyzmq" in err
     assert f"{sys.executable} -S -m pip install" in err
+
+
+@pytest.mark.parametrize("python, on_path, shebang", [
+    (["/usr/bin/python3"], "/usr/bin/python3", "#!/usr/bin/env python3"),
+    (["/usr/bin/python3"], "/opt/conda/bin/python3", "#!/usr/bin/python3"),
+    (["/usr/bin/python3"], None, "#!/usr/bin/python3"),
+    (None, "/opt/conda/bin/python3", "#!/usr/bin/env python3"),
+    (["chroot", "/root", "/usr/bin/python3"], None, "#!/usr/bin/env python3"),
+])
+def test_the_launcher_is_pinned_to_gimps_python_when_path_finds_another(python, on_path,
+                                                                        shebang):
+    assert launcher_shebang(python, on_path) == shebang
 
 
 def test_a_gimp_python_that_does_not_run_is_reported(tmp_path, capsys):

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import neural_style_gimp
@@ -43,17 +44,56 @@ def default_gimp_dir() -> Path:
     return base / "GIMP" / "3.0"
 
 
-def default_gimp_python() -> list[str] | None:
-    """The Python GIMP runs plug-ins with: on Linux the `python3` the plug-in's shebang finds,
-    elsewhere the one GIMP bundles; None when it cannot be found."""
+def gimp_python_candidates() -> list[list[str]]:
+    """Pythons GIMP may run plug-ins with: on Linux the `python3` the plug-in's shebang finds,
+    then the system's; elsewhere the one GIMP bundles."""
     if sys.platform == "win32":
         root = os.environ.get("PROGRAMFILES", r"C:\Program Files")
-        found = sorted(glob.glob(os.path.join(root, "GIMP 3*", "bin", "python*.exe")))
+        found = sorted(glob.glob(os.path.join(root, "GIMP 3*", "bin", "python*.exe")))[-1:]
     elif sys.platform == "darwin":
-        found = sorted(glob.glob("/Applications/GIMP*.app/Contents/MacOS/python3*"))
+        found = sorted(glob.glob("/Applications/GIMP*.app/Contents/MacOS/python3*"))[-1:]
     else:
-        found = [path for path in [shutil.which("python3")] if path]
-    return [found[-1]] if found else None
+        found = [path for path in (shutil.which("python3"), "/usr/bin/python3")
+                 if path and os.access(path, os.X_OK)]
+    return [[path] for path in dict.fromkeys(found)]
+
+
+# Run by GIMP's Python: which of the plug-in's needs it lacks.
+_PROBE = """
+import importlib.util
+missing = []
+try:
+    import gi
+    gi.require_version("Gimp", "3.0")
+except (ImportError, ValueError):
+    missing.append("gi")
+if importlib.util.find_spec("zmq") is None:
+    missing.append("zmq")
+print(" ".join(missing))
+"""
+
+
+def missing_modules(command: list[str]) -> set[str] | str:
+    """What `command` (a Python) cannot import of GIMP 3's `gi` and pyzmq; a string saying why
+    when it cannot be run at all."""
+    try:
+        finished = subprocess.run([*command, "-c", _PROBE], capture_output=True, text=True,
+                                  timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"could not run GIMP's Python ({' '.join(command)}): {error}"
+    if finished.returncode != 0:
+        return (f"could not run GIMP's Python ({' '.join(command)}): "
+                f"{finished.stderr.strip()[-300:]}")
+    return set(finished.stdout.split())
+
+
+def launcher_shebang(python: list[str] | None, on_path: str | None) -> str:
+    """`#!/usr/bin/env python3`, unless GIMP's Python is another one than the `python3` first on
+    PATH (a conda or pyenv one without `gi`, say): then that Python by its full path."""
+    if (python and len(python) == 1 and os.path.isabs(python[0]) and sys.platform != "win32"
+            and python[0] != on_path):
+        return f"#!{python[0]}"
+    return "#!/usr/bin/env python3"
 
 
 def start_command() -> list[str]:
@@ -61,7 +101,7 @@ def start_command() -> list[str]:
     return [sys.executable, "-m", "neural_style_daemon.cli", "start"]
 
 
-def install(gimp_dir: Path) -> Path:
+def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3") -> Path:
     """Copy the plug-in into gimp_dir/plug-ins/neural-style, replacing an earlier copy whole
     (built beside it, then swapped in, so GIMP never sees half a plug-in)."""
     plug_ins = gimp_dir / "plug-ins"
@@ -77,7 +117,8 @@ def install(gimp_dir: Path) -> Path:
             source = Path(package.__file__).parent
             shutil.copytree(source, staging / source.name, ignore=_IGNORE)
         launcher = staging / LAUNCHER
-        shutil.copy2(Path(neural_style_gimp.__file__).parent / LAUNCHER, launcher)
+        script = (Path(neural_style_gimp.__file__).parent / LAUNCHER).read_text(encoding="utf-8")
+        launcher.write_text(shebang + "\n" + script.split("\n", 1)[1], encoding="utf-8")
         launcher.chmod(0o755)  # GIMP skips a plug-in it cannot execute, silently
         settings = {"start_command": start_command(), "version": __version__}
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
@@ -113,17 +154,37 @@ def uninstall(gimp_dir: Path) -> Path | None:
     return target
 
 
-def check_gimp_python(command: list[str]) -> str | None:
-    """None if `command` (GIMP's Python) can import what the plug-in needs; else the advice."""
-    shown = " ".join(command)
-    try:
-        finished = subprocess.run([*command, "-c", "import zmq"], capture_output=True,
-                                  timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"could not run GIMP's Python ({shown}): {error}"
-    if finished.returncode != 0:
-        return zmq_missing_message(command, sys.platform)
-    return None
+@dataclass(frozen=True)
+class GimpPython:
+    command: list[str] | None  # None: none found, or it does not run
+    missing: frozenset[str]  # of "gi" and "zmq"
+    warnings: tuple[str, ...]
+
+
+def choose_gimp_python(given: str | None) -> GimpPython:
+    """GIMP's Python (the one given, else the first candidate with GIMP 3's `gi`), what it
+    lacks and what to tell the user about that."""
+    candidates = [shlex.split(given)] if given else gimp_python_candidates()
+    if not candidates:
+        return GimpPython(None, frozenset(), (
+            "could not find the Python GIMP runs plug-ins with, so could not check it; name "
+            "it with --gimp-python",))
+    found = [(command, missing_modules(command)) for command in candidates]
+    usable = [(command, missing) for command, missing in found
+              if not isinstance(missing, str) and "gi" not in missing]
+    python, missing = usable[0] if usable else found[0]
+    if isinstance(missing, str):
+        return GimpPython(None, frozenset(), (missing,))
+    warnings = []
+    if "gi" in missing:
+        tried = ", ".join(" ".join(command) for command, _ in found)
+        warnings.append(f"no Python here can import GIMP 3's `gi` bindings (tried {tried}), so "
+                        f"GIMP will not list the plug-in: install GIMP 3 with its Python "
+                        f"support (Debian, Ubuntu: `sudo apt install gimp python3-gi "
+                        f"gir1.2-gimp-3.0`), or name GIMP's Python with --gimp-python")
+    if "zmq" in missing:
+        warnings.append(zmq_missing_message(python, sys.platform))
+    return GimpPython(python, frozenset(missing), tuple(warnings))
 
 
 def run_install(args) -> int:
@@ -133,19 +194,16 @@ def run_install(args) -> int:
         print(f"removed {removed}; restart GIMP" if removed else
               f"the plug-in is not installed in {gimp_dir / 'plug-ins'}: nothing to remove")
         return 0
-    target = install(gimp_dir)
+    python = choose_gimp_python(args.gimp_python)
+    # The shebang is pinned only to a Python that can run the plug-in at all.
+    pinned = python.command if "gi" not in python.missing else None
+    target = install(gimp_dir, launcher_shebang(pinned, shutil.which("python3")))
     print(f"installed the GIMP plug-in in {target}")
     print(f"  it starts the daemon with: {shlex.join(start_command())}")
-    python = shlex.split(args.gimp_python) if args.gimp_python else default_gimp_python()
-    if python is None:
-        print("  could not find GIMP's Python to check that it has pyzmq; give it with "
-              "--gimp-python", file=sys.stderr)
-    else:
-        problem = check_gimp_python(python)
-        if problem:
-            print(f"warning: {problem}", file=sys.stderr)
-        else:
-            print(f"  GIMP's Python ({' '.join(python)}) has pyzmq")
+    for warning in python.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if python.command is not None and not python.warnings:
+        print(f"  GIMP's Python ({' '.join(python.command)}) has GIMP 3's gi and pyzmq")
     print("Restart GIMP, then find it under Filters > Artistic > Neural Style...")
     return 0
 
@@ -159,8 +217,8 @@ def add_install_command(subparsers) -> None:
                    help="GIMP's user folder (default: the newest GIMP/3.x under your "
                         "configuration folder)")
     p.add_argument("--gimp-python", metavar="COMMAND",
-                   help="the Python GIMP runs plug-ins with, to check it has pyzmq (default: "
-                        "found by platform)")
+                   help="the Python GIMP runs plug-ins with, to check it has GIMP's gi and "
+                        "pyzmq (default: found by platform)")
     p.add_argument("--uninstall", action="store_true", help="remove the plug-in instead")
     p.set_defaults(handler=run_install)
 
