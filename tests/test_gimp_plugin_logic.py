@@ -27,6 +27,7 @@ from neural_style_gimp.arguments import (
 )
 from neural_style_gimp.daemon_link import (
     InstallSettings,
+    check_layer_size,
     describe_failure,
     load_settings,
     open_daemon,
@@ -251,6 +252,13 @@ def test_the_recorded_command_starts_a_daemon_that_then_runs_a_job(no_daemon):
     finally:
         client.shutdown()
         client.close()
+
+
+def test_layers_too_large_for_any_daemon_are_refused_before_sending():
+    with pytest.raises(PluginError, match=r"9000 x 100 pixels.*at most 8192"):
+        check_layer_size(9000, 100)
+    check_layer_size(8192, 8192)
+    assert "too large for the style daemon" in describe_failure(ErrorCode.TOO_LARGE, "x")
 
 
 def test_a_job_cancelled_elsewhere_is_reported_not_applied(tmp_path):

@@ -10,8 +10,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from neural_style_protocol.client import DaemonClient, connect
-from neural_style_protocol.errors import ClientError, DaemonTimeout, DaemonUnavailable, ErrorCode
+from neural_style_protocol.errors import (
+    ClientError,
+    DaemonTimeout,
+    DaemonUnavailable,
+    ErrorCode,
+    ProtocolError,
+)
 from neural_style_protocol.images import RawImage
+from neural_style_protocol.limits import DEFAULT_LIMITS
 from neural_style_protocol.messages import Error, Result, new_job_id
 from neural_style_protocol.params import JobParams
 
@@ -107,6 +114,9 @@ def describe_failure(code: ErrorCode, message: str) -> str:
     if code is ErrorCode.OUT_OF_MEMORY:
         return (f"The style daemon ran out of memory ({message}). Choose a smaller processing "
                 f"size (for example 768 or 512 px), or close other programs using the GPU.")
+    if code is ErrorCode.TOO_LARGE:
+        return (f"The layer or a style image is too large for the style daemon ({message}): "
+                f"scale it down, or stylise a smaller crop.")
     if code is ErrorCode.BUSY:
         return f"The style daemon's queue is full ({message}); try again when a job finishes."
     if code is ErrorCode.INVALID_IMAGE:
@@ -121,9 +131,19 @@ def describe_failure(code: ErrorCode, message: str) -> str:
     return f"The style daemon could not run the job: {message} ({code.value})."
 
 
+def check_layer_size(width: int, height: int) -> None:
+    """Refuse, before sending megabytes, a layer larger than any daemon takes."""
+    side, pixels = DEFAULT_LIMITS.max_side, DEFAULT_LIMITS.max_pixels
+    if max(width, height) > side or width * height > pixels:
+        raise PluginError(f"The layer is {width} x {height} pixels; the style daemon takes at "
+                          f"most {side} pixels a side. Scale the layer down (the processing "
+                          f"size only sets the detail), or stylise a smaller crop.")
+
+
 def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], params: JobParams,
             report: ProgressReport, show: Show) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure."""
+    check_layer_size(content.width, content.height)
     try:
         # resubmit: a daemon that is restarted meanwhile gets the same job again.
         with client.submit(new_job_id(), content, list(styles), params, resubmit=True) as stream:
@@ -143,4 +163,6 @@ def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], pa
                           f"status` says whether it is still running.") from None
     except ClientError as error:
         raise PluginError(f"Lost the style daemon during the job: {error}.") from None
+    except ProtocolError as error:  # refused on this side, before sending (a style too large)
+        raise PluginError(describe_failure(error.code, error.message)) from None
     raise PluginError("The style daemon ended the job without a result.")
