@@ -12,6 +12,12 @@ from ..engine.params import MAX_SIZE, MIN_SIDE, PRESETS, StyleParams
 from ..errors import InvalidInputError
 from .inputs import DEFAULT_CONTENT, DEFAULT_STYLE, SHARED_IMAGES, load_bench_images
 from .run import BenchConfig, format_json, format_table, run_benchmark
+from .suite_command import (
+    SUITE_ONLY,
+    add_suite_arguments,
+    default_naive_iterations,
+    run_suite_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", type=Path, metavar="PATH",
                         help=f"style image (default: {SHARED_IMAGES / DEFAULT_STYLE} "
                              "if present, else a synthetic one)")
-    parser.add_argument("--preset", choices=list(PRESETS), default=StyleParams().preset,
-                        help="the engine's preset (default %(default)s)")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help=f"the engine's preset (default {StyleParams().preset}; draft with "
+                             "--smoke)")
     parser.add_argument("--full-engine-run", action="store_true",
                         help="run the engine's whole preset instead of stopping it once it "
                              "reaches the naive's loss")
@@ -76,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="let the naive use TF32 on CUDA, as PyTorch's defaults do in "
                              "convolutions (default: plain fp32, the published baseline)")
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
+    add_suite_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -86,18 +94,29 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise InvalidInputError(
             "a weights file holds one network: use --naive-arch vgg16 with --weights PATH"
         )
+    suite_only = [f"--{name.replace('_', '-')}" for name in SUITE_ONLY
+                  if getattr(args, name) is not None and getattr(args, name) is not False]
+    if suite_only and args.suite is None:
+        raise InvalidInputError(f"{', '.join(suite_only)}: only with --suite gpu")
+    naive_iterations = DEFAULT_NAIVE_ITERATIONS[kind]
+    if args.suite is not None:
+        naive_iterations = default_naive_iterations(args, kind)
     return BenchConfig(
         device=device, sizes=args.sizes or DEFAULT_SIZES[kind],
-        naive_iterations=args.naive_iterations or DEFAULT_NAIVE_ITERATIONS[kind],
+        naive_iterations=args.naive_iterations or naive_iterations,
         naive_arch=args.naive_arch, weights=args.weights, seed=args.seed,
-        preset=args.preset, stop_at_target=not args.full_engine_run,
+        preset=args.preset or ("draft" if args.smoke else StyleParams().preset),
+        stop_at_target=not args.full_engine_run,
         naive_tf32=args.naive_tf32,
     )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the benchmark and print the table (or JSON); returns the exit status (0)."""
+    """Run the benchmark (or the suite) and print the table (or JSON); returns the exit
+    status (0)."""
     config = config_from_args(args)
+    if args.suite is not None:
+        return run_suite_from_args(args, config)
     images = load_bench_images(args.content, args.style, seed=args.seed)
     log.info("content %s, style %s", images.content_source, images.style_source)
     rows = run_benchmark(config, images)

@@ -81,6 +81,19 @@ class BenchRow:
     foreign_cpu: float
 
 
+@dataclass(frozen=True)
+class NaiveArm:
+    """The naive's run at one size with its image's reference loss at every evaluation."""
+
+    reference: ReferenceLoss
+    run: NaiveRun
+    snapshots: tuple[Snapshot, ...]  # the last one is its final image
+
+    def seconds_to(self, loss: float) -> float | None:
+        """The naive's time to first score `loss` or lower; None if it never did."""
+        return next((s.seconds for s in self.snapshots if s.loss <= loss), None)
+
+
 class Bench:
     """The networks, loaded once, and the images; `measure(size)` gives one row."""
 
@@ -99,6 +112,11 @@ class Bench:
 
     def measure(self, size: int) -> BenchRow:
         """Warm both arms up, run the naive, then the engine to the naive's final loss."""
+        return self.measure_with_naive(size)[0]
+
+    def measure_with_naive(self, size: int) -> tuple[BenchRow, NaiveArm]:
+        """`measure`, and the naive's run scored at every evaluation, for judging other runs
+        (a daemon's job) against the same naive."""
         content = at_size(self.images.content, size)
         style = at_size(self.images.style, size, enlarge=False)
         reference = ReferenceLoss(self.reference_vgg, content, style)
@@ -120,9 +138,10 @@ class Bench:
         step_times = engine.output_step_seconds
         if len(step_times) < 2:  # stopped before the output scale: time a few steps there
             step_times = step_seconds(self.engine, content, style, params, 3, sync=self.sync)
-        return self._row(
+        row = self._row(
             content, (naive, naive_snapshots), engine, step_times, (naive_monitor, engine_monitor)
         )
+        return row, NaiveArm(reference, naive, tuple(naive_snapshots))
 
     def _run_naive(
         self, content: np.ndarray, style: np.ndarray, iterations: int,
