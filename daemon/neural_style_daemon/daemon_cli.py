@@ -27,7 +27,14 @@ from neural_style_protocol.messages import Progress, StatusReply
 from neural_style_protocol.version import PROTOCOL_VERSION
 
 from .errors import DaemonError
-from .serve_options import AddOptions, add_serve_options, limits_for, serve_argv, serve_options
+from .serve_options import (
+    AddOptions,
+    add_serve_options,
+    check_listen,
+    limits_for,
+    serve_argv,
+    serve_options,
+)
 
 EXIT_NOT_RUNNING = 1
 START_TIMEOUT = 60.0  # seconds for `start` to see the daemon answer
@@ -96,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .server.lifecycle import refuse_live_daemon, serve
 
     limits = limits_for(args.max_side)  # option errors before any file is touched
+    check_listen(args)
     try:
         faults = faults_from_env()
     except ValueError as error:
@@ -118,6 +126,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_start(args: argparse.Namespace) -> int:
+    limits_for(args.max_side)
+    check_listen(args)
     try:
         with connect(timeout=2.0) as client:
             print(f"a daemon is already running (pid {client.info.pid}) on "

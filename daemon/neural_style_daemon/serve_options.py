@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neural_style_protocol.limits import DEFAULT_LIMITS, Limits
-from neural_style_protocol.transport import DEFAULT_ENDPOINT
+from neural_style_protocol.transport import DEFAULT_ENDPOINT, EndpointError, check_endpoint
 
 from .errors import DaemonError
 
@@ -48,7 +48,12 @@ def at_least(kind: type, low: float) -> Callable[[str], float]:
 def add_serve_options(parser: argparse.ArgumentParser, model_options: AddOptions) -> None:
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
                         help="where to listen: tcp://127.0.0.1:PORT (default: a free port) or "
-                             "ipc://PATH")
+                             "ipc://PATH; another address (tcp://0.0.0.0:PORT) only with "
+                             "--curve-keys")
+    parser.add_argument("--curve-keys", type=Path, metavar="DIR",
+                        help="authenticate clients with CURVE and encrypt: the daemon's key "
+                             "pair in DIR (made on first use), allowed clients' public keys "
+                             "in DIR/clients/*.key; needed to listen beyond loopback")
     model_options(parser)
     parser.add_argument("--queue-length", type=positive(int), default=8, metavar="N",
                         help="jobs that may wait behind the running one (default 8)")
@@ -94,7 +99,18 @@ def serve_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--exit-after-idle", str(args.exit_after_idle)]
     if args.max_side is not None:
         argv += ["--max-side", str(args.max_side)]
+    if args.curve_keys is not None:
+        argv += ["--curve-keys", str(args.curve_keys.resolve())]
     return argv
+
+
+def check_listen(args: argparse.Namespace) -> None:
+    """DaemonError (exit code 2) for an endpoint these options may not listen on: anything
+    but loopback needs --curve-keys. Checked before any file is touched."""
+    try:
+        check_endpoint(args.endpoint, curve=args.curve_keys is not None)
+    except EndpointError as error:
+        raise DaemonError(str(error)) from None
 
 
 def limits_for(max_side: int | None) -> Limits:
@@ -128,4 +144,5 @@ def serve_options(args: argparse.Namespace, limits: Limits, faults: Faults,
             unload_after_idle=args.unload_after_idle * 60 or None),
         limits=limits,
         exit_after_idle=None if args.exit_after_idle is None else args.exit_after_idle * 60,
+        curve_keys=args.curve_keys,
     )

@@ -53,7 +53,7 @@ from .params import JobParams
 from .replay import ReplayGuard
 from .restart import ResubmitPolicy, Resubmitted
 from .stream import JobEvent, JobStream
-from .transport import Received, client_socket, receive, send
+from .transport import Received, client_curve, client_socket, receive, send
 from .version import PROTOCOL_VERSION
 from .wire import Envelope, Header, deserialize_envelope, serialize
 
@@ -85,6 +85,7 @@ class DaemonClient:
         context: zmq.Context | None = None,
         connection_file: Path | str | None = None,
     ) -> None:
+        curve = client_curve(info)  # before anything needs closing: a bad certificate raises
         self.info = info
         self.connection_file = Path(connection_file) if connection_file is not None else None
         self.generation = 0  # how many times this client has moved to a restarted daemon
@@ -93,7 +94,8 @@ class DaemonClient:
         self._limits = limits
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        self._socket: zmq.Socket | None = client_socket(self._context, info.endpoint, limits)
+        self._socket: zmq.Socket | None = client_socket(self._context, info.endpoint, limits,
+                                                        curve)
         self._replay = ReplayGuard()
         self._replies: dict[str, deque[Envelope]] = {}  # by the msg_id of the request
         self.last_heard = -math.inf  # time.monotonic() of the daemon's latest message
@@ -200,7 +202,8 @@ class DaemonClient:
         """Leave a daemon that is gone for its successor (a new socket, endpoint and key).
         Requests in flight to the old one get no answer; job streams resubmit theirs."""
         old = self._live_socket()
-        self._socket = client_socket(self._context, info.endpoint, self._limits)
+        self._socket = client_socket(self._context, info.endpoint, self._limits,
+                                     client_curve(info))
         old.close(0)
         self.info, self._key = info, info.key_bytes
         self.generation += 1

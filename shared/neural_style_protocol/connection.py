@@ -5,6 +5,7 @@ writing it before binding is racy); clients read it to find the daemon."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -22,6 +23,10 @@ CONNECTION_FILE_NAME = "daemon.json"
 SIGNATURE_SCHEME = "hmac-sha256"
 TRANSPORTS = ("tcp", "ipc")
 _KEY_PATTERN = re.compile(r"(?:[0-9a-f]{2}){16,}")  # at least 128 bits, as Jupyter's
+# A CURVE public key as ZeroMQ writes it: 32 bytes in Z85, 40 characters.
+_Z85_KEY_PATTERN = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+# Fields left out of the file when unset, so that a loopback daemon's file stays as it was.
+_OPTIONAL_FIELDS = ("curve_server_key", "curve_client_key_file")
 _MAX_FILE_BYTES = 64 * 1024
 _IS_WINDOWS = os.name == "nt"
 
@@ -42,6 +47,11 @@ class ConnectionInfo:
     protocol_version: int = PROTOCOL_VERSION
     transport: str = "tcp"
     signature_scheme: str = SIGNATURE_SCHEME
+    # Set for a daemon that authenticates clients with CURVE (`serve --curve-keys`): its public
+    # key (Z85) and the path of this client's secret certificate (a zmq.auth `.key_secret`
+    # file, private to the user). Absent on the loopback daemon's HMAC-only file.
+    curve_server_key: str | None = None
+    curve_client_key_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -61,6 +71,32 @@ class ConnectionInfo:
             raise ValueError("version must be a string")
         if self.signature_scheme != SIGNATURE_SCHEME:
             raise ValueError(f"signature scheme {self.signature_scheme!r} is not supported")
+        self._check_curve()
+
+    def _check_curve(self) -> None:
+        server, client = self.curve_server_key, self.curve_client_key_file
+        if (server is None) != (client is None):
+            raise ValueError("curve_server_key and curve_client_key_file go together")
+        if server is not None and not (isinstance(server, str)
+                                       and _Z85_KEY_PATTERN.fullmatch(server)):
+            raise ValueError("curve_server_key must be a Z85 public key (40 characters)")
+        if client is not None and (not isinstance(client, str) or not client):
+            raise ValueError("curve_client_key_file must be the path of a secret certificate")
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the daemon runs on this machine (an ipc path, a loopback or unspecified
+        address), so that its pid means something here."""
+        if self.transport == "ipc":
+            return True
+        host = self.endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # a host name: another machine, as far as this side can tell
+        return address.is_loopback or address.is_unspecified
 
     @property
     def key_bytes(self) -> bytes:
@@ -117,7 +153,9 @@ def write_connection_file(info: ConnectionInfo, path: Path | str) -> Path:
     the same folder, synced, then renamed over `path`. Refuses to go on if the result is not
     0600 and ours (a file system that ignores modes must not leak the key)."""
     path = Path(path)
-    data = json.dumps(asdict(info), indent=2).encode() + b"\n"
+    fields = {key: value for key, value in asdict(info).items()
+              if not (key in _OPTIONAL_FIELDS and value is None)}
+    data = json.dumps(fields, indent=2).encode() + b"\n"
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(temporary, flags, 0o600)  # 0600 from the start: never readable by others
@@ -263,5 +301,6 @@ def _is_windows_process_alive(pid: int) -> bool:
 
 def stale(info: ConnectionInfo) -> bool:
     """Whether the file was left behind by a daemon that is gone. A live pid may still be a
-    reused one: confirm a live daemon with a ping before trusting it."""
-    return not is_process_alive(info.pid)
+    reused one: confirm a live daemon with a ping before trusting it. The pid of a daemon on
+    another machine says nothing here: only silence tells that one is gone."""
+    return info.is_local and not is_process_alive(info.pid)

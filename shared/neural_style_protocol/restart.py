@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .connection import ConnectionInfo, is_process_alive, read_connection_file
+from .connection import ConnectionInfo, read_connection_file, stale
 from .errors import ConnectionFileError, DaemonUnavailable, ErrorCode
 from .messages import Error, Result
 from .version import PROTOCOL_VERSION
@@ -59,7 +59,7 @@ def successor(path: Path, old: ConnectionInfo) -> ConnectionInfo | None:
         current = read_connection_file(path)
     except ConnectionFileError:
         return None  # none yet (removed by a clean exit), or garbled: keep waiting
-    if same_daemon(current, old) or not is_process_alive(current.pid):
+    if same_daemon(current, old) or stale(current):
         return None
     if current.protocol_version != PROTOCOL_VERSION:
         raise DaemonUnavailable(f"the restarted daemon (pid {current.pid}) speaks protocol "
@@ -71,7 +71,7 @@ def successor(path: Path, old: ConnectionInfo) -> ConnectionInfo | None:
 def departure(path: Path, daemon: ConnectionInfo) -> str | None:
     """Why `daemon` is known to be gone, or None while nothing says so (silence alone is the
     inactivity timeout's business)."""
-    if not is_process_alive(daemon.pid):
+    if stale(daemon):
         return f"the daemon (pid {daemon.pid}) has exited"
     found = successor(path, daemon)
     if found is not None:

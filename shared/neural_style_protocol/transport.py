@@ -2,6 +2,10 @@
 facts in docs/protocol-and-security.md ask for. Thin on purpose: frames in, frames out; what the
 frames mean is wire.py's business. The only module of this package besides client.py that
 imports pyzmq.
+
+Loopback daemons sign every message (wire.py). A daemon that listens on other hosts must also
+authenticate its clients and encrypt: CURVE, with the daemon's key pair here and the allowed
+client keys checked by its ZAP handler (the daemon's server/curve.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 
 import zmq
 
+from .connection import ConnectionInfo
+from .errors import ConnectionFileError, DaemonUnavailable
 from .images import BytesLike
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -35,6 +41,14 @@ class EndpointError(ValueError):
 
 
 @dataclass(frozen=True)
+class CurveKeys:
+    """A CURVE key pair, each key 40 bytes of Z85 text as ZeroMQ's certificates hold them."""
+
+    public: bytes
+    secret: bytes
+
+
+@dataclass(frozen=True)
 class Received:
     """One multipart message as read: the first frames (up to the cap) and how many more the
     sender put in it (dropped unread, so that a flood of frames cannot fill memory)."""
@@ -43,9 +57,11 @@ class Received:
     dropped: int = 0
 
 
-def check_endpoint(endpoint: str) -> str:
-    """`tcp://HOST:PORT` on a loopback address (PORT may be `*` or 0: any free one) or
-    `ipc://PATH`. Other hosts are refused: messages are signed, not encrypted."""
+def check_endpoint(endpoint: str, *, curve: bool = False) -> str:
+    """`tcp://HOST:PORT` (PORT may be `*` or 0: any free one) or `ipc://PATH`. HOST must be a
+    loopback address unless `curve` (clients authenticated by their CURVE keys, traffic
+    encrypted): without it, messages are signed but not encrypted, and anyone who can reach
+    the port could try them."""
     if endpoint.startswith("ipc://"):
         if len(endpoint) <= len("ipc://"):
             raise EndpointError("an ipc endpoint needs a path: ipc:///run/user/1000/ns.sock")
@@ -58,26 +74,42 @@ def check_endpoint(endpoint: str) -> str:
         port = "*"
     if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise EndpointError(f"endpoint {endpoint!r}: the port must be 1..65535 or *")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if bare != "localhost":
-        try:
-            loopback = ipaddress.ip_address(bare).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise EndpointError(f"endpoint {endpoint!r}: only loopback addresses (127.0.0.1, "
-                                f"::1) are served; the protocol signs messages but does not "
-                                f"encrypt them")
+    if not curve and not _is_loopback(host):
+        raise EndpointError(f"endpoint {endpoint!r}: without --curve-keys only loopback "
+                            f"addresses (127.0.0.1, ::1) are served, since messages are signed "
+                            f"but not encrypted; to listen on other hosts, give --curve-keys "
+                            f"DIR (clients then need an allowed CURVE key)")
     return f"tcp://{host}:{port}"
 
 
+def _is_loopback(host: str) -> bool:
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
 def server_socket(
-    context: zmq.Context, endpoint: str = DEFAULT_ENDPOINT, limits: Limits = DEFAULT_LIMITS
+    context: zmq.Context,
+    endpoint: str = DEFAULT_ENDPOINT,
+    limits: Limits = DEFAULT_LIMITS,
+    curve: CurveKeys | None = None,
 ) -> tuple[zmq.Socket, str]:
-    """A bound ROUTER and the endpoint it actually listens on (with the port chosen)."""
-    endpoint = check_endpoint(endpoint)
+    """A bound ROUTER and the endpoint it actually listens on (with the port chosen). With
+    `curve` (the daemon's key pair), a CURVE server: a ZAP handler must already run in
+    `context` to say which client keys are allowed, or every handshake fails."""
+    endpoint = check_endpoint(endpoint, curve=curve is not None)
     socket = context.socket(zmq.ROUTER)
     try:
+        if curve is not None:
+            socket.setsockopt(zmq.CURVE_SERVER, 1)
+            socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+            # Fail closed: without this, a CURVE server whose ZAP handler is missing accepts
+            # any client key (encryption without authentication).
+            socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, SERVER_RCVHWM)
         socket.setsockopt(zmq.SNDHWM, SERVER_SNDHWM)
@@ -99,12 +131,21 @@ def server_socket(
 
 
 def client_socket(
-    context: zmq.Context, endpoint: str, limits: Limits = DEFAULT_LIMITS
+    context: zmq.Context,
+    endpoint: str,
+    limits: Limits = DEFAULT_LIMITS,
+    curve: tuple[bytes, CurveKeys] | None = None,
 ) -> zmq.Socket:
     """A DEALER connected to `endpoint` (connecting never fails; a missing daemon shows as
-    silence, which the client's timeouts turn into an error)."""
+    silence, which the client's timeouts turn into an error). `curve`: the daemon's public key
+    and this client's key pair, for a daemon that authenticates clients."""
     socket = context.socket(zmq.DEALER)
     try:
+        if curve is not None:
+            server_key, keys = curve
+            socket.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+            socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+            socket.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         socket.setsockopt(zmq.LINGER, 0)  # close() and term() must never wait for the daemon
         socket.setsockopt(zmq.SNDHWM, CLIENT_HWM)
         socket.setsockopt(zmq.RCVHWM, CLIENT_HWM * 4)
@@ -114,6 +155,37 @@ def client_socket(
         socket.close(0)
         raise
     return socket
+
+
+def load_secret_certificate(path: str | os.PathLike[str]) -> CurveKeys:
+    """The key pair in a ZeroMQ secret certificate (`zmq.auth.create_certificates` writes
+    them); ConnectionFileError if it is missing, has no secret key, or others may read it."""
+    from zmq.auth.certs import load_certificate
+
+    try:
+        info = os.stat(path)
+        if os.name != "nt" and (info.st_mode & 0o077 or info.st_uid != os.getuid()):
+            raise ConnectionFileError(f"the CURVE certificate {path} must be private to its "
+                                      f"owner (chmod 600 {path})")
+        public, secret = load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise ConnectionFileError(f"cannot read the CURVE certificate {path}: {error}") from None
+    if secret is None:
+        raise ConnectionFileError(f"{path} holds no secret key: give the .key_secret file")
+    return CurveKeys(public, secret)
+
+
+def client_curve(info: ConnectionInfo) -> tuple[bytes, CurveKeys] | None:
+    """The daemon's public key and this client's key pair, for a daemon that authenticates
+    clients with CURVE; None for a loopback daemon (signatures only)."""
+    if info.curve_server_key is None or info.curve_client_key_file is None:
+        return None
+    try:
+        keys = load_secret_certificate(info.curve_client_key_file)
+    except ConnectionFileError as error:
+        raise DaemonUnavailable(f"cannot authenticate to the daemon at {info.endpoint}: "
+                                f"{error}") from None
+    return info.curve_server_key.encode("ascii"), keys
 
 
 def receive(socket: zmq.Socket, max_frames: int) -> Received | None:

@@ -45,8 +45,9 @@ class DropLog:
     """Logs dropped (unauthenticated) messages, at most `per_minute` lines a minute, so that a
     flood of garbage cannot fill the disk."""
 
-    def __init__(self, per_minute: int = 20, clock: Clock = time.monotonic) -> None:
-        self.per_minute, self._clock = per_minute, clock
+    def __init__(self, per_minute: int = 20, clock: Clock = time.monotonic,
+                 label: str = "dropped a message") -> None:
+        self.per_minute, self._clock, self.label = per_minute, clock, label
         self._window_start = -float("inf")
         self._logged = self._suppressed = 0
         self.total = 0
@@ -56,11 +57,11 @@ class DropLog:
         now = self._clock()
         if now - self._window_start >= 60.0:
             if self._suppressed:
-                log.warning("dropped %d more messages in the last minute", self._suppressed)
+                log.warning("%s: %d more in the last minute", self.label, self._suppressed)
             self._window_start, self._logged, self._suppressed = now, 0, 0
         if self._logged < self.per_minute:
             self._logged += 1
-            log.warning("dropped a message: %s", what)
+            log.warning("%s: %s", self.label, what)
         else:
             self._suppressed += 1
 

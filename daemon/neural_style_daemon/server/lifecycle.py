@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import zmq
@@ -32,6 +32,13 @@ from neural_style_protocol.transport import DEFAULT_ENDPOINT, EndpointError, ser
 from .. import __version__
 from ..errors import DaemonError
 from .broker import Broker
+from .curve import (
+    LOCAL_CLIENT_FILE,
+    CurveSetup,
+    curve_authenticator,
+    load_curve_setup,
+    write_local_client,
+)
 from .events import WorkerConfig
 from .scheduler import SchedulerConfig
 from .supervisor import WorkerHandle
@@ -53,25 +60,33 @@ class ServeOptions:
     limits: Limits = DEFAULT_LIMITS
     exit_after_idle: float | None = None  # seconds without jobs; None: never
     connection_file: Path | None = None  # None: the user's runtime folder
+    curve_keys: Path | None = None  # authenticate clients with CURVE (keys from this folder)
 
 
 def serve(options: ServeOptions) -> None:
     """Run the daemon until it is stopped; DaemonError if it cannot start."""
     path = options.connection_file or default_connection_file()
+    curve = None if options.curve_keys is None else load_curve_setup(options.curve_keys)
     refuse_live_daemon(path)
     with instance_lock(path.with_name(LOCK_FILE_NAME)):
         # Checked again under the lock: another daemon may have finished starting meanwhile.
         refuse_live_daemon(path)
         context = zmq.Context()
         try:
-            _serve_with(context, path, options)
+            if curve is None:
+                _serve_with(context, path, options)
+            else:
+                with curve_authenticator(context, curve):
+                    _serve_with(context, path, options, curve)
         finally:
             context.destroy(linger=0)
 
 
-def _serve_with(context: zmq.Context, path: Path, options: ServeOptions) -> None:
+def _serve_with(context: zmq.Context, path: Path, options: ServeOptions,
+                curve: CurveSetup | None = None) -> None:
     try:
-        router, endpoint = server_socket(context, options.endpoint, options.limits)
+        router, endpoint = server_socket(context, options.endpoint, options.limits,
+                                         None if curve is None else curve.server)
     except EndpointError as error:
         raise DaemonError(str(error)) from None
     except zmq.ZMQError as error:
@@ -79,6 +94,13 @@ def _serve_with(context: zmq.Context, path: Path, options: ServeOptions) -> None
     try:
         info = ConnectionInfo(endpoint, new_key(), os.getpid(), __version__,
                               transport=endpoint.split("://", 1)[0])
+        if curve is not None:
+            local = write_local_client(path.with_name(LOCAL_CLIENT_FILE), curve)
+            info = replace(info, curve_server_key=curve.server.public.decode("ascii"),
+                           curve_client_key_file=str(local))
+            log.info("clients are authenticated with CURVE: the daemon's public key is %s; "
+                     "%d client keys allowed besides this machine's own",
+                     info.curve_server_key, len(curve.allowed))
         broker = Broker(router, info.key_bytes, WorkerHandle(options.worker), options.scheduler,
                         limits=options.limits, exit_after_idle=options.exit_after_idle)
         with stop_on_signals(broker.request_stop) as wakeup:
