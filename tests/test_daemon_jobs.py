@@ -17,7 +17,8 @@ from neural_style_daemon.server.jobs import (
 )
 from neural_style_daemon.server.supervisor import describe_exit
 from neural_style_protocol.errors import ErrorCode
-from neural_style_protocol.messages import Error
+from neural_style_protocol.images import RawImage
+from neural_style_protocol.messages import Error, JobStats, Result
 from neural_style_protocol.transport import EndpointError, check_endpoint
 
 
@@ -117,6 +118,27 @@ def test_kept_jobs_expire_after_their_time_and_are_bounded_in_number() -> None:
     assert book.find("b") is None and book.find("c") is not None
     book.forget("c")
     assert book.find("c") is None
+
+
+def test_kept_results_are_bounded_in_bytes_but_the_latest_is_always_kept() -> None:
+    book = JobBook(keep_max=16, keep_bytes=3000)
+
+    def done(name: str, size: int) -> None:
+        book.add(job(name))
+        book.start_next()
+        image = RawImage(bytes(size * size * 4), size, size)
+        book.finish(book.find(name), JobState.DONE, Result(name, image, False,
+                                                           JobStats(1, 0.1, 0)))
+
+    done("a", 20)  # 1600 bytes
+    done("b", 10)  # 400
+    assert book.kept_count() == 2 and book.kept_bytes == 2000
+    done("c", 20)  # 3600 in all: the oldest goes
+    assert book.find("a") is None and book.kept_bytes == 2000
+    done("huge", 40)  # 6400 on its own: kept alone
+    assert book.kept_count() == 1 and book.kept_bytes == 6400
+    book.forget("huge")
+    assert book.kept_bytes == 0
 
 
 def test_peer_silence() -> None:

@@ -112,6 +112,8 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
             stream = client.submit(new_job_id(), _as_rgba(content), styles, params,
                                    should_cancel=interrupt.requested, resubmit=True)
             result = _follow(stream, bar)
+        except ProtocolError as error:  # a job the protocol refuses to carry (before sending)
+            raise InvalidInputError(error.message) from None
         except ClientError as error:
             raise DaemonError(str(error)) from None
     if result is None:

@@ -73,9 +73,16 @@ class Job:
         self.state = state
 
 
+def _outcome_bytes(job: Job) -> int:
+    outcome = job.outcome
+    return len(outcome.image.data) if isinstance(outcome, Result) else 0
+
+
 class JobBook:
     """The queued jobs (FIFO, bounded), the running one, and finished ones kept for
-    `keep_seconds` (at most `keep_max`, oldest dropped first: each may hold an image)."""
+    `keep_seconds`: at most `keep_max` of them, and images of at most `keep_bytes` in all
+    (but always the latest), oldest dropped first. At 8192 px a side one result is 256 MiB:
+    a count alone would let a day of large layers hold gigabytes."""
 
     def __init__(
         self,
@@ -83,12 +90,16 @@ class JobBook:
         keep_seconds: float = 300.0,
         keep_max: int = 16,
         clock: Clock = time.monotonic,
+        keep_bytes: int = 128 << 20,
     ) -> None:
-        if queue_limit < 1 or keep_max < 1 or keep_seconds < 0:
-            raise ValueError("JobBook needs queue_limit >= 1, keep_max >= 1, keep_seconds >= 0")
+        if queue_limit < 1 or keep_max < 1 or keep_seconds < 0 or keep_bytes < 0:
+            raise ValueError("JobBook needs queue_limit >= 1, keep_max >= 1, keep_seconds >= 0, "
+                             "keep_bytes >= 0")
         self.queue_limit = queue_limit
         self.keep_seconds = keep_seconds
         self.keep_max = keep_max
+        self.keep_bytes = keep_bytes
+        self.kept_bytes = 0
         self._clock = clock
         self._queue: deque[Job] = deque()
         self.running: Job | None = None
@@ -144,14 +155,22 @@ class JobBook:
         job.outcome = outcome
         job.request = None
         job.finished_at = self._clock()
-        self._kept.pop(job.job_id, None)
+        self.forget(job.job_id)
         self._kept[job.job_id] = job
-        while len(self._kept) > self.keep_max:
-            self._kept.popitem(last=False)
+        self.kept_bytes += _outcome_bytes(job)
+        while len(self._kept) > self.keep_max or (
+                self.kept_bytes > self.keep_bytes and len(self._kept) > 1):
+            self._drop_oldest()
 
     def forget(self, job_id: str) -> None:
         """Drop a kept job, so that its id can run again."""
-        self._kept.pop(job_id, None)
+        job = self._kept.pop(job_id, None)
+        if job is not None:
+            self.kept_bytes -= _outcome_bytes(job)
+
+    def _drop_oldest(self) -> None:
+        _, job = self._kept.popitem(last=False)
+        self.kept_bytes -= _outcome_bytes(job)
 
     def expire(self) -> None:
         """Drop kept jobs older than `keep_seconds`."""
@@ -160,7 +179,7 @@ class JobBook:
             oldest = next(iter(self._kept.values()))
             if oldest.finished_at is None or oldest.finished_at >= cutoff:
                 break
-            self._kept.popitem(last=False)
+            self._drop_oldest()
 
     def kept_count(self) -> int:
         return len(self._kept)

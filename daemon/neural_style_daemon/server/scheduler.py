@@ -55,6 +55,7 @@ class SchedulerConfig:
     client_timeout: float = 10.0  # no word from any client of a job this long: cancel it
     keep_seconds: float = 300.0  # finished jobs answer resubmits and cancels this long
     keep_max: int = 16
+    keep_bytes: int = 128 << 20  # result images kept in all (the latest is always kept)
     cancel_grace: float = 30.0  # a cancelled job that has not stopped by then: kill its worker
     job_timeout: float | None = 1800.0  # a job's wall time on the worker; None: no limit
     unload_after_idle: float | None = None  # seconds without jobs, then stop the worker
@@ -74,7 +75,7 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.worker = worker
         self.jobs = JobBook(self.config.queue_limit, self.config.keep_seconds,
-                            self.config.keep_max, clock)
+                            self.config.keep_max, clock, self.config.keep_bytes)
         self.peers = PeerClock(clock)
         self.stopping = False
         self._send = send

@@ -29,7 +29,7 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
 from ..engine import Progress, StyleEngine
-from ..engine.params import MAX_SIZE, StyleParams
+from ..engine.params import MAX_SIZE, MIN_SIDE, StyleParams
 from ..errors import InvalidInputError, StyleTransferError
 from ..imageio import load_image
 from .events import (
@@ -230,6 +230,9 @@ class JobRunner:
         processing size (the result keeps the content's size: the engine resizes it back)."""
         watch = CancelWatch(self.conn, job.job_id, ignore=self.config.faults.ignore_cancel)
         size = min(job.params.size or max(job.content.width, job.content.height), MAX_SIZE)
+        # Not under VGG's minimum: a content too small for it is then refused by the engine
+        # in its own words ("content image is 1x1..."), not as a size the client never gave.
+        size = max(size, MIN_SIDE)
         check: Callable[[], bool] = watch
         if self.config.faults.oom_at_step is not None:
             check = fail_at_step(watch, self.config.faults.oom_at_step)
