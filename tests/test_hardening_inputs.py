@@ -5,16 +5,19 @@ but invalid messages straight to the daemon in test_daemon_server.py and the fuz
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_support import DaemonProcess
+from daemon_support import QUICK, DaemonProcess, style_png
 from hardening_support import assert_served
 from test_cli import _png_claiming_size, write_image
 
 from neural_style_daemon.cli import main
-from neural_style_protocol.messages import WorkerState
+from neural_style_protocol.errors import DaemonTimeout
+from neural_style_protocol.images import RawImage
+from neural_style_protocol.messages import WorkerState, new_job_id
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -86,3 +89,18 @@ def test_bad_inputs_through_the_daemon_each_get_one_clear_line_and_nothing_writt
         assert main(["stylize", *words, "-q", "--iterations", "2"]) == 2
         assert capsys.readouterr().err.startswith("neural-style: error: ")
     assert not (tmp_path / "out.gif").exists() and not (tmp_path / "no").exists()
+
+
+def test_a_submit_the_daemon_drops_unread_ends_with_a_clear_error(daemon: DaemonProcess) -> None:
+    """Pixels over the daemon's limits are dropped unanswered, by design, before anything is
+    read (by ZeroMQ's message size cap, or before the signature check); the client must not
+    wait for ever while the daemon's pongs keep coming."""
+    side = MAX_SIDE + 100  # one frame of side*side*4 bytes: over the daemon's max_frame_bytes
+    image = RawImage(bytes(side * side * 4), side, side, 4)
+    with daemon.client() as client:
+        started = time.monotonic()
+        with pytest.raises(DaemonTimeout, match=r"did not acknowledge job \w+ within 1\.5 s"):
+            client.submit(new_job_id(), image, [style_png()], QUICK, ack_timeout=1.5).result()
+        assert time.monotonic() - started < 30  # bounded: not the inactivity timeout's loop
+        client.ping(5.0)  # the same client still works
+    assert_served(daemon, "after-dropped-submit")

@@ -159,8 +159,8 @@ def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], pa
                 if isinstance(event, Error):
                     raise PluginError(describe_failure(event.code, event.message))
     except DaemonTimeout as error:
-        raise PluginError(f"The style daemon stopped answering ({error}). `neural-style "
-                          f"status` says whether it is still running.") from None
+        raise PluginError(f"The style daemon did not answer in time: {error}. "
+                          f"`neural-style status` says whether it is still running.") from None
     except ClientError as error:
         raise PluginError(f"Lost the style daemon during the job: {error}.") from None
     except ProtocolError as error:  # refused on this side, before sending (a style too large)

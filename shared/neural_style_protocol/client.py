@@ -52,7 +52,7 @@ from .messages import (
 from .params import JobParams
 from .replay import ReplayGuard
 from .restart import ResubmitPolicy, Resubmitted
-from .stream import JobEvent, JobStream
+from .stream import ACK_TIMEOUT, JobEvent, JobStream
 from .transport import Received, client_curve, client_socket, receive, send
 from .version import PROTOCOL_VERSION
 from .wire import Envelope, Header, deserialize_envelope, serialize
@@ -175,6 +175,7 @@ class DaemonClient:
         inactivity_timeout: float = INACTIVITY_TIMEOUT,
         should_cancel: Callable[[], bool] | None = None,
         resubmit: bool | ResubmitPolicy = False,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> JobStream:
         """Send a job (RGBA content, encoded style files) and return its event stream.
 
@@ -182,14 +183,16 @@ class DaemonClient:
         back without a second run, a queued or running one is joined. `timeout` caps the whole
         job (then it is cancelled); `should_cancel` is asked about ten times a second.
         `resubmit` (True for the default ResubmitPolicy): if the daemon goes away, wait for a
-        restarted one and send it the same job, instead of failing at once.
+        restarted one and send it the same job, instead of failing at once. A daemon that has
+        not answered the submit at all after `ack_timeout` seconds (it drops unread what it
+        cannot accept) ends the stream with DaemonTimeout.
         """
         message = Submit(job_id, content, tuple(styles), params or JobParams())
         policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
         msg_id = self._send(message)
         return JobStream(self, message, msg_id, timeout=timeout,
                          inactivity_timeout=inactivity_timeout, should_cancel=should_cancel,
-                         resubmit=policy)
+                         resubmit=policy, ack_timeout=ack_timeout)
 
     # ---- internals -----------------------------------------------------------------------
 

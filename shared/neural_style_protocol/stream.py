@@ -29,6 +29,10 @@ JobEvent = Union[Accepted, Progress, Result, Error, Resubmitted]
 log = logging.getLogger(__name__)
 
 CANCEL_POLL = 0.1  # seconds between calls of a job's `should_cancel`
+# A daemon answers every submit it reads at once (Accepted, or an Error). One it drops unread
+# (over its size limits, or signed with another key) gets no answer by design, while its pongs
+# keep coming: without this bound such a job would be waited for forever.
+ACK_TIMEOUT = 20.0
 FILE_CHECK = 1.0  # seconds between looks at the connection file while resubmitting is allowed
 
 
@@ -51,6 +55,7 @@ class JobStream:
         inactivity_timeout: float,
         should_cancel: Callable[[], bool] | None,
         resubmit: ResubmitPolicy | None = None,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self.job_id = submit.job_id
         self.cancel_sent = False
@@ -68,6 +73,8 @@ class JobStream:
         self._inactivity_timeout = inactivity_timeout
         self._should_cancel = should_cancel
         self._policy = resubmit
+        self._ack_timeout = ack_timeout
+        self._acknowledged = False  # any answer to the current submit
         self._done = False
 
     def __iter__(self) -> JobStream:
@@ -125,6 +132,7 @@ class JobStream:
             if gone is not None:
                 return self._recover(*gone)
         message = box.popleft().message
+        self._acknowledged = True
         if self._may_resubmit() and ended_by_shutdown(message, self.cancel_sent):
             # `stop` then `start`: the partial result (or `shutting_down`) is kept in case no
             # new daemon comes.
@@ -171,6 +179,16 @@ class JobStream:
         now = time.monotonic()
         heard = max(self._client.last_heard, self._since)
         quiet_left = heard + self._inactivity_timeout - now
+        if not self._acknowledged:
+            ack_left = self._since + self._ack_timeout - now
+            if ack_left <= 0:
+                self._finish()
+                raise DaemonTimeout(
+                    f"the daemon at {self._daemon.endpoint} did not acknowledge job "
+                    f"{self.job_id} within {self._ack_timeout:g} s; it drops unread what it "
+                    f"cannot accept (images over its size limit, a message signed with "
+                    f"another key): its log says which")
+            quiet_left = min(quiet_left, ack_left)
         if self._timeout is None:
             return quiet_left
         job_left = self._started + self._timeout - now
@@ -222,6 +240,7 @@ class JobStream:
         self._msg_id = client._send(self._submit)
         self._daemon, self._generation = client.info, client.generation
         self._since = time.monotonic()
+        self._acknowledged = False
         self.resubmits += 1
         note = Resubmitted(self.job_id, self.resubmits, why, client.info.endpoint, client.info.pid)
         log.info("%s", note)  # the caller sees the event and says so its own way
