@@ -24,7 +24,8 @@ import zmq
 from zmq.auth.certs import load_certificate
 from zmq.auth.thread import ThreadAuthenticator
 
-from neural_style_protocol.transport import ZAP_DOMAIN, CurveKeys
+from neural_style_protocol.errors import ConnectionFileError
+from neural_style_protocol.transport import ZAP_DOMAIN, CurveKeys, load_secret_certificate
 
 from ..errors import DaemonError
 from .broker import DropLog
@@ -88,16 +89,10 @@ def _server_keys(folder: Path) -> CurveKeys:
         write_certificate(folder / f"{SERVER_NAME}.key", keys, secret=False)
         log.info("made the daemon's CURVE key pair in %s", path)
         return keys
-    info = os.stat(path)
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise DaemonError(f"{path} must be private to you (chmod 600 {path})")
     try:
-        public, secret = load_certificate(path)
-    except (OSError, ValueError) as error:
-        raise DaemonError(f"cannot read the daemon's CURVE key {path}: {error}") from None
-    if secret is None:
-        raise DaemonError(f"{path} holds no secret key")
-    return CurveKeys(public, secret)
+        return load_secret_certificate(path)
+    except ConnectionFileError as error:
+        raise DaemonError(f"the daemon's CURVE key: {error}") from None
 
 
 def _allowed_keys(folder: Path) -> frozenset[bytes]:
