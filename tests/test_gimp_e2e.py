@@ -171,6 +171,28 @@ report(FOLDER, status=status, message=message)
                       - original[visible, :3]).mean() > 5
 
 
+def test_in_place_with_a_selection_changes_only_the_selected_pixels(workspace, daemon):
+    pixels = content(48, 40, seed=6)
+    report = run(workspace, f"""
+image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("sel-in-place", pixels)!r}, 48, 40,
+                  (8, 4))
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 10, 24, 20)
+status, message = run_procedure({IN_PLACE!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft")
+dump(image, FOLDER, "sel-in-place")
+report(FOLDER, status=status, message=message)
+""")
+    assert report["status"] == "success", report["message"]
+    (layer,) = workspace.layers("sel-in-place")
+    inside = np.zeros((40, 48), bool)
+    inside[10 - 4:30 - 4, 20 - 8:44 - 8] = True  # the selection in the layer's coordinates
+    after = layer["pixels"].astype(int)
+    assert np.array_equal(after[~inside], pixels[~inside])
+    visible = inside & (pixels[..., 3] > 0)
+    assert np.abs(after[visible, :3] - pixels[visible, :3]).mean() > 5
+
+
 def test_style_from_a_layer_of_another_open_image(workspace, daemon):
     pixels, painting = content(36, 30, seed=4, alpha=False), content(50, 50, seed=9, alpha=False)
     report = run(workspace, f"""
