@@ -55,6 +55,7 @@ def test_json_reports_one_consistent_row_per_size(image_files, capsys):
     assert row.keys() >= REQUIRED_KEYS
     assert (row["size"], row["width"], row["height"]) == (64, 64, 51)
     assert row["naive_arch"] == "vgg19" and row["naive_iterations"] == 8
+    assert row["engine_precision"] == "auto"
     for key in ("ms_per_iter", "naive_ms_per_iter", "engine_seconds"):
         assert row[key] > 0, key
     assert row["peak_mem_mb"] >= 0 and row["naive_peak_mem_mb"] >= 0
@@ -75,11 +76,12 @@ def test_table_names_the_comparison(image_files, capsys):
     args = parse([
         "--device", "cpu", "--weights", "random", "--sizes", "48", "--naive-iterations", "3",
         "--naive-arch", "vgg16", "--preset", "draft", "--content", str(content),
-        "--style", str(style),
+        "--style", str(style), "--engine-precision", "fp32",
     ])
     assert run_from_args(args) == 0
     out = capsys.readouterr().out
     assert "naive: VGG16" in out and "| speedup |" in out
+    assert "precision fp32" in out
     assert "48x38" in out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import ColorMode, StyleParams
+from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.stylize import _Job, to_tensor
 from neural_style_daemon.errors import InvalidInputError
@@ -385,3 +385,16 @@ def test_tolerance_zero_runs_every_iteration(engine, make_content, make_style, p
     content, style = make_content(40, 32), make_style(40, 40)
     result = engine.stylize(content, [style], params(iterations=25, tolerance=0.0))
     assert result.steps == 25
+
+
+def test_precision_is_fp32_off_cuda_and_checked(warm_engine):
+    assert not warm_engine.model.mixed_precision
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
+        StyleEngine("random", "cpu", precision="fp16")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_precision_auto_is_bf16_on_cuda_and_fp32_turns_it_off():
+    assert StyleEngine("random", "cuda").model.mixed_precision
+    assert not StyleEngine("random", "cuda", precision="fp32").model.mixed_precision

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..engine.devices import resolve_device
 from ..engine.params import MAX_SIZE, MIN_SIDE, PRESETS, StyleParams
+from ..engine.stylize import PRECISIONS
 from ..errors import InvalidInputError
 from .inputs import DEFAULT_CONTENT, DEFAULT_STYLE, SHARED_IMAGES, load_bench_images
 from .run import BenchConfig, format_json, format_table, run_benchmark
@@ -82,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--naive-tf32", action="store_true",
                         help="let the naive use TF32 on CUDA, as PyTorch's defaults do in "
                              "convolutions (default: plain fp32, the published baseline)")
+    parser.add_argument("--engine-precision", choices=PRECISIONS, default="auto",
+                        help="the engine's numerics: auto (bf16 autocast on CUDA, as shipped) "
+                             "or fp32 (to measure what bf16 costs in convergence)")
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
     add_suite_arguments(parser)
 
@@ -107,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         naive_arch=args.naive_arch, weights=args.weights, seed=args.seed,
         preset=args.preset or ("draft" if args.smoke else StyleParams().preset),
         stop_at_target=not args.full_engine_run,
-        naive_tf32=args.naive_tf32,
+        naive_tf32=args.naive_tf32, engine_precision=args.engine_precision,
     )
 
 

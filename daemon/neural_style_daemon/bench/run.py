@@ -47,6 +47,7 @@ class BenchConfig:
     preset: str = "normal"
     stop_at_target: bool = True
     naive_tf32: bool = False  # docs/gpu-baseline.md's naive is plain fp32; PyTorch allows TF32
+    engine_precision: str = "auto"  # StyleEngine's: bf16 autocast on CUDA, or "fp32"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class BenchRow:
     naive_arch: str
     naive_iterations: int  # L-BFGS iterations the naive ran
     engine_preset: str
+    engine_precision: str  # "auto" (bf16 autocast on CUDA) or "fp32"
     ms_per_iter: float  # the engine at the output size
     naive_ms_per_iter: float
     seconds_to_naive_loss: float | None  # the engine; None: not reached
@@ -100,7 +102,8 @@ class Bench:
     def __init__(self, config: BenchConfig, images: BenchImages) -> None:
         self.config, self.images = config, images
         device = config.device
-        self.engine = StyleEngine(config.weights, str(device), seed=config.seed)
+        self.engine = StyleEngine(config.weights, str(device), seed=config.seed,
+                                  precision=config.engine_precision)
         # The reference scores on the product's network: the engine's own VGG16.
         self.reference_vgg = self.engine.model
         self.naive_vgg = load_vgg(config.weights, arch=config.naive_arch, seed=config.seed)
@@ -205,6 +208,7 @@ class Bench:
             size=max(width, height), width=width, height=height,
             device=str(self.config.device), naive_arch=self.config.naive_arch,
             naive_iterations=naive.iterations, engine_preset=self.config.preset,
+            engine_precision=self.config.engine_precision,
             ms_per_iter=1000 * sum(step_times) / len(step_times),
             naive_ms_per_iter=1000 * naive.loop_seconds / max(naive.iterations, 1),
             seconds_to_naive_loss=reached.seconds if reached else None,
@@ -254,7 +258,8 @@ def format_table(rows: list[BenchRow], config: BenchConfig) -> str:
     lines = [
         f"device {config.device}{threads}; weights {config.weights}; naive: "
         f"{config.naive_arch.upper()}, tutorial-style, {config.naive_iterations} L-BFGS "
-        f"iterations; engine: VGG16, preset {config.preset}",
+        f"iterations; engine: VGG16, preset {config.preset}, precision "
+        f"{config.engine_precision}",
         "| " + " | ".join(heading for heading, _ in TABLE_COLUMNS) + " |",
         "|" + "---|" * len(TABLE_COLUMNS),
     ]

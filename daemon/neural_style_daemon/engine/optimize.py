@@ -40,10 +40,10 @@ class LossTerms:
         return {name: float(value.detach()) for name, value in terms.items()}
 
 
-def fast_math(device: torch.device):
-    """bf16 autocast on CUDA (the convolutions dominate and are tensor-core bound); the CPU and
-    MPS paths stay in fp32."""
-    if device.type == "cuda":
+def fast_math(model: VGGFeatures):
+    """bf16 autocast where the engine chose it for this model (CUDA, precision "auto": the
+    convolutions dominate and are tensor-core bound); otherwise fp32."""
+    if model.mixed_precision:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -94,7 +94,7 @@ class Objective(nn.Module):
 def layer_features(
     model: VGGFeatures, image: torch.Tensor, layers: tuple[str, ...]
 ) -> dict[str, torch.Tensor]:
-    with fast_math(image.device):
+    with fast_math(model):
         return {name: f.float() for name, f in model(image, layers).items()}
 
 
@@ -102,7 +102,7 @@ def layer_features(
 def layer_grams(
     model: VGGFeatures, image: torch.Tensor, layers: tuple[str, ...]
 ) -> dict[str, torch.Tensor]:
-    with fast_math(image.device):
+    with fast_math(model):
         return {name: gram_matrix(f) for name, f in model(image, layers).items()}
 
 
@@ -148,7 +148,7 @@ def optimize_scale(
         with torch.no_grad():
             image.clamp_(0, 1)
         optimizer.zero_grad(set_to_none=True)
-        with fast_math(image.device):
+        with fast_math(objective.model):
             terms = objective(image)
         total = terms.total
         total.backward()

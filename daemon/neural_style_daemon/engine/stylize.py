@@ -63,6 +63,10 @@ ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
 
 
+# "auto": bf16 autocast on CUDA, fp32 elsewhere; "fp32": fp32 everywhere.
+PRECISIONS = ("auto", "fp32")
+
+
 class StyleEngine:
     """Holds VGG16 on a device, and the loss targets of recent jobs, so that repeated jobs
     start at once."""
@@ -74,7 +78,11 @@ class StyleEngine:
         *,
         seed: int = 0,
         target_cache_bytes: int = 256 * 2**20,
+        precision: str = "auto",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not "
+                             f"{precision!r}")
         self.device = resolve_device(device)
         self.targets = TargetCache(target_cache_bytes)
         model = load_vgg(weights, seed=seed)
@@ -82,6 +90,8 @@ class StyleEngine:
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
             model = model.to(memory_format=torch.channels_last)
             model.channels_last = True
+            # "fp32" is for measuring what bf16 costs in convergence against what it saves.
+            model.mixed_precision = precision == "auto"
         self.model = model.to(self.device)
 
     def stylize(
