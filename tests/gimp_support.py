@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,25 @@ class Gimp3:
         """The command that runs GIMP's Python (what the plug-in's shebang finds)."""
         here = self.root == Path("/")
         return "/usr/bin/python3" if here else f"chroot {self.root} /usr/bin/python3"
+
+    @contextlib.contextmanager
+    def sharing(self, *folders: Path):
+        """These folders of this machine, bound at the same paths inside the root (so that a
+        command recorded here, like this installation's Python, runs inside); unbound after."""
+        bound = []
+        try:
+            for folder in dict.fromkeys(Path(f).resolve() for f in folders):
+                if self.root == Path("/"):
+                    continue
+                target = self.root / folder.relative_to("/")
+                target.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["mount", "--bind", str(folder), str(target)], check=True)
+                bound.append(target)
+            yield
+        finally:
+            for target in reversed(bound):
+                if subprocess.run(["umount", str(target)]).returncode != 0:
+                    subprocess.run(["umount", "-l", str(target)])  # busy: detach it anyway
 
     def command(self, argv: list[str], env: dict[str, str]) -> list[str]:
         clean = ["/usr/bin/env", "-i", f"PATH={_PATH}", "LANG=C.UTF-8",

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,49 @@ report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
     assert status == "execution-error"
     assert "ran out of memory" in message and "smaller processing size" in message
     assert report["layers"] == 3  # the retried job's layer only
+
+
+def test_the_plugin_starts_the_daemon_when_none_runs(gimp3):
+    """A user's first run: no daemon, so the plug-in starts one the way the installer recorded
+    (this installation's Python, bound into GIMP's root where there is one) and uses it."""
+    space = GimpWorkspace(gimp3)
+    runtime = space.folder / "first-run"
+    runtime.mkdir(mode=0o700)
+    repository = Path(__file__).resolve().parents[1]
+    try:
+        assert neural_style(["install-gimp-plugin", "--gimp-dir", str(space.gimp_dir),
+                             "--gimp-python", gimp3.python(),
+                             "--daemon-options", "--weights random --device cpu"]) == 0
+        (space.folder / "style.png").write_bytes(style_png(48, 48))
+        with gimp3.sharing(repository, Path(sys.prefix), Path(sys.base_prefix)):
+            try:
+                report = run(space, f"""
+image = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {space.write_pixels("first", content(40, 30))!r}, 40, 30)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft",
+                                style_file={gimp3.inside(space.folder / "style.png")!r})
+report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
+""", runtime=runtime)
+            finally:
+                started = _stop_daemon_in(runtime / "neural-style" / "daemon.json")
+    finally:
+        space.remove()
+    assert report["status"] == "success", report["message"]
+    assert report["layers"] == 2
+    assert started, "no daemon was started"
+
+
+def _stop_daemon_in(connection_file: Path) -> bool:
+    """Stop the daemon a connection file names (SIGTERM, then wait); whether there was one."""
+    try:
+        pid = json.loads(connection_file.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists()
+               or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), 60,
+               "the started daemon to exit")
+    return True
 
 
 def test_a_daemon_that_cannot_be_started_is_a_clear_error(workspace, tmp_path):

@@ -113,3 +113,16 @@ def test_the_default_gimp_dir_is_the_newest_3x(tmp_path, monkeypatch):
     for version in ("3.0", "3.2", "3.10-backup", "2.10"):
         (tmp_path / "GIMP" / version).mkdir(parents=True)
     assert default_gimp_dir() == tmp_path / "GIMP" / "3.2"
+
+
+def test_daemon_options_are_recorded_and_checked(tmp_path, capsys):
+    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path), "--gimp-python",
+                 sys.executable, "--daemon-options", "--weights /w/vgg16.pth --device cuda:1"]) == 0
+    settings = json.loads((plugin_dir(tmp_path) / "daemon.json").read_text())
+    assert settings["start_command"][-5:] == ["start", "--weights", "/w/vgg16.pth", "--device",
+                                              "cuda:1"]
+    capsys.readouterr()
+    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path / "other"),
+                 "--daemon-options", "--wieghts x"]) == 2
+    assert "not options of `neural-style start`" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()  # nothing installed with a typo

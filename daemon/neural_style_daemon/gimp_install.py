@@ -96,12 +96,23 @@ def launcher_shebang(python: list[str] | None, on_path: str | None) -> str:
     return "#!/usr/bin/env python3"
 
 
-def start_command() -> list[str]:
-    """How the plug-in starts this installation's daemon."""
-    return [sys.executable, "-m", "neural_style_daemon.cli", "start"]
+def start_command(options: str = "") -> list[str]:
+    """How the plug-in starts this installation's daemon, with `options` of `start` (e.g.
+    "--weights PATH" for an offline checkpoint), checked here so a typo fails now, not in GIMP."""
+    words = shlex.split(options)
+    if words:
+        from .cli import build_parser
+
+        try:
+            build_parser(daemon_only=True).parse_args(["start", *words])
+        except SystemExit:  # argparse has said what is wrong
+            raise InvalidInputError(f"--daemon-options {options!r}: not options of "
+                                    f"`neural-style start` (see its --help)") from None
+    return [sys.executable, "-m", "neural_style_daemon.cli", "start", *words]
 
 
-def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3") -> Path:
+def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3",
+            command: list[str] | None = None) -> Path:
     """Copy the plug-in into gimp_dir/plug-ins/neural-style, replacing an earlier copy whole
     (built beside it, then swapped in, so GIMP never sees half a plug-in)."""
     plug_ins = gimp_dir / "plug-ins"
@@ -120,7 +131,7 @@ def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3") -> Path:
         script = (Path(neural_style_gimp.__file__).parent / LAUNCHER).read_text(encoding="utf-8")
         launcher.write_text(shebang + "\n" + script.split("\n", 1)[1], encoding="utf-8")
         launcher.chmod(0o755)  # GIMP skips a plug-in it cannot execute, silently
-        settings = {"start_command": start_command(), "version": __version__}
+        settings = {"start_command": command or start_command(), "version": __version__}
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
                                              encoding="utf-8")
         staging.chmod(0o755)
@@ -194,12 +205,13 @@ def run_install(args) -> int:
         print(f"removed {removed}; restart GIMP" if removed else
               f"the plug-in is not installed in {gimp_dir / 'plug-ins'}: nothing to remove")
         return 0
+    command = start_command(args.daemon_options or "")
     python = choose_gimp_python(args.gimp_python)
     # The shebang is pinned only to a Python that can run the plug-in at all.
     pinned = python.command if "gi" not in python.missing else None
-    target = install(gimp_dir, launcher_shebang(pinned, shutil.which("python3")))
+    target = install(gimp_dir, launcher_shebang(pinned, shutil.which("python3")), command)
     print(f"installed the GIMP plug-in in {target}")
-    print(f"  it starts the daemon with: {shlex.join(start_command())}")
+    print(f"  it starts the daemon with: {shlex.join(command)}")
     for warning in python.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if python.command is not None and not python.warnings:
@@ -219,6 +231,9 @@ def add_install_command(subparsers) -> None:
     p.add_argument("--gimp-python", metavar="COMMAND",
                    help="the Python GIMP runs plug-ins with, to check it has GIMP's gi and "
                         "pyzmq (default: found by platform)")
+    p.add_argument("--daemon-options", metavar="OPTIONS",
+                   help="options of `neural-style start` for the daemon the plug-in starts, "
+                        "e.g. \"--weights ~/vgg16.pth --device cuda:1\"")
     p.add_argument("--uninstall", action="store_true", help="remove the plug-in instead")
     p.set_defaults(handler=run_install)
 

@@ -59,6 +59,11 @@ if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
     # would otherwise be walked).
     if [ -d "$ROOT" ]; then
         umount -R "$ROOT/proc" "$ROOT/dev" 2>/dev/null || true
+        # A folder of this machine bound inside (tests share the repository that way) would be
+        # deleted with it: refuse while anything is still mounted there.
+        if grep -q " $ROOT/" /proc/mounts; then
+            fail "something is still mounted under $ROOT (see /proc/mounts): unmount it first"
+        fi
         rm -rf --one-file-system "$ROOT"
     fi
     mkdir -p "$(dirname "$ROOT")"
