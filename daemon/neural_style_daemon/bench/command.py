@@ -11,6 +11,7 @@ from ..engine.devices import resolve_device
 from ..engine.params import MAX_SIZE, MIN_SIDE, PRESETS, StyleParams
 from ..engine.stylize import PRECISIONS
 from ..errors import InvalidInputError
+from ..serve_options import at_least
 from .inputs import DEFAULT_CONTENT, DEFAULT_STYLE, SHARED_IMAGES, load_bench_images
 from .run import BenchConfig, format_json, format_table, run_benchmark
 from .suite_command import (
@@ -38,16 +39,6 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the bench options to `parser` (the `bench` sub-command's parser)."""
     cuda, other = DEFAULT_NAIVE_ITERATIONS["cuda"], DEFAULT_NAIVE_ITERATIONS["other"]
@@ -62,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the naive's network: vgg19 as in the tutorial (default); vgg16, the engine's, "
              "isolates what the implementation gains from what the smaller network gains")
     parser.add_argument(
-        "--naive-iterations", type=_positive, metavar="N",
+        "--naive-iterations", type=at_least(int, 1), metavar="N",
         help=f"the naive's L-BFGS iterations (default: {cuda} on CUDA, {other} elsewhere)")
     parser.add_argument(
         "--weights", default="imagenet", metavar="imagenet|random|PATH",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..engine.params import MAX_SIZE, MIN_SIDE
+from ..serve_options import at_least
 from .inputs import load_bench_images
 from .run import BenchConfig
 from .step import VARIANTS, WITH_CUDA_GRAPHS
@@ -68,28 +69,6 @@ def _size_or_zero(text: str) -> int:
     return value
 
 
-def _count(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "speed suite", "--suite gpu: per-iteration times and TFLOP/s of every fast path with "
@@ -99,17 +78,17 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--suite", choices=("gpu",), help="run the speed suite of issue 5")
     group.add_argument("--smoke", action="store_true",
                        help="tiny sizes and two iterations: check on a CPU that every part runs")
-    group.add_argument("--budget-seconds", type=_seconds, default=DEFAULT_BUDGET,
+    group.add_argument("--budget-seconds", type=at_least(float, 0), default=DEFAULT_BUDGET,
                        metavar="S", help="skip what would start after this (default "
                                          "%(default)g; a running compile is not stopped)")
     group.add_argument("--out", type=Path, metavar="DIR",
                        help="also write report.md and results.json here, after every part")
     group.add_argument("--variants", type=_variants, metavar="A,B,...",
                        help=f"per-iteration variants (default all: {', '.join(VARIANTS)})")
-    group.add_argument("--warmup", type=_count(0), metavar="N",
+    group.add_argument("--warmup", type=at_least(int, 0), metavar="N",
                        help="untimed iterations per variant (default 5 on CUDA, 2 elsewhere, 1 "
                             "with --smoke)")
-    group.add_argument("--step-iterations", type=_count(1), metavar="N",
+    group.add_argument("--step-iterations", type=at_least(int, 1), metavar="N",
                        help="timed iterations per variant (default 20 on CUDA, 5 elsewhere)")
     group.add_argument("--compile-mode", choices=tuple(WITH_CUDA_GRAPHS),
                        help="torch.compile mode without CUDA graphs (default "
@@ -121,7 +100,7 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--e2e-size", type=_size_or_zero, metavar="N",
                        help="the daemon's job size against the naive (default 512 on CUDA, "
                             "256 elsewhere, 64 with --smoke; 0: skip)")
-    group.add_argument("--job-iterations", type=_count(1), metavar="N",
+    group.add_argument("--job-iterations", type=at_least(int, 1), metavar="N",
                        help="the daemon jobs' iterations per scale (default: the preset's; "
                             "10 with --smoke)")
     group.add_argument("--large-size", type=_size_or_zero, metavar="N",
