@@ -10,12 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from daemon_support import wait_until
 
 HERE = Path(__file__).parent / "gimp"
 SETUP_SCRIPT = HERE / "setup-gimp3.sh"
@@ -186,7 +186,7 @@ class VirtualScreen:
         self.process = subprocess.Popen(
             gimp.command(["Xvfb", self.display, "-screen", "0", "1280x900x24", "-nolisten",
                           "tcp"], {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: (sockets / f"X{number}").exists(), 30, "Xvfb to start")
+        wait_until(lambda: (sockets / f"X{number}").exists(), 30, "Xvfb to start", interval=0.2)
 
     def run(self, *argv: str) -> str:
         done = subprocess.run(self.gimp.command(list(argv), {"DISPLAY": self.display}),
@@ -195,8 +195,8 @@ class VirtualScreen:
 
     def window(self, name: str, timeout: float) -> str:
         """The id of the first window whose title matches the regular expression `name`."""
-        found = wait_for(lambda: self.run("xdotool", "search", "--name", name).split(),
-                         timeout, f"a window named {name!r}")
+        found = wait_until(lambda: self.run("xdotool", "search", "--name", name).split(),
+                         timeout, f"a window named {name!r}", interval=0.2)
         return found[0]
 
     def size(self, window: str) -> tuple[int, int]:
@@ -219,14 +219,3 @@ class VirtualScreen:
         self.process.terminate()
         self.process.wait(30)
 
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
-    """Poll until `condition()` is true (and return it); AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_support import DaemonProcess, style_png
-from gimp_support import GimpWorkspace, VirtualScreen, wait_for
+from daemon_support import DaemonProcess, style_png, wait_until
+from gimp_support import GimpWorkspace, VirtualScreen
 from PIL import Image
 
 GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
@@ -83,12 +83,13 @@ image.clean_all()
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             dialog = screen.window("^Neural Style$", 120)
-            width, height = wait_for(lambda: (size := screen.size(dialog))[1] > 300 and size,
-                                     30, "the dialog to be laid out")
+            width, height = wait_until(lambda: (size := screen.size(dialog))[1] > 300 and size,
+                                     30, "the dialog to be laid out", interval=0.2)
             shot = workspace.folder / "dialog.png"
             screen.screenshot(dialog, gimp3.inside(shot))
             screen.click(dialog, width - OK_FROM_CORNER[0], height - OK_FROM_CORNER[1])
-            wait_for((workspace.folder / "await-undo").exists, 120, "the in-place run")
+            wait_until((workspace.folder / "await-undo").exists, 120, "the in-place run",
+                       interval=0.2)
             screen.keys(screen.window("GIMP$", 10), "ctrl+z")
             (workspace.folder / "undone").touch()
             output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
