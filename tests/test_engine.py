@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
+from neural_style_daemon.engine.devices import has_fast_bf16
 from neural_style_daemon.engine.losses import gram_matrix
+from neural_style_daemon.engine.optimize import fast_math
 from neural_style_daemon.engine.stylize import _Job, to_tensor
 from neural_style_daemon.errors import InvalidInputError
 
@@ -233,7 +235,7 @@ def test_blended_gram_target_is_the_weighted_sum_of_each_styles_grams(
     job = StyleParams(min_size=512)
     prepared = _Job(engine, make_content(40, 32), styles, (3.0, 1.0), job, None, None, None)
     objective = prepared._objective(prepared.content, prepared.styles, (40, 32))
-    with torch.no_grad():
+    with torch.no_grad(), fast_math(engine.model):  # the engine's precision (bf16 on AMX)
         features = [
             engine.model(to_tensor(style, torch.device("cpu"))[None], job.style_layers)
             for style in styles
@@ -387,8 +389,11 @@ def test_tolerance_zero_runs_every_iteration(engine, make_content, make_style, p
     assert result.steps == 25
 
 
-def test_precision_is_fp32_off_cuda_and_checked(warm_engine):
-    assert not warm_engine.model.mixed_precision
+def test_precision_is_bf16_where_the_cpu_has_bf16_units_and_checked(warm_engine):
+    fast_bf16 = has_fast_bf16(torch.device("cpu"))
+    assert warm_engine.model.mixed_precision == fast_bf16
+    assert warm_engine.model.channels_last == fast_bf16
+    assert not StyleEngine("random", "cpu", precision="fp32").model.mixed_precision
     with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
         StyleEngine("random", "cpu", precision="fp16")
 

@@ -11,13 +11,13 @@ sampling interval can be missed, and the allocator may keep freed pages resident
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import threading
 import time
 
 import torch
+
+from ..engine.devices import release_free_heap
 
 SAMPLE_INTERVAL_S = 0.005  # short against a step; rare enough not to disturb it
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -31,13 +31,6 @@ def resident_bytes() -> int:
             return int(f.read().split()[1]) * _PAGE_BYTES
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def release_free_heap() -> None:
-    """Hand freed heap pages back to the kernel (glibc's malloc_trim), so that an arm's start
-    does not inherit the previous arm's freed but resident memory. A no-op off glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def busy_jiffies() -> tuple[int, int]:

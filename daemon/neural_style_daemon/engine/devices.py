@@ -1,7 +1,9 @@
-"""Choosing the compute device, and reading its peak memory."""
+"""Choosing the compute device, what it computes fast, and its memory."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import sys
 
 import torch
@@ -35,6 +37,21 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions beat fp32 here: CUDA GPUs (tensor cores; bf16 needs Ampere or
+    later, older cards emulate it), and CPUs with AMX or AVX-512 BF16 units, where oneDNN runs
+    them at about three times the fp32 speed. Elsewhere bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        cpu = torch.cpu
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private: may vanish
+        return torch.backends.mkldnn.is_available() and any(
+            getattr(cpu, probe, lambda: False)() for probe in probes
+        )
+    return False
+
+
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -53,3 +70,12 @@ def peak_memory_bytes(device: torch.device) -> int:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the kernel (glibc's malloc_trim). Without it, a small
+    long-lived tensor (a cached target) allocated after a job's large temporaries keeps their
+    freed pages resident: a daemon on the CPU grew 3 to 4 MB per job that way. A no-op off
+    glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

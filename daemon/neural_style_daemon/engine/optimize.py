@@ -12,12 +12,16 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from .lbfgs import LBFGS
 from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
 from .params import Optimizer, StyleParams
 from .vgg import VGGFeatures
 
 # L-BFGS memory; jcjohnson/neural-style uses 100, 50 converges as well at half the memory.
 LBFGS_HISTORY = 50
+# At most this much memory for the L-BFGS history (two image-sized vectors per entry): at
+# 4096 x 4096 fifty entries would take 20 GB, beside the network's activations.
+LBFGS_HISTORY_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -34,17 +38,18 @@ class LossTerms:
 
     @cached_property
     def floats(self) -> dict[str, float]:
-        """The terms as numbers: one read from the device per evaluation, however many
-        readers (the best-iterate tracker, progress) ask."""
+        """The terms as numbers: one read from the device per evaluation (one stacked copy, not
+        one per term), however many readers (the best-iterate tracker, progress) ask."""
         terms = {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
-        return {name: float(value.detach()) for name, value in terms.items()}
+        values = torch.stack([value.detach().float() for value in terms.values()]).tolist()
+        return dict(zip(terms, values, strict=True))
 
 
 def fast_math(model: VGGFeatures):
-    """bf16 autocast where the engine chose it for this model (CUDA, precision "auto": the
-    convolutions dominate and are tensor-core bound); otherwise fp32."""
+    """bf16 autocast where the engine chose it for this model (precision "auto" on CUDA, or on
+    a CPU with bf16 matrix units: the convolutions dominate); otherwise fp32."""
     if model.mixed_precision:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(model.device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -106,12 +111,16 @@ def layer_grams(
         return {name: gram_matrix(f) for name, f in model(image, layers).items()}
 
 
-def make_optimizer(image: torch.Tensor, params: StyleParams) -> torch.optim.Optimizer:
+def make_optimizer(image: torch.Tensor, params: StyleParams) -> LBFGS | torch.optim.Adam:
     if params.optimizer is Optimizer.ADAM:
         return torch.optim.Adam([image], lr=params.learning_rate)
-    # One iteration per step() call: torch keeps the curvature history in the optimiser's
-    # state between calls, so stepping it in a loop is the same algorithm as max_iter=N.
-    return torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=LBFGS_HISTORY)
+    return LBFGS(image, history=lbfgs_history(image))
+
+
+def lbfgs_history(image: torch.Tensor) -> int:
+    """LBFGS_HISTORY entries, fewer where they would not fit in LBFGS_HISTORY_BYTES."""
+    entry_bytes = 2 * image.numel() * 4  # s and y, fp32
+    return max(1, min(LBFGS_HISTORY, LBFGS_HISTORY_BYTES // entry_bytes))
 
 
 # Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.

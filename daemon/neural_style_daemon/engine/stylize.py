@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..errors import InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
-from .devices import peak_memory_bytes, reset_peak_memory, resolve_device
+from .devices import has_fast_bf16, peak_memory_bytes, reset_peak_memory, resolve_device
 from .optimize import LossTerms, Objective, layer_features, layer_grams, optimize_scale
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
 from .pyramid import plan_scales, scaled_size
@@ -63,7 +63,8 @@ ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
 
 
-# "auto": bf16 autocast on CUDA, fp32 elsewhere; "fp32": fp32 everywhere.
+# "auto": bf16 autocast where the device has fast bf16 (devices.has_fast_bf16), else fp32;
+# "fp32": fp32 everywhere.
 PRECISIONS = ("auto", "fp32")
 
 
@@ -88,10 +89,12 @@ class StyleEngine:
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
+        # "fp32" is for measuring what bf16 costs in convergence against what it saves.
+        if precision == "auto" and has_fast_bf16(self.device):
+            # bf16 convolutions (tensor cores, AMX) are fastest on NHWC tensors.
             model = model.to(memory_format=torch.channels_last)
             model.channels_last = True
-            # "fp32" is for measuring what bf16 costs in convergence against what it saves.
-            model.mixed_precision = precision == "auto"
+            model.mixed_precision = True
         self.model = model.to(self.device)
 
     def stylize(

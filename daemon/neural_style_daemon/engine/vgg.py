@@ -66,6 +66,10 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
     def forward(self, image: torch.Tensor, wanted: Iterable[str]) -> dict[str, torch.Tensor]:
         """Features of `image` (N x 3 x H x W in [0, 1]) at the `wanted` layer names."""
         wanted = set(wanted)
