@@ -47,7 +47,13 @@ class Preset:
 
     initial_iterations: int
     iterations: int
-    min_size: int = 128
+    # The coarsest scale. The pyramid is there for large outputs, where VGG's receptive field
+    # covers a small part of the image and the style's large-scale structure gets lost; up to
+    # 512 px one scale sees it whole (jcjohnson/neural-style's default size, single scale).
+    # Coarser scales cost time without lowering the loss at the output size: to the benchmark's
+    # target, a pyramid from 128 took 2 to 4x as long as one scale at 256 px, and one from 256
+    # took 274 steps at 512 px (docs/benchmarks.md).
+    min_size: int = 512
     # A scale ends early once its best loss improves by less than this (relative) over ten
     # steps: coarse scales flatten after a few dozen steps, and further steps there are waste.
     tolerance: float = 0.005
