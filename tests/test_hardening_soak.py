@@ -77,7 +77,7 @@ def test_large_layers_in_a_row_leak_nothing_and_shutdown_never_hangs(tmp_path: P
         after_warm_up = statistics.median(samples[WARM_UP:WARM_UP + WINDOW])
         at_the_end = statistics.median(samples[-WINDOW:])
         growth = at_the_end - after_warm_up
-        assert growth <= MAX_GROWTH, [f"{s / 2**20:.0f}" for s in samples]
+        assert growth <= MAX_GROWTH, " ".join(f"{s / 2**20:.0f}" for s in samples)
         stuck = _leave_a_large_reply_unread(daemon)
         stopped = time.monotonic()
         assert daemon.terminate(timeout=30.0) == 0, daemon.stderr()

@@ -29,6 +29,7 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
 from ..engine import Progress, StyleEngine
+from ..engine.devices import release_free_heap
 from ..engine.params import MAX_SIZE, MIN_SIDE, StyleParams
 from ..errors import InvalidInputError, StyleTransferError
 from ..imageio import load_image
@@ -219,6 +220,7 @@ class JobRunner:
                     return
                 if isinstance(message, RunJob):
                     self.conn.send(self.run(message))
+                    release_free_heap()
                 # A CancelJob for a job that has already ended: nothing to do.
             except _BROKER_GONE:
                 # Killed, or crashed: nobody is left to run jobs for. Exit, do not linger.
