@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from neural_style_daemon.engine import StyleEngine
 from neural_style_daemon.engine.devices import has_fast_bf16
@@ -89,6 +90,38 @@ def test_a_pair_without_positive_curvature_leaves_a_scaled_gradient_step():
     assert torch.allclose(after_first, torch.tensor([0.2, -0.4, 0.1]) * (1 + scale))
     optimizer.step(closure)
     assert torch.allclose(x.detach(), after_first * (1 + scale))
+
+
+class CountCalls(TorchFunctionMode):
+    """Counts calls into torch (each at least one kernel launch on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def calls_per_step(history: int) -> int:
+    """Calls into torch for one step once `history` pairs are kept."""
+    f = quartic_bowl(60, seed=5)
+    x = torch.zeros(60, dtype=torch.float64, requires_grad=True)
+    optimizer = LBFGS(x, history=history)
+    closure = closure_for(f, x, optimizer)
+    for _ in range(history + 3):
+        optimizer.step(closure)
+    counter = CountCalls()
+    with counter:
+        optimizer.step(closure)
+    return counter.calls
+
+
+def test_a_step_costs_the_same_number_of_operations_whatever_the_history():
+    # The two-loop recursion costs seven operations per kept pair; the compact form a fixed
+    # number of matrix operations, however many pairs are kept.
+    assert calls_per_step(4) == calls_per_step(40)
 
 
 def test_the_history_is_capped_by_memory():
