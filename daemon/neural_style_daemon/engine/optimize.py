@@ -146,8 +146,9 @@ def optimize_scale(
     clamped afterwards scored worse than the loss it had reached; and the best iterate is kept,
     because L-BFGS without a line search can climb back up after a good step.
     """
-    # Contiguous: L-BFGS flattens the gradient with view(-1), which fails on the strided
-    # (H x W x C-ordered) tensor that an image converted from an array without resizing is.
+    # Contiguous: L-BFGS adds its flat direction to the image as a view, which fails on the
+    # strided (H x W x C-ordered) tensor that an image converted from an array without
+    # resizing is.
     image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(image, params)
     latest: list[LossTerms] = []

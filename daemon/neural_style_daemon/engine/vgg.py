@@ -59,8 +59,8 @@ class VGGFeatures(nn.Module):
         self.layer_names = frozenset(modules)  # checked on every call: computed once
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        # cuDNN's fastest convolutions on tensor cores want NHWC, in bf16: the engine turns
-        # both on for CUDA (optimize.fast_math reads the second).
+        # The fastest convolutions (cuDNN on tensor cores, oneDNN on AMX) want NHWC, in bf16:
+        # the engine turns both on where bf16 is fast (optimize.fast_math reads the second).
         self.channels_last = False
         self.mixed_precision = False
         self.requires_grad_(False)
