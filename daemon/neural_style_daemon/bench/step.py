@@ -58,7 +58,8 @@ VARIANTS = {
         Variant("fp32", "fp32, NCHW, no TF32, no cuDNN autotuning (the naive's numerics)",
                 bf16=False, channels_last=False),
         Variant("bf16-cl", "bf16 autocast + channels_last + cuDNN autotuning, eager (the "
-                           "engine's CUDA path)", bf16=True, channels_last=True),
+                           "engine's path on CUDA and on CPUs with bf16 units)",
+                bf16=True, channels_last=True),
         Variant("bf16-cl-graph", "the same, the whole iteration captured once as a CUDA "
                                  "graph and replayed", bf16=True, channels_last=True,
                 cuda_graph=True),
