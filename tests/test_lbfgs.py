@@ -92,6 +92,38 @@ def test_a_pair_without_positive_curvature_leaves_a_scaled_gradient_step():
     assert torch.allclose(x.detach(), after_first * (1 + scale))
 
 
+def test_a_flat_objective_leaves_the_image_as_it_is():
+    # Zero gradient: every pair is (0, 0); the direction must stay 0, not 0 / 0.
+    x = torch.rand(10, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+    start = x.detach().clone()
+    optimizer = LBFGS(x)
+    closure = closure_for(lambda v: (v * 0).sum(), x, optimizer)
+    for _ in range(4):
+        optimizer.step(closure)
+    assert torch.equal(x.detach(), start)
+
+
+def test_a_step_undone_by_the_clamp_does_not_poison_later_steps():
+    # The image is clamped before each evaluation, as the engine does; a quadratic pulls every
+    # value above 1, so after the first step the clamp undoes each step (s = 0). Later steps
+    # stay finite and at the bound.
+    x = torch.full((6,), 0.5, requires_grad=True)
+    optimizer = LBFGS(x, first_step=0.6)
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        optimizer.zero_grad()
+        loss = (x - 2).square().sum()
+        loss.backward()
+        return loss
+
+    for _ in range(6):
+        optimizer.step(closure)
+    assert torch.isfinite(x).all()
+    assert torch.equal(x.detach().clamp(0, 1), torch.ones(6))
+
+
 class CountCalls(TorchFunctionMode):
     """Counts calls into torch (each at least one kernel launch on a GPU)."""
 

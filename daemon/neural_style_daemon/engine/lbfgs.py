@@ -18,9 +18,8 @@ implementations run it (torch.optim.LBFGS with max_iter=1), with four departures
   kernel launch on a GPU). The m x m part is in fp64.
 - No host synchronisation: torch's two-loop reads a number back from the device for each
   history entry (2 x history syncs per step on CUDA). Here every scalar stays a device tensor;
-  a pair without positive curvature is replaced, instead of being tested for on the host, by
-  one that the initial guess gamma * I already satisfies (y = s / gamma): with no other pairs
-  kept, H stays gamma * I.
+  a pair without positive curvature is kept as zeros, which leave H as it is, instead of being
+  tested for on the host.
 """
 
 from __future__ import annotations
@@ -78,8 +77,11 @@ class LBFGS:
     def _remember(self, s: torch.Tensor, y: torch.Tensor) -> None:
         ys = y.dot(s)
         curved = ys > MIN_CURVATURE
-        y = torch.where(curved, y, s / self.gamma)
-        self.gamma = torch.where(curved, ys / y.dot(y), self.gamma)
+        # Without curvature (a flat or concave stretch, or a step the clamp undid) the pair is
+        # kept as zeros, which the direction ignores: no read-back to decide on the host.
+        s, y = torch.where(curved, s, 0.0), torch.where(curved, y, 0.0)
+        self.gamma = torch.where(curved, ys / y.dot(y).clamp_min(torch.finfo(y.dtype).tiny),
+                                 self.gamma)
         if self.s is None:
             # Empty: rows are read only once written, and untouched pages cost no memory.
             self.s = s.new_empty(self.history, s.numel())
@@ -110,6 +112,7 @@ class LBFGS:
         sy = torch.roll(self.sy[:k, :k], (shift, shift), (0, 1))
         yy = torch.roll(self.yy[:k, :k], (shift, shift), (0, 1))
         r = sy.triu()
+        r.diagonal().clamp_min_(torch.finfo(r.dtype).tiny)  # a zero pair's row solves to 0
         u = torch.linalg.solve_triangular(r, a[:, None], upper=True)[:, 0]
         w = sy.diagonal() * u + gamma * (yy @ u) - gamma * b
         p = torch.linalg.solve_triangular(r.T, w[:, None], upper=False)[:, 0]
