@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from neural_style_daemon.engine import Progress, StyleEngine, StyleParams
+from neural_style_daemon.imageio import save_image
 
 ImageMaker = Callable[..., np.ndarray]
 
@@ -66,6 +68,15 @@ def make_style() -> ImageMaker:
 @pytest.fixture
 def make_noise_style() -> ImageMaker:
     return _noise_style
+
+
+@pytest.fixture
+def image_files(tmp_path, make_content, make_style) -> tuple[Path, Path]:
+    """A content and a style image written as PNG files, for the command-line tests."""
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    save_image(make_content(80, 64), content)
+    save_image(make_style(72, 72), style)
+    return content, style
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from daemon_support import wait_until
+from daemon_support import style_png, wait_until
 
 HERE = Path(__file__).parent / "gimp"
 SETUP_SCRIPT = HERE / "setup-gimp3.sh"
@@ -173,6 +173,18 @@ class GimpWorkspace:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def plugin_workspace(gimp: Gimp3):
+    """A workspace with the plug-in installed and a 64 px style file, removed afterwards."""
+    space = GimpWorkspace(gimp)
+    space.install_plugin()
+    (space.folder / "style.png").write_bytes(style_png(64, 64))
+    try:
+        yield space
+    finally:
+        space.remove()
 
 
 class VirtualScreen:

@@ -20,7 +20,6 @@ from neural_style_daemon.bench.reference import (
 from neural_style_daemon.engine import StyleEngine, StyleParams
 from neural_style_daemon.engine.optimize import Objective, layer_features, layer_grams
 from neural_style_daemon.engine.stylize import to_tensor
-from neural_style_daemon.imageio import save_image
 
 REQUIRED_KEYS = {
     "size", "ms_per_iter", "naive_ms_per_iter", "seconds_to_naive_loss", "naive_seconds",
@@ -32,14 +31,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench")
     add_arguments(parser)
     return parser.parse_args(argv)
-
-
-@pytest.fixture
-def image_files(tmp_path, make_content, make_style):
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    save_image(make_content(80, 64), content)
-    save_image(make_style(72, 72), style)
-    return content, style
 
 
 def test_json_reports_one_consistent_row_per_size(image_files, capsys):

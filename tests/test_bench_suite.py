@@ -17,7 +17,6 @@ from neural_style_daemon.bench.step import VARIANTS
 from neural_style_daemon.bench.step_timing import relative_error
 from neural_style_daemon.engine.vgg import BLOCK_DEPTHS, BLOCK_WIDTHS
 from neural_style_daemon.errors import InvalidInputError
-from neural_style_daemon.imageio import save_image
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,14 +47,6 @@ def quiet_threads(one_thread, monkeypatch):
     at these sizes a second thread gains nothing, and threads that spin-wait on cores that
     other processes share made the run several times slower."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture
-def image_files(tmp_path, make_content, make_style):
-    content, style = tmp_path / "content.png", tmp_path / "style.png"
-    save_image(make_content(80, 64), content)
-    save_image(make_style(72, 72), style)
-    return content, style
 
 
 def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads):

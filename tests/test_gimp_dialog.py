@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_support import DaemonProcess, style_png, wait_until
-from gimp_support import GimpWorkspace, VirtualScreen
+from daemon_support import DaemonProcess, wait_until
+from gimp_support import VirtualScreen, plugin_workspace
 from PIL import Image
 
 GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
@@ -31,11 +31,8 @@ def screen(gimp3):
 
 @pytest.fixture
 def workspace(gimp3):
-    space = GimpWorkspace(gimp3)
-    space.install_plugin()
-    (space.folder / "style.png").write_bytes(style_png(64, 64))
-    yield space
-    space.remove()
+    with plugin_workspace(gimp3) as space:
+        yield space
 
 
 def photo(width: int, height: int) -> np.ndarray:

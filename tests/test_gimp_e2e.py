@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from daemon_support import DaemonProcess, style_png, wait_until
-from gimp_support import GimpWorkspace
+from gimp_support import GimpWorkspace, plugin_workspace
 
 from neural_style_daemon.cli import main as neural_style
 from neural_style_gimp.arguments import BY_NAME
@@ -28,11 +28,8 @@ IN_PLACE = "python-fu-neural-style-in-place"
 
 @pytest.fixture(scope="module")
 def workspace(gimp3):
-    space = GimpWorkspace(gimp3)
-    space.install_plugin()
-    (space.folder / "style.png").write_bytes(style_png(64, 64))
-    yield space
-    space.remove()
+    with plugin_workspace(gimp3) as space:
+        yield space
 
 
 @pytest.fixture(scope="module")
