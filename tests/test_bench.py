@@ -11,7 +11,8 @@ import math
 import pytest
 import torch
 
-from neural_style_daemon.bench import add_arguments, run_from_args
+import neural_style_daemon.engine.stylize as stylize_module
+from neural_style_daemon.bench import add_arguments, engine_arm, run_from_args
 from neural_style_daemon.bench.reference import (
     ReferenceLoss,
     engine_objective_factor,
@@ -100,3 +101,22 @@ def test_matched_weights_make_the_engine_objective_a_multiple_of_the_reference(
             engine_total = float(objective(image[None]).total)
         assert engine_total == pytest.approx(factor * reference(image), rel=1e-4)
         assert math.isfinite(engine_total) and engine_total > 0
+
+
+def test_engine_arm_counts_steps_between_spaced_reads(make_content, make_style, engine,
+                                                      monkeypatch):
+    """With the loss read every third step (CUDA's spacing, forced here), the arm still counts
+    every step and times each output-size step after the first report."""
+    spacing = lambda device, size: 3  # noqa: E731
+    monkeypatch.setattr(stylize_module, "steps_between_reads", spacing)
+    monkeypatch.setattr(engine_arm, "steps_between_reads", spacing)
+    content, style = make_content(48, 40), make_style(48, 48)
+    reference = ReferenceLoss(engine.model, content, style)
+    params = StyleParams(iterations=8, min_size=512, **matched_weights(reference))
+    run = engine_arm.run_engine(engine, content, style, params, reference, target=0.0,
+                                stop_at_target=False)
+    assert run.steps == 8
+    assert [s.step for s in run.snapshots] == [3, 6, 8]
+    assert len(run.output_step_seconds) == 8 - 3 and min(run.output_step_seconds) > 0
+    timed = engine_arm.step_seconds(engine, content, style, params, 4)
+    assert len(timed) == 4 and min(timed) > 0

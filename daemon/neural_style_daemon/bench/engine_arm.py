@@ -6,6 +6,10 @@ The engine hands its callback losses, not images; the snapshots come from its pr
 8-bit RGB: the same rounding the naive's final image gets before it is scored. Making a preview
 costs the engine a copy and a rounding per step; that cost is measured beforehand on an image of
 the same size and subtracted too (it is small beside a VGG forward and backward pass).
+
+On CUDA the engine reports (and snapshots) only at its reads of the loss, every few steps
+(`optimize.steps_between_reads`), as it does for users: step counts come from the reports'
+iteration numbers, and per-step times are the time between reports over the steps between them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from ..engine import Progress, StyleEngine, StyleParams
+from ..engine.optimize import steps_between_reads
 from ..engine.params import MAX_SIZE
 from ..engine.stylize import resize, to_array
 from .reference import ReferenceLoss
@@ -66,20 +71,26 @@ class _Recorder:
     output_steps: list[float] = field(default_factory=list)
     reached: Snapshot | None = None
     steps: int = 0
+    scale_start: int = 0  # steps done before the current scale
+    scale: int = 0
 
     def on_progress(self, progress: Progress) -> None:
         entry = time.perf_counter()
-        self.steps += 1
+        if progress.scale != self.scale:
+            self.scale, self.scale_start = progress.scale, self.steps
+        steps_before, self.steps = self.steps, self.scale_start + progress.iteration
         if progress.preview is not None:
             # A preview at a coarse scale is smaller; its cost goes with its pixels.
             width, height = self.reference.size
             pixels = progress.preview.shape[0] * progress.preview.shape[1]
             self.overhead += self.preview_cost * pixels / (width * height)
         seconds = entry - self.start - self.overhead
-        if progress.scale == progress.scales and progress.iteration > 1:
-            self.output_steps.append(seconds - self.last_seconds)
+        new_steps = self.steps - steps_before
+        # At the output size, after its first report (whose time includes building targets).
+        if progress.scale == progress.scales and progress.iteration > new_steps:
+            self.output_steps.extend([(seconds - self.last_seconds) / new_steps] * new_steps)
         self.last_seconds = seconds
-        if progress.preview is not None and self._snapshot_due(progress):
+        if progress.preview is not None and self._snapshot_due(progress, new_steps):
             loss = self.reference(progress.preview)
             snapshot = Snapshot(self.steps, progress.scale, seconds, loss)
             self.snapshots.append(snapshot)
@@ -89,11 +100,11 @@ class _Recorder:
                 self.reached = snapshot
         self.overhead += time.perf_counter() - entry
 
-    def _snapshot_due(self, progress: Progress) -> bool:
+    def _snapshot_due(self, progress: Progress, steps: int) -> bool:
         """Score after each output-size step's worth of work (so the time to the target is
         known to within about one output-size step) and at the end of each scale."""
         width, height = self.reference.size
-        self.work_since_snapshot += progress.size[0] * progress.size[1]
+        self.work_since_snapshot += progress.size[0] * progress.size[1] * steps
         if self.work_since_snapshot >= width * height or progress.iteration == progress.iterations:
             self.work_since_snapshot = 0
             return True
@@ -163,15 +174,20 @@ def step_seconds(
     *,
     sync: Callable[[], None] = lambda: None,
 ) -> tuple[float, ...]:
-    """Seconds per engine step at the output size alone (one scale, `steps` + 1 steps; the
-    first, which also builds the targets, is left out)."""
-    stamps: list[float] = []
+    """Seconds per engine step at the output size alone: one scale, `steps` steps timed after
+    the steps up to the engine's first report (which also build the targets)."""
+    stamps: list[tuple[int, float]] = []
 
-    def on_progress(_progress: Progress) -> None:
-        stamps.append(time.perf_counter())
+    def on_progress(progress: Progress) -> None:
+        stamps.append((progress.iteration, time.perf_counter()))
 
-    one_scale = replace(params, min_size=max(content.shape[:2]), iterations=steps + 1,
+    size = (content.shape[1], content.shape[0])
+    untimed = steps_between_reads(engine.device, size)
+    one_scale = replace(params, min_size=max(size), iterations=untimed + steps,
                         initial_iterations=None, preview_every=0)
     sync()
     engine.stylize(content, [style], one_scale, on_progress=on_progress)
-    return tuple(later - earlier for earlier, later in pairwise(stamps))
+    times: list[float] = []
+    for (before, earlier), (after, later) in pairwise(stamps):
+        times.extend([(later - earlier) / (after - before)] * (after - before))
+    return tuple(times)

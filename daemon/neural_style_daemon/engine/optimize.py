@@ -24,6 +24,14 @@ LBFGS_HISTORY = 50
 LBFGS_HISTORY_BYTES = 4 * 2**30
 
 
+# The order of the loss terms in `LossTerms.stacked()`.
+TERM_NAMES = ("content", "style", "tv", "total")
+
+
+def term_floats(values: list[float]) -> dict[str, float]:
+    return dict(zip(TERM_NAMES, values, strict=True))
+
+
 @dataclass
 class LossTerms:
     """The objective's parts for one evaluation (tensors until someone reads them)."""
@@ -36,13 +44,16 @@ class LossTerms:
     def total(self) -> torch.Tensor:
         return self.content + self.style + self.tv
 
+    def stacked(self) -> torch.Tensor:
+        """The terms in TERM_NAMES order, as one fp32 vector on the device."""
+        terms = (self.content, self.style, self.tv, self.total)
+        return torch.stack([value.detach().float() for value in terms])
+
     @cached_property
     def floats(self) -> dict[str, float]:
-        """The terms as numbers: one read from the device per evaluation (one stacked copy, not
-        one per term), however many readers (the best-iterate tracker, progress) ask."""
-        terms = {"content": self.content, "style": self.style, "tv": self.tv, "total": self.total}
-        values = torch.stack([value.detach().float() for value in terms.values()]).tolist()
-        return dict(zip(terms, values, strict=True))
+        """The terms as numbers: one read from the device (one stacked copy, not one per
+        term), however many readers ask."""
+        return term_floats(self.stacked().tolist())
 
 
 def fast_math(model: VGGFeatures):
@@ -125,6 +136,20 @@ def lbfgs_history(image: torch.Tensor) -> int:
 
 # Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.
 PLATEAU_WINDOW = 10
+# On CUDA the loop reads the loss back (plateau test, progress, cancel) once per
+# READ_EVERY_PIXELS // (width x height) steps, 1 to MAX_STEPS_BETWEEN_READS: each read makes the
+# device wait while the host launches the next step, a gap that matters once a step takes a
+# few milliseconds (16 steps between reads at 512 px, 4 at 1024, every step from 2048 px).
+READ_EVERY_PIXELS = 2**22
+MAX_STEPS_BETWEEN_READS = 16
+
+
+def steps_between_reads(device: torch.device, size: tuple[int, int]) -> int:
+    """How many steps the loop runs between reads of the loss. A CPU computes the loss in
+    the host's own time, so reading it costs nothing there: every step."""
+    if device.type != "cuda":
+        return 1
+    return max(1, min(MAX_STEPS_BETWEEN_READS, READ_EVERY_PIXELS // (size[0] * size[1])))
 
 
 def optimize_scale(
@@ -132,14 +157,18 @@ def optimize_scale(
     start: torch.Tensor,
     iterations: int,
     params: StyleParams,
-    after_step: Callable[[int, torch.Tensor, LossTerms, bool], bool],
+    after_step: Callable[[int, torch.Tensor, dict[str, float], bool], bool],
     tolerance: float = 0.0,
-) -> tuple[torch.Tensor, LossTerms | None]:
+    read_every: int = 1,
+) -> tuple[torch.Tensor, dict[str, float] | None]:
     """Run up to `iterations` optimiser steps from `start` (1 x 3 x H x W) and return the best
-    image evaluated, with its loss terms (None if no step ran). `after_step(i, image, terms,
-    last)` is called after each step (`last`: the scale ends here) and returns False to stop
-    (cancel); the scale ends early once its best loss improved by less than `tolerance`
-    (relative) over the last PLATEAU_WINDOW steps.
+    image evaluated, with its loss terms (None if no step ran).
+
+    The loss is read back every `read_every` steps and after the last one; at each read
+    `after_step(i, image, losses, last)` gets the step number, the image and the loss terms of
+    step i (`last`: the scale ends here) and returns False to stop (cancel). The scale ends at
+    the first read after its best loss improved by less than `tolerance` (relative) over
+    PLATEAU_WINDOW steps; the steps run since then can only have improved the best image.
 
     Departures from the usual loop: the image is clamped to [0, 1] before each evaluation (a
     projection, as PyTorch's tutorial does), because an image optimised unconstrained and
@@ -151,51 +180,71 @@ def optimize_scale(
     # resizing is.
     image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimizer = make_optimizer(image, params)
-    latest: list[LossTerms] = []
-    best = _BestIterate()
+    best = _BestIterate(image)
+    latest: list[torch.Tensor] = []  # the terms of the latest evaluation, on the device
 
-    def closure() -> torch.Tensor:
+    def evaluate() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             image.clamp_(0, 1)
-        optimizer.zero_grad(set_to_none=True)
+        image.grad = None
         with fast_math(objective.model):
             terms = objective(image)
         total = terms.total
         total.backward()
+        return total.detach(), terms.stacked()
+
+    def closure() -> torch.Tensor:
+        total, terms = evaluate()
         latest[:] = [terms]
         best.offer(image, terms)
         return total
 
     for i in range(1, iterations + 1):
-        optimizer.step(closure)
-        stalled = tolerance > 0 and best.stalled(tolerance)
-        if not after_step(i, image.detach(), latest[0], stalled or i == iterations) or stalled:
+        optimizer.step(closure)  # one evaluation per step, both optimisers
+        if i % read_every and i < iterations:
+            continue
+        losses, stalled = best.read(latest[0], tolerance)
+        if not after_step(i, image.detach(), losses, stalled or i == iterations) or stalled:
             break
-    if best.image is None:
-        return image.detach().clamp(0, 1), None
-    return best.image, best.terms
+    return best.result()
 
 
 class _BestIterate:
-    """The lowest-loss image seen so far, and the history of best losses for the plateau test.
-    Reading the loss syncs with the device once per step; the engine reads it for progress
-    anyway."""
+    """The lowest-loss image evaluated so far, tracked on the device so that no step waits
+    for a read-back, and the best loss after each step, read in batches for the plateau test."""
 
-    def __init__(self) -> None:
-        self.image: torch.Tensor | None = None
-        self.terms: LossTerms | None = None
-        self.loss = math.inf
-        self.history: list[float] = []
+    def __init__(self, image: torch.Tensor) -> None:
+        self.image = image.detach().clone()
+        self.terms = torch.full((len(TERM_NAMES),), math.inf, device=image.device)
+        self.unread: list[torch.Tensor] = []  # the best total after each step since the read
+        self.history: list[float] = []  # the best total after each step, as read
+        self.evaluated = False
 
-    def offer(self, image: torch.Tensor, terms: LossTerms) -> None:
-        loss = terms.floats["total"]
-        if loss < self.loss:
-            self.loss, self.terms = loss, terms
-            self.image = image.detach().clone()
-        self.history.append(self.loss)
+    def offer(self, image: torch.Tensor, terms: torch.Tensor) -> None:
+        better = terms[-1] < self.terms[-1]  # a NaN loss is never better
+        torch.where(better, image.detach(), self.image, out=self.image)
+        self.terms = torch.where(better, terms, self.terms)
+        self.unread.append(self.terms[-1])
+        self.evaluated = True
 
-    def stalled(self, tolerance: float) -> bool:
+    def read(self, latest: torch.Tensor, tolerance: float) -> tuple[dict[str, float], bool]:
+        """The terms of `latest` as numbers, and whether the loss stalled at any step since
+        the last read: one copy from the device for both."""
+        values = torch.cat([latest, torch.stack(self.unread)]).tolist()
+        self.unread.clear()
+        stalled = False
+        for loss in values[len(TERM_NAMES):]:
+            self.history.append(loss)
+            stalled = stalled or (tolerance > 0 and self._stalled(tolerance))
+        return term_floats(values[:len(TERM_NAMES)]), stalled
+
+    def _stalled(self, tolerance: float) -> bool:
         if len(self.history) <= PLATEAU_WINDOW:
             return False
         before = self.history[-1 - PLATEAU_WINDOW]
-        return before - self.loss < tolerance * before
+        return before - self.history[-1] < tolerance * before
+
+    def result(self) -> tuple[torch.Tensor, dict[str, float] | None]:
+        if not self.evaluated:
+            return self.image.clamp(0, 1), None
+        return self.image, term_floats(self.terms.tolist())

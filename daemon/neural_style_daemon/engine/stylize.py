@@ -16,7 +16,13 @@ from ..errors import InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
 from .devices import has_fast_bf16, peak_memory_bytes, reset_peak_memory, resolve_device
-from .optimize import LossTerms, Objective, layer_features, layer_grams, optimize_scale
+from .optimize import (
+    Objective,
+    layer_features,
+    layer_grams,
+    optimize_scale,
+    steps_between_reads,
+)
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
 from .pyramid import plan_scales, scaled_size
 from .weights import load_vgg
@@ -185,6 +191,7 @@ class _Job:
         self.work_before = [sum(work[:i]) for i in range(len(work))]
         self.work_total = sum(work) or 1
         self.steps = 0
+        self.steps_before_scale = 0
         self.cancelled = False
         self.last_losses: dict[str, float] = {}
 
@@ -197,14 +204,15 @@ class _Job:
         for index, size in enumerate(self.sizes):
             start = self._start_image(image, content_run, size)
             objective = self._objective(content_run, styles_run, size)
-            best, terms = optimize_scale(
+            self.steps_before_scale = self.steps
+            best, losses = optimize_scale(
                 objective, start[None], self.iterations[index], self.params,
                 partial(self._after_step, index),
-                tolerance=self.tolerance,
+                tolerance=self.tolerance, read_every=steps_between_reads(self.device, size),
             )
             image = best[0]
-            if terms is not None:
-                self.last_losses = terms.floats  # the returned image's, not the last step's
+            if losses is not None:
+                self.last_losses = losses  # the returned image's, not the last step's
             if self.cancelled:
                 break
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
@@ -282,17 +290,20 @@ class _Job:
             self.work_before[later] -= skipped
 
     def _after_step(
-        self, index: int, iteration: int, image: torch.Tensor, terms: LossTerms, last: bool
+        self, index: int, iteration: int, image: torch.Tensor, losses: dict[str, float],
+        last: bool,
     ) -> bool:
-        self.steps += 1
+        """Progress, a preview and the cancel check, at each read of the loss (every step on
+        a CPU, every few on CUDA: optimize.steps_between_reads)."""
+        steps_before, self.steps = self.steps, self.steps_before_scale + iteration
         if last:
             self._drop_skipped_work(index, iteration)
-        self.last_losses = terms.floats
+        self.last_losses = losses
         size = self.sizes[index]
         done = (self.work_before[index] + size[0] * size[1] * iteration) / self.work_total
         every = self.params.preview_every
         preview = None
-        if every and self.steps % every == 0:
+        if every and self.steps // every > steps_before // every:  # a multiple of it passed
             preview = self._preview(image[0])
         self.on_progress(Progress(
             scale=index + 1, scales=len(self.sizes), size=size, iteration=iteration,
