@@ -13,6 +13,7 @@ import torch
 
 import neural_style_daemon.engine.stylize as stylize_module
 from neural_style_daemon.bench import add_arguments, engine_arm, run_from_args
+from neural_style_daemon.bench.command import config_from_args
 from neural_style_daemon.bench.reference import (
     ReferenceLoss,
     engine_objective_factor,
@@ -120,3 +121,9 @@ def test_engine_arm_counts_steps_between_spaced_reads(make_content, make_style, 
     assert len(run.output_step_seconds) == 8 - 3 and min(run.output_step_seconds) > 0
     timed = engine_arm.step_seconds(engine, content, style, params, 4)
     assert len(timed) == 4 and min(timed) > 0
+
+
+def test_no_cuda_graphs_reaches_the_engine():
+    assert config_from_args(parse(["--device", "cpu"])).engine_cuda_graphs
+    config = config_from_args(parse(["--device", "cpu", "--no-cuda-graphs"]))
+    assert not config.engine_cuda_graphs

@@ -403,3 +403,19 @@ def test_precision_is_bf16_where_the_cpu_has_bf16_units_and_checked(warm_engine)
 def test_precision_auto_is_bf16_on_cuda_and_fp32_turns_it_off():
     assert StyleEngine("random", "cuda").model.mixed_precision
     assert not StyleEngine("random", "cuda", precision="fp32").model.mixed_precision
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_steps_match_eager_steps(make_content, make_style, caplog):
+    content, style = make_content(96, 64), make_style(64, 64)
+    job = StyleParams(iterations=5, min_size=512, seed=0)  # before rounding differences grow
+    graphs = StyleEngine("random", "cuda").stylize(content, [style], job)
+    eager = StyleEngine("random", "cuda", cuda_graphs=False).stylize(content, [style], job)
+    assert "running it eagerly" not in caplog.text  # the graph was captured and agreed
+    assert graphs.steps == eager.steps == 5
+    assert graphs.losses["total"] == pytest.approx(eager.losses["total"], rel=0.05)
+
+
+def test_cuda_graphs_are_off_on_the_cpu(warm_engine):
+    assert not warm_engine.cuda_graphs

@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine-precision", choices=PRECISIONS, default="auto",
                         help="the engine's numerics: auto (bf16 autocast on CUDA, as shipped) "
                              "or fp32 (to measure what bf16 costs in convergence)")
+    parser.add_argument("--no-cuda-graphs", dest="engine_cuda_graphs", action="store_false",
+                        help="run each of the engine's steps eagerly on CUDA instead of "
+                             "replaying a captured graph (to measure what the graphs save)")
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
     add_suite_arguments(parser)
 
@@ -103,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         preset=args.preset or ("draft" if args.smoke else StyleParams().preset),
         stop_at_target=not args.full_engine_run,
         naive_tf32=args.naive_tf32, engine_precision=args.engine_precision,
+        engine_cuda_graphs=args.engine_cuda_graphs,
     )
 
 

@@ -48,6 +48,7 @@ class BenchConfig:
     stop_at_target: bool = True
     naive_tf32: bool = False  # docs/gpu-baseline.md's naive is plain fp32; PyTorch allows TF32
     engine_precision: str = "auto"  # StyleEngine's: bf16 autocast on CUDA, or "fp32"
+    engine_cuda_graphs: bool = True  # StyleEngine's: replay captured steps on CUDA
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Bench:
         self.config, self.images = config, images
         device = config.device
         self.engine = StyleEngine(config.weights, str(device), seed=config.seed,
-                                  precision=config.engine_precision)
+                                  precision=config.engine_precision,
+                                  cuda_graphs=config.engine_cuda_graphs)
         # The reference scores on the product's network: the engine's own VGG16.
         self.reference_vgg = self.engine.model
         self.naive_vgg = load_vgg(config.weights, arch=config.naive_arch, seed=config.seed)
@@ -255,11 +257,14 @@ def _maybe(value: float | None, fmt: str, missing: str) -> str:
 def format_table(rows: list[BenchRow], config: BenchConfig) -> str:
     """A Markdown table of the rows under a line saying what was compared."""
     threads = f", {torch.get_num_threads()} threads" if config.device.type == "cpu" else ""
+    graphs = ""
+    if config.device.type == "cuda":
+        graphs = ", CUDA graphs" if config.engine_cuda_graphs else ", eager (no CUDA graphs)"
     lines = [
         f"device {config.device}{threads}; weights {config.weights}; naive: "
         f"{config.naive_arch.upper()}, tutorial-style, {config.naive_iterations} L-BFGS "
         f"iterations; engine: VGG16, preset {config.preset}, precision "
-        f"{config.engine_precision}",
+        f"{config.engine_precision}{graphs}",
         "| " + " | ".join(heading for heading, _ in TABLE_COLUMNS) + " |",
         "|" + "---|" * len(TABLE_COLUMNS),
     ]

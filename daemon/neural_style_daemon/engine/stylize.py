@@ -86,11 +86,15 @@ class StyleEngine:
         seed: int = 0,
         target_cache_bytes: int = 256 * 2**20,
         precision: str = "auto",
+        cuda_graphs: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not "
                              f"{precision!r}")
         self.device = resolve_device(device)
+        # On CUDA, each step of a scale up to optimize.CAPTURE_MAX_PIXELS replays one captured
+        # graph (engine/capture.py); False runs every step eagerly, for comparison.
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.targets = TargetCache(target_cache_bytes)
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
@@ -209,6 +213,7 @@ class _Job:
                 objective, start[None], self.iterations[index], self.params,
                 partial(self._after_step, index),
                 tolerance=self.tolerance, read_every=steps_between_reads(self.device, size),
+                cuda_graph=self.engine.cuda_graphs,
             )
             image = best[0]
             if losses is not None:
