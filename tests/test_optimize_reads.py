@@ -108,8 +108,9 @@ def test_reads_are_spaced_by_image_size_on_cuda_and_every_step_elsewhere():
     cuda = torch.device("cuda")  # a device name only: nothing runs on it
     assert steps_between_reads(torch.device("cpu"), (512, 512)) == 1
     assert steps_between_reads(cuda, (64, 64)) == MAX_STEPS_BETWEEN_READS
-    assert steps_between_reads(cuda, (512, 512)) == 16
-    assert steps_between_reads(cuda, (1024, 1024)) == 4
+    assert steps_between_reads(cuda, (256, 256)) == 8
+    assert steps_between_reads(cuda, (512, 512)) == 4
+    assert steps_between_reads(cuda, (1024, 1024)) == 2
     assert steps_between_reads(cuda, (2048, 2048)) == 1
     assert steps_between_reads(cuda, (4096, 4096)) == 1
 

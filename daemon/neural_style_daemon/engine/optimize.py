@@ -139,12 +139,15 @@ def lbfgs_history(image: torch.Tensor) -> int:
 
 # Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.
 PLATEAU_WINDOW = 10
-# On CUDA the loop reads the loss back (plateau test, progress, cancel) once per
-# READ_EVERY_PIXELS // (width x height) steps, 1 to MAX_STEPS_BETWEEN_READS: each read makes the
-# device wait while the host launches the next step, a gap that matters once a step takes a
-# few milliseconds (16 steps between reads at 512 px, 4 at 1024, every step from 2048 px).
-READ_EVERY_PIXELS = 2**22
-MAX_STEPS_BETWEEN_READS = 16
+# On CUDA the loop reads the loss back (plateau test, progress, cancel) only every few steps.
+# Each read leaves the device idle while the host prepares the next step (the optimiser's
+# launches, the progress callback: a fraction of a millisecond); a scale that has stalled runs
+# on to the next read, half the spacing on average. For n steps of t ms with i ms idle per read,
+# reading every k steps costs n*i/k + k*t/2, least at k = sqrt(2*n*i/t): about 4 at 512 px
+# for n = 100, i = 0.3 and t = 2.6 (the baseline's graph step), and the step time grows with
+# the pixels. (n and i are estimates until measured on a GPU.)
+STEPS_BETWEEN_READS_AT_512 = 4
+MAX_STEPS_BETWEEN_READS = 8
 # Scales up to this many pixels replay their evaluation as a CUDA graph (capture.py) where the
 # engine allows it: above, the step is bound by arithmetic, not launches (the baseline's 1024 px
 # step: 9.4 ms eager, 8.9 ms as a graph), and the capture's warm-up would cost more than it saves.
@@ -152,11 +155,13 @@ CAPTURE_MAX_PIXELS = 1024 * 1024
 
 
 def steps_between_reads(device: torch.device, size: tuple[int, int]) -> int:
-    """How many steps the loop runs between reads of the loss. A CPU computes the loss in
-    the host's own time, so reading it costs nothing there: every step."""
+    """How many steps the loop runs between reads of the loss: 8 at 256 px, 4 at 512, 2 at
+    1024, 1 from about 1370 px. A CPU computes the loss in the host's own time, so reading it
+    costs nothing there: every step."""
     if device.type != "cuda":
         return 1
-    return max(1, min(MAX_STEPS_BETWEEN_READS, READ_EVERY_PIXELS // (size[0] * size[1])))
+    spacing = round(STEPS_BETWEEN_READS_AT_512 * math.sqrt(512 * 512 / (size[0] * size[1])))
+    return max(1, min(MAX_STEPS_BETWEEN_READS, spacing))
 
 
 def optimize_scale(
