@@ -11,7 +11,6 @@ import math
 import pytest
 import torch
 
-import neural_style_daemon.engine.stylize as stylize_module
 from neural_style_daemon.bench import add_arguments, engine_arm, run_from_args
 from neural_style_daemon.bench.command import config_from_args
 from neural_style_daemon.bench.reference import (
@@ -106,11 +105,9 @@ def test_matched_weights_make_the_engine_objective_a_multiple_of_the_reference(
 
 def test_engine_arm_counts_steps_between_spaced_reads(make_content, make_style, engine,
                                                       monkeypatch):
-    """With the loss read every third step (CUDA's spacing, forced here), the arm still counts
+    """With the loss read every third step (as on CUDA), the arm still counts
     every step and times each output-size step after the first report."""
-    spacing = lambda device, size: 3  # noqa: E731
-    monkeypatch.setattr(stylize_module, "steps_between_reads", spacing)
-    monkeypatch.setattr(engine_arm, "steps_between_reads", spacing)
+    monkeypatch.setattr(engine, "steps_between_reads", 3)
     content, style = make_content(48, 40), make_style(48, 48)
     reference = ReferenceLoss(engine.model, content, style)
     params = StyleParams(iterations=8, min_size=512, **matched_weights(reference))

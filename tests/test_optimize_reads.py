@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
-import neural_style_daemon.engine.stylize as stylize_module
 from neural_style_daemon.engine import StyleParams
 from neural_style_daemon.engine.optimize import (
     MAX_STEPS_BETWEEN_READS,
@@ -118,9 +117,9 @@ def test_reads_are_spaced_by_image_size_on_cuda_and_every_step_elsewhere():
 def test_the_engine_reports_progress_and_previews_at_each_read(
     engine, make_content, make_style, progress_log, monkeypatch
 ):
-    """The CUDA spacing forced on the CPU: steps are counted whole, previews come at the first
-    read after each multiple of `preview_every`, and the work ends at 1."""
-    monkeypatch.setattr(stylize_module, "steps_between_reads", lambda device, size: 3)
+    """Reads every third step, as on CUDA: steps are counted whole, previews come at the
+    first read after each multiple of `preview_every`, and the work ends at 1."""
+    monkeypatch.setattr(engine, "steps_between_reads", 3)
     job = StyleParams(initial_iterations=7, iterations=4, min_size=32, preview_every=5)
     result = engine.stylize(
         make_content(64, 48), [make_style(32, 32)], job, on_progress=progress_log,

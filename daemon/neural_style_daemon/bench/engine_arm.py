@@ -8,7 +8,7 @@ costs the engine a copy and a rounding per step; that cost is measured beforehan
 the same size and subtracted too (it is small beside a VGG forward and backward pass).
 
 On CUDA the engine reports (and snapshots) only at its reads of the loss, every few steps
-(`optimize.steps_between_reads`), as it does for users: step counts come from the reports'
+(`StyleEngine.reads_every`), as it does for users: step counts come from the reports'
 iteration numbers, and per-step times are the time between reports over the steps between them.
 """
 
@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from ..engine import Progress, StyleEngine, StyleParams
-from ..engine.optimize import steps_between_reads
 from ..engine.params import MAX_SIZE
 from ..engine.stylize import resize, to_array
 from .reference import ReferenceLoss
@@ -182,7 +181,7 @@ def step_seconds(
         stamps.append((progress.iteration, time.perf_counter()))
 
     size = (content.shape[1], content.shape[0])
-    untimed = steps_between_reads(engine.device, size)
+    untimed = engine.reads_every(size)
     one_scale = replace(params, min_size=max(size), iterations=untimed + steps,
                         initial_iterations=None, preview_every=0)
     sync()

@@ -87,6 +87,7 @@ class StyleEngine:
         target_cache_bytes: int = 256 * 2**20,
         precision: str = "auto",
         cuda_graphs: bool = True,
+        steps_between_reads: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not "
@@ -95,6 +96,8 @@ class StyleEngine:
         # On CUDA, each step of a scale up to optimize.CAPTURE_MAX_PIXELS replays one captured
         # graph (engine/capture.py); False runs every step eagerly, for comparison.
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        # How often a scale reads its loss back; None: optimize.steps_between_reads's choice.
+        self.steps_between_reads = steps_between_reads
         self.targets = TargetCache(target_cache_bytes)
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
@@ -106,6 +109,12 @@ class StyleEngine:
             model.channels_last = True
             model.mixed_precision = True
         self.model = model.to(self.device)
+
+    def reads_every(self, size: tuple[int, int]) -> int:
+        """Steps between reads of the loss at a scale of `size` (width, height)."""
+        if self.steps_between_reads is not None:
+            return self.steps_between_reads
+        return steps_between_reads(self.device, size)
 
     def stylize(
         self,
@@ -212,7 +221,7 @@ class _Job:
             best, losses = optimize_scale(
                 objective, start[None], self.iterations[index], self.params,
                 partial(self._after_step, index),
-                tolerance=self.tolerance, read_every=steps_between_reads(self.device, size),
+                tolerance=self.tolerance, read_every=self.engine.reads_every(size),
                 cuda_graph=self.engine.cuda_graphs,
             )
             image = best[0]
