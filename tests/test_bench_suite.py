@@ -110,6 +110,18 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
         naive_seconds = naive["run_seconds"] if reached is None else reached
         assert job["ratio_is_lower_bound"] == (reached is None)
         assert job["ratio"] == pytest.approx(naive_seconds / job["seconds"])
+    # The engine's speed-ups one at a time: whole jobs in process; the CUDA-only switches
+    # are skipped on a CPU, the others judged like the daemon's jobs.
+    variants = {j["job"]: j for j in blob["engine_jobs"]}
+    assert list(variants) == ["shipped", "reads-every-step", "eager", "fp32"]
+    for name in ("reads-every-step", "eager"):
+        assert variants[name]["status"] == "skipped" and "CUDA" in variants[name]["note"]
+    for name in ("shipped", "fp32"):
+        job = variants[name]
+        assert job["status"] == "ok" and (job["width"], job["height"]) == (64, 51)
+        assert job["steps"] > 0 and 0 < job["worker_seconds"] <= job["seconds"]
+        assert job["reference_loss"] < naive["start_loss"]
+        assert job["target_cache_hits"] > 0  # the warm-up left the style's targets
     # The repeat found the targets the first job left: the row labels are true.
     assert jobs[2]["target_cache_hits"] > jobs[1]["target_cache_hits"]
     assert blob["large"]["status"] == "ok" and blob["large"]["width"] == 96
@@ -117,6 +129,7 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
 
     # Tables for every part, the header with the command, the JSON also in --out.
     for heading in ("One iteration: eager and CUDA graph", "End to end at 64 px",
+                    "The engine's speed-ups one at a time: whole jobs in process at 64 px",
                     "A 96 px job through the warm daemon", "One iteration under torch.compile",
                     "Issue 5 targets"):
         assert f"### {heading}" in out
@@ -136,7 +149,7 @@ def test_a_spent_budget_skips_every_part_with_a_note(image_files, capsys, quiet_
     assert len(blob["step"]) == len(VARIANTS)
     for row in blob["step"]:
         assert row["status"] == "skipped" and "budget" in row["note"]
-    assert blob["jobs"] == [] and blob["engine_vs_naive"] is None
+    assert blob["jobs"] == [] and blob["engine_jobs"] == [] and blob["engine_vs_naive"] is None
     assert blob["large"]["status"] == "skipped"
     assert any("end to end" in note and "budget" in note for note in blob["notes"])
 

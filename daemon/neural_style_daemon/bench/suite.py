@@ -4,10 +4,12 @@ to be measured, in one run that fits a time budget.
 Parts, in the order they run (the slow, unbounded compilation last, so that a run cut short by
 the budget still has the rest):
 1. `step`: one iteration per variant and size, eager and captured (step.py, step_timing.py);
-2. `e2e`: the in-process engine and a warm daemon's default-preset job against the naive
-   reference, judged by the reference loss (run.py, daemon_arm.py);
-3. `large`: one large job through the same daemon, its time and peak memory;
-4. `compile`: the torch.compile variants of part 1, their compile time included.
+2. `engine`: after the in-process engine against the naive (run.py), the engine's own
+   speed-ups switched off one at a time, each a whole default-preset job (suite_engine.py);
+3. `e2e`: that in-process comparison, and a warm daemon's default-preset jobs against the
+   naive reference, judged by the reference loss (daemon_arm.py);
+4. `large`: one large job through the same daemon, its time and peak memory;
+5. `compile`: the torch.compile variants of part 1, their compile time included.
 Each part reports through `on_part` as soon as it ends; a part or variant that the remaining
 budget cannot hold is skipped, with a note.
 """
@@ -26,7 +28,8 @@ from .inputs import BenchImages, at_size
 from .step import COMPILED_VARIANTS, VARIANTS, StepProblem, Variant, private_compile_cache
 from .step_timing import StepRow, count_gflop, measure_variant, reference_output
 from .suite_config import Budget, PartCallback, SuiteConfig, SuiteResult, report_part
-from .suite_e2e import daemon_parts, free_memory
+from .suite_e2e import daemon_parts, free_memory, in_process_part
+from .suite_engine import engine_variant_jobs
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,11 @@ def run_suite(config: SuiteConfig, images: BenchImages,
     compiled = [n for n in config.variants if n in COMPILED_VARIANTS]
     _step_part(config, images, eager, budget, result, 0.0)
     report_part(on_part, "step", result, budget)
-    daemon_parts(config, images, budget, result, on_part)
+    naive = in_process_part(config, images, budget, result)
+    if naive is not None:
+        result.engine_jobs = engine_variant_jobs(config, images, naive, budget)
+    report_part(on_part, "engine", result, budget)
+    daemon_parts(config, images, naive, budget, result, on_part)
     _compile_part(config, images, compiled, budget, result)
     report_part(on_part, "compile", result, budget)
     return result

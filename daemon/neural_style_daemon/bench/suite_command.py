@@ -21,6 +21,7 @@ from .suite_config import SuiteConfig, SuiteResult
 from .suite_report import (
     environment,
     format_e2e,
+    format_engine_jobs,
     format_header,
     format_large,
     format_steps,
@@ -149,6 +150,8 @@ def section(name: str, result: SuiteResult, config: SuiteConfig) -> str | None:
     if name == "compile":
         return format_steps("One iteration under torch.compile", compiled, config) \
             if compiled else None
+    if name == "engine" and result.engine_jobs:
+        return format_engine_jobs(result, config)
     if name == "e2e" and config.e2e_size:
         return format_e2e(result, config)
     if name == "large" and config.large_size:

@@ -66,6 +66,7 @@ class SuiteResult:
     daemon_start_seconds: float | None = None  # launch to answering
     daemon_load_seconds: float | None = None  # launch to its worker's model loaded
     jobs: list[JobRow] = field(default_factory=list)
+    engine_jobs: list[JobRow] = field(default_factory=list)  # in process, by engine variant
     large: JobRow | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the whole suite so far

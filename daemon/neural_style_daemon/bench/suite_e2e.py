@@ -30,22 +30,30 @@ from .suite_config import (
 log = logging.getLogger(__name__)
 
 
-def daemon_parts(config: SuiteConfig, images: BenchImages, budget: Budget,
-                 result: SuiteResult, on_part: PartCallback) -> None:
-    """The in-process engine and the naive at the end-to-end size, then a daemon: three jobs
-    at that size (part `e2e`) and the large job (part `large`)."""
-    size, large = config.e2e_size, config.large_size
-    naive = None
-    if size:
-        reason = budget.refuses(config.e2e_reserve)
-        if reason is not None:
-            result.notes.append(f"end to end at {size} px {reason}")
-        else:
-            try:
-                naive = _engine_and_naive(config, images, size, result)
-            except Exception as error:  # reported; the other parts still run
-                log.warning("the engine against the naive failed", exc_info=True)
-                result.notes.append(f"end to end at {size} px failed: {_describe(error)}")
+def in_process_part(config: SuiteConfig, images: BenchImages, budget: Budget,
+                    result: SuiteResult) -> NaiveArm | None:
+    """The in-process engine against the naive at the end-to-end size; the naive's run,
+    scored, for judging the jobs after it (None if it did not run)."""
+    size = config.e2e_size
+    if not size:
+        return None
+    reason = budget.refuses(config.e2e_reserve)
+    if reason is not None:
+        result.notes.append(f"end to end at {size} px {reason}")
+        return None
+    try:
+        return _engine_and_naive(config, images, size, result)
+    except Exception as error:  # reported; the other parts still run
+        log.warning("the engine against the naive failed", exc_info=True)
+        result.notes.append(f"end to end at {size} px failed: {_describe(error)}")
+        return None
+
+
+def daemon_parts(config: SuiteConfig, images: BenchImages, naive: NaiveArm | None,
+                 budget: Budget, result: SuiteResult, on_part: PartCallback) -> None:
+    """A daemon: three jobs at the end-to-end size, judged against `naive` (part `e2e`), and
+    the large job (part `large`)."""
+    large = config.large_size
     large_refused = budget.refuses(config.large_reserve) if large else None
     if naive is not None or (large and large_refused is None):
         bench = config.bench
@@ -93,7 +101,7 @@ def _e2e_jobs(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, nai
     size = config.e2e_size
     content = at_size(images.content, size)
     style = style_file(at_size(images.style, size, enlarge=False))
-    params = _job_params(config)
+    params = job_params(config)
     jobs = (("warm-up (content mirrored)", np.ascontiguousarray(content[:, ::-1])),
             ("first job with this content", content), ("repeat (targets cached)", content))
     rows = []
@@ -113,14 +121,19 @@ def _judged(label: str, size: int, job: DaemonJob, naive: NaiveArm, *,
     mirrored back, so that it is scored against the same content) and set against the
     naive's time to that loss."""
     image = np.ascontiguousarray(job.image[:, ::-1]) if mirrored else job.image
+    return JobRow(**_job_fields(label, size, job), **judged_fields(naive, image, job.seconds))
+
+
+def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[str, object]:
+    """A result's reference loss, the naive's time to that loss and the ratio of the times
+    (against the naive's whole run, as a lower bound, if it never got that low)."""
     loss = naive.reference(image)
     naive_seconds = naive.seconds_to(loss)
     bound = naive_seconds is None
     ratio_seconds = naive.run.seconds if bound else naive_seconds
-    return JobRow(
-        **_job_fields(label, size, job), reference_loss=loss,
-        naive_seconds_to_loss=naive_seconds, ratio=ratio_seconds / job.seconds,
-        ratio_is_lower_bound=bound,
+    return dict(
+        reference_loss=loss, naive_seconds_to_loss=naive_seconds,
+        ratio=ratio_seconds / seconds, ratio_is_lower_bound=bound,
         note="the naive never scored this low: ratio against its whole run" if bound else "",
     )
 
@@ -139,7 +152,7 @@ def _large_job(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages,
         return JobRow(label, size, "skipped", reason)
     content = at_size(images.content, size)
     style = style_file(at_size(images.style, size, enlarge=False))
-    params = _job_params(config)
+    params = job_params(config)
     try:
         # Cancelled at the end of the budget: the suite must end inside its time.
         job = daemon.run_job(content, style, params, timeout=max(budget.left(), 1.0))
@@ -160,7 +173,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _job_params(config: SuiteConfig) -> JobParams:
+def job_params(config: SuiteConfig) -> JobParams:
     return JobParams(preset=config.bench.preset, seed=config.bench.seed,
                      iterations=config.job_iterations)
 

@@ -19,6 +19,7 @@ import torch
 from .run import BenchConfig, format_table
 from .step import VARIANTS
 from .suite_config import JobRow, SuiteConfig, SuiteResult
+from .suite_engine import ENGINE_VARIANTS
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 
@@ -155,15 +156,50 @@ def format_e2e(result: SuiteResult, config: SuiteConfig) -> str:
 
 
 def _job_line(j: JobRow) -> str:
-    ratio = "-" if j.ratio is None else f"{'>' if j.ratio_is_lower_bound else ''}{j.ratio:.2f}x"
-    loss = "-" if j.reference_loss is None else f"{j.reference_loss:.4g}"
     notes = "; ".join(x for x in (j.note, *j.warnings) if x) or ""
-    size = f"{j.width}x{j.height}" if j.width else j.status
-    return (f"| {j.job} | {size} | {_num(j.seconds)} | {_num(j.worker_seconds)} | "
+    return (f"| {j.job} | {_result_size(j)} | {_num(j.seconds)} | {_num(j.worker_seconds)} | "
             f"{j.steps if j.steps is not None else '-'} | "
-            f"{j.target_cache_hits if j.target_cache_hits is not None else '-'} | {loss} | "
-            f"{_num(j.naive_seconds_to_loss, 'never')} | {ratio} | {_num(j.peak_mem_mb)} | "
+            f"{j.target_cache_hits if j.target_cache_hits is not None else '-'} | {_loss(j)} | "
+            f"{_naive_seconds(j)} | {_ratio(j)} | {_num(j.peak_mem_mb)} | "
             f"{notes} |")
+
+
+def _result_size(j: JobRow) -> str:
+    return f"{j.width}x{j.height}" if j.width else j.status
+
+
+def _loss(j: JobRow) -> str:
+    return "-" if j.reference_loss is None else f"{j.reference_loss:.4g}"
+
+
+def _naive_seconds(j: JobRow) -> str:
+    if j.reference_loss is None:  # not scored: skipped or failed
+        return "-"
+    return _num(j.naive_seconds_to_loss, "never")
+
+
+def _ratio(j: JobRow) -> str:
+    return "-" if j.ratio is None else f"{'>' if j.ratio_is_lower_bound else ''}{j.ratio:.2f}x"
+
+
+def format_engine_jobs(result: SuiteResult, config: SuiteConfig) -> str:
+    """The engine variants' jobs (suite_engine.py), one row each."""
+    lines = [f"### The engine's speed-ups one at a time: whole jobs in process at "
+             f"{config.e2e_size} px", "",
+             f"Preset {config.bench.preset}; a warm-up job on the mirrored content first; "
+             "timed from the call to the result.", "",
+             "| engine | result | job s | steps | ms/step | reference loss | naive s to that "
+             "loss | naive / job | peak MiB | notes |", "|" + "---|" * 10]
+    for j in result.engine_jobs:
+        per_step = (1000 * j.worker_seconds / j.steps
+                    if j.worker_seconds is not None and j.steps else None)
+        lines.append(
+            f"| {j.job} | {_result_size(j)} | {_num(j.seconds)} | "
+            f"{j.steps if j.steps is not None else '-'} | {_num(per_step)} | {_loss(j)} | "
+            f"{_naive_seconds(j)} | {_ratio(j)} | {_num(j.peak_mem_mb)} | "
+            f"{j.note} |")
+    lines += ["", "; ".join(f"{v.name}: {v.description}" for v in ENGINE_VARIANTS)]
+    return "\n".join(lines)
 
 
 def format_large(result: SuiteResult, config: SuiteConfig) -> str:
@@ -245,6 +281,7 @@ def to_json(meta: dict[str, object], config: SuiteConfig, result: SuiteResult,
         "daemon_start_seconds": result.daemon_start_seconds,
         "daemon_load_seconds": result.daemon_load_seconds,
         "jobs": [asdict(j) for j in result.jobs],
+        "engine_jobs": [asdict(j) for j in result.engine_jobs],
         "large": asdict(result.large) if result.large else None,
         "targets": targets(result), "notes": result.notes, "seconds": result.seconds,
     }
