@@ -100,8 +100,12 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
     assert naive["best_loss"] < naive["start_loss"] and naive["best_loss"] <= naive["final_loss"]
     assert blob["daemon_load_seconds"] >= blob["daemon_start_seconds"] > 0
     jobs = blob["jobs"]
-    assert [j["job"] for j in jobs] == ["warm-up (content mirrored)",
-                                        "first job with this content", "repeat (targets cached)"]
+    assert [j["job"] for j in jobs] == [
+        "warm-up (content mirrored)", "first job with this content", "repeat (targets cached)",
+        "another size (the content's left three quarters)"]
+    new_shape = jobs.pop()
+    assert new_shape["status"] == "ok" and (new_shape["width"], new_shape["height"]) == (48, 51)
+    assert new_shape["reference_loss"] is None and "not scored" in new_shape["note"]
     for job in jobs:
         assert job["status"] == "ok" and (job["width"], job["height"]) == (64, 51)
         assert 0 < job["worker_seconds"] <= job["seconds"]
