@@ -419,3 +419,11 @@ def test_cuda_graph_steps_match_eager_steps(make_content, make_style, caplog):
 
 def test_cuda_graphs_are_off_on_the_cpu(warm_engine):
     assert not warm_engine.cuda_graphs
+
+
+def test_warm_up_runs_a_tiny_job_and_leaves_nothing_cached(engine, make_content, make_style,
+                                                           params):
+    assert engine.warm_up() > 0
+    assert len(engine.targets) == 0
+    result = engine.stylize(make_content(32, 32), [make_style(32, 32)], params())
+    assert result.steps == 3 and result.target_cache_hits == 0

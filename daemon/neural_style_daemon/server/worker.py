@@ -79,7 +79,13 @@ def _load_engine(config: WorkerConfig) -> StyleEngine:
         time.sleep(faults.slow_start)
     if faults.fail_on_start:
         raise StyleTransferError("injected fault: fail_on_start")
-    return StyleEngine(config.weights, config.device)
+    engine = StyleEngine(config.weights, config.device)
+    if engine.device.type == "cuda":
+        # Before the worker says it is ready: CUDA's first-use costs (loading kernels, library
+        # handles) would otherwise land on the first job. A CPU has little of that, and the
+        # tests start many CPU workers.
+        log.info("warmed the device up in %.2f s", engine.warm_up())
+    return engine
 
 
 def _configure_logging(config: WorkerConfig) -> None:
