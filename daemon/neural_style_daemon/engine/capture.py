@@ -47,8 +47,9 @@ def captured(evaluate: Evaluation, image: torch.Tensor) -> Evaluation | None:
     try:
         with torch.cuda.graph(graph):
             total, terms = evaluate()
-    except RuntimeError as error:
-        log.warning("could not capture the step as a CUDA graph (%s): running it eagerly", error)
+    except Exception as error:  # whatever refused the capture, the eager step still works
+        log.warning("could not capture the step as a CUDA graph (%s: %s): running it eagerly",
+                    type(error).__name__, error)
         image.grad = None
         return None
     grad = image.grad
