@@ -19,6 +19,7 @@ from neural_style_daemon.engine.optimize import (
     fast_math,
     layer_features,
     layer_grams,
+    term_floats,
 )
 from neural_style_daemon.engine.stylize import to_tensor
 
@@ -99,7 +100,7 @@ def test_total_variation_matches_numpy_and_is_zero_for_a_flat_image():
 
 def test_loss_terms_total_is_the_sum_of_the_parts():
     terms = LossTerms(torch.tensor(1.5), torch.tensor(2.25), torch.tensor(0.125))
-    assert terms.floats == {"content": 1.5, "style": 2.25, "tv": 0.125, "total": 3.875}
+    assert floats(terms) == {"content": 1.5, "style": 2.25, "tv": 0.125, "total": 3.875}
 
 
 # --- the objective with VGG16 (random weights) ---------------------------------------------------
@@ -114,6 +115,10 @@ def objective_for(engine, content: torch.Tensor, style: torch.Tensor, **changes)
         layer_grams(model, style[None], params.style_layers),
         params,
     )
+
+
+def floats(terms: LossTerms) -> dict[str, float]:
+    return term_floats(terms.stacked().tolist())
 
 
 def tensor(image: np.ndarray) -> torch.Tensor:
@@ -146,9 +151,9 @@ def test_style_loss_is_zero_at_the_style_image(engine, make_content, make_style)
 def test_objective_weights_scale_their_terms(engine, make_content, make_style):
     content, style = tensor(make_content(32, 32)), tensor(make_style(32, 32))
     image = tensor(make_content(32, 32, seed=4))[None]
-    base = objective_for(engine, content, style, style_weight=1.0)(image).floats
-    heavy = objective_for(engine, content, style, style_weight=10.0, content_weight=3.0,
-                          tv_weight=0.5)(image).floats
+    base = floats(objective_for(engine, content, style, style_weight=1.0)(image))
+    heavy = floats(objective_for(engine, content, style, style_weight=10.0, content_weight=3.0,
+                                 tv_weight=0.5)(image))
     assert heavy["style"] == pytest.approx(10 * base["style"], rel=1e-5)
     assert heavy["content"] == pytest.approx(3 * base["content"], rel=1e-5)
     assert heavy["tv"] == pytest.approx(0.5 * base["tv"], rel=1e-5)

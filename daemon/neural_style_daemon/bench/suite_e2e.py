@@ -1,5 +1,5 @@
 """The speed suite's end-to-end parts: the in-process engine and the naive at one size, then a
-real daemon (daemon_arm.py) with three jobs at that size, each judged by the reference loss
+real daemon (daemon_arm.py) with four jobs at that size, three judged by the reference loss
 against the naive's time to the same loss, and one large job."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def in_process_part(config: SuiteConfig, images: BenchImages, budget: Budget,
 
 def daemon_parts(config: SuiteConfig, images: BenchImages, naive: NaiveArm | None,
                  budget: Budget, result: SuiteResult, on_part: PartCallback) -> None:
-    """A daemon: three jobs at the end-to-end size, judged against `naive` (part `e2e`), and
+    """A daemon: four jobs at the end-to-end size, judged against `naive` (part `e2e`), and
     the large job (part `large`)."""
     large = config.large_size
     large_refused = budget.refuses(config.large_reserve) if large else None

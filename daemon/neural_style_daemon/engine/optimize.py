@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 from torch import nn
@@ -50,15 +49,10 @@ class LossTerms:
         return self.content + self.style + self.tv
 
     def stacked(self) -> torch.Tensor:
-        """The terms in TERM_NAMES order, as one fp32 vector on the device."""
+        """The terms in TERM_NAMES order, as one fp32 vector on the device (read back as one
+        copy: `term_floats(terms.stacked().tolist())`)."""
         terms = (self.content, self.style, self.tv, self.total)
         return torch.stack([value.detach().float() for value in terms])
-
-    @cached_property
-    def floats(self) -> dict[str, float]:
-        """The terms as numbers: one read from the device (one stacked copy, not one per
-        term), however many readers ask."""
-        return term_floats(self.stacked().tolist())
 
 
 def fast_math(model: VGGFeatures):
