@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,22 @@ class DaemonProcess:
             self.process.kill()
             self.process.wait()
             raise AssertionError(f"the daemon ignored SIGTERM for {timeout:g} s") from None
+
+
+@contextmanager
+def running_daemon(runtime: Path, *options: str,
+                   idle_worker: bool = False) -> Iterator[DaemonProcess]:
+    """A daemon that answers (with its worker idle, if asked), stopped afterwards: an exit
+    code other than 0 fails the test, with the daemon's stderr."""
+    process = DaemonProcess(runtime, *options)
+    try:
+        process.wait_listening()
+        if idle_worker:
+            process.wait_worker(WorkerState.IDLE)
+        yield process
+    finally:
+        code = process.terminate()
+        assert code == 0, process.stderr()
 
 
 def child_pids(pid: int) -> list[int]:

@@ -21,6 +21,7 @@ from daemon_support import (
     content_image,
     daemon_env,
     read_all,
+    running_daemon,
     style_png,
     wait_until,
 )
@@ -57,13 +58,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"), "--endpoint",
-                            "tcp://0.0.0.0:0", "--curve-keys", str(keys / "keys"))
-    try:
-        process.wait_listening()
+    with running_daemon(tmp_path_factory.mktemp("runtime"), "--endpoint",
+                        "tcp://0.0.0.0:0", "--curve-keys", str(keys / "keys")) as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.stderr()
 
 
 def remote(daemon: DaemonProcess, certificate: Path) -> ConnectionInfo:

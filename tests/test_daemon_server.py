@@ -28,6 +28,7 @@ from daemon_support import (
     first_progress,
     kinds,
     read_all,
+    running_daemon,
     style_png,
     wait_until,
 )
@@ -56,16 +57,10 @@ QUEUE_LENGTH = 2
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"), "--client-timeout",
-                            str(CLIENT_TIMEOUT), "--queue-length", str(QUEUE_LENGTH),
-                            "--max-side", "512")
-    try:
-        process.wait_listening()
-        process.wait_worker(WorkerState.IDLE)
+    with running_daemon(tmp_path_factory.mktemp("runtime"), "--client-timeout",
+                        str(CLIENT_TIMEOUT), "--queue-length", str(QUEUE_LENGTH),
+                        "--max-side", "512", idle_worker=True) as process:
         yield process
-    finally:
-        code = process.terminate()
-        assert code == 0, process.stderr()
 
 
 @pytest.fixture

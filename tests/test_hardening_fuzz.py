@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from daemon_support import DaemonProcess
+from daemon_support import DaemonProcess, running_daemon
 from fuzz_messages import Frames, messages
 from hardening_support import assert_served, report, scaled
 from hypothesis import HealthCheck, given, settings
@@ -43,14 +43,9 @@ REPLY_TIMEOUT_MS = 10_000
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     # Small images and a short queue: a fuzzed job that happens to be valid stays cheap.
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"), "--max-side", "64",
-                            "--queue-length", "2", "--client-timeout", "5")
-    try:
-        process.wait_listening()
+    with running_daemon(tmp_path_factory.mktemp("runtime"), "--max-side", "64",
+                        "--queue-length", "2", "--client-timeout", "5") as process:
         yield process
-    finally:
-        code = process.terminate()
-        assert code == 0, process.stderr()
     assert "Traceback" not in process.stderr(), process.stderr()
 
 

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_support import QUICK, DaemonProcess, style_png
+from daemon_support import QUICK, DaemonProcess, running_daemon, style_png
 from hardening_support import assert_served
 from test_cli import _png_claiming_size, write_image
 
 from neural_style_daemon.cli import main
 from neural_style_protocol.errors import DaemonTimeout
 from neural_style_protocol.images import RawImage
-from neural_style_protocol.messages import WorkerState, new_job_id
+from neural_style_protocol.messages import new_job_id
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -26,13 +26,9 @@ MAX_SIDE = 512
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"), "--max-side", str(MAX_SIDE))
-    try:
-        process.wait_listening()
-        process.wait_worker(WorkerState.IDLE)
+    with running_daemon(tmp_path_factory.mktemp("runtime"), "--max-side", str(MAX_SIDE),
+                        idle_worker=True) as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.stderr()
 
 
 def bad_inputs(folder: Path) -> dict[str, tuple[list[object], str]]:

@@ -22,6 +22,7 @@ from daemon_support import (
     daemon_env,
     first_progress,
     read_all,
+    running_daemon,
     style_png,
     wait_until,
 )
@@ -30,7 +31,7 @@ from hardening_support import PING_BOUND, PingMonitor, report
 from neural_style_protocol.client import DaemonClient
 from neural_style_protocol.connection import ConnectionInfo
 from neural_style_protocol.errors import ErrorCode
-from neural_style_protocol.messages import Accepted, Error, Result, WorkerState
+from neural_style_protocol.messages import Accepted, Error, Result
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -43,14 +44,10 @@ RETRY_WAIT = 0.2  # seconds before a refused client tries again
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"), "--queue-length",
-                            str(QUEUE_LENGTH), "--client-timeout", str(CLIENT_TIMEOUT))
-    try:
-        process.wait_listening()
-        process.wait_worker(WorkerState.IDLE)
+    with running_daemon(tmp_path_factory.mktemp("runtime"), "--queue-length",
+                        str(QUEUE_LENGTH), "--client-timeout", str(CLIENT_TIMEOUT),
+                        idle_worker=True) as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.stderr()
 
 
 class ClientRun(threading.Thread):

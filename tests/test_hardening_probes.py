@@ -18,6 +18,7 @@ from daemon_support import (
     content_image,
     first_progress,
     read_all,
+    running_daemon,
     style_png,
     wait_until,
 )
@@ -37,12 +38,8 @@ DROPPED = "dropped a message:"
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp_path_factory.mktemp("runtime"))
-    try:
-        process.wait_listening()
+    with running_daemon(tmp_path_factory.mktemp("runtime")) as process:
         yield process
-    finally:
-        assert process.terminate() == 0, process.stderr()
 
 
 def zmtp3_probes(info: ConnectionInfo) -> dict[str, list[bytes]]:
