@@ -58,6 +58,51 @@ def test_gram_matrix_of_bfloat16_features_is_float32_within_one_bf16_rounding(fe
                                atol=1e-3 * np.abs(expected).max())
 
 
+
+LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def one_image_features(request) -> torch.Tensor:
+    """The engine's case: one image's features, in either layout the network produces."""
+    generator = torch.Generator().manual_seed(12)
+    features = torch.randn(1, 6, 5, 4, generator=generator, dtype=torch.float64).relu()
+    return features.contiguous(memory_format=LAYOUTS[request.param])
+
+
+def test_gram_matrix_of_one_image_matches_numpy(one_image_features):
+    expected = numpy_gram(one_image_features.numpy())
+    np.testing.assert_allclose(gram_matrix(one_image_features).numpy(), expected, rtol=1e-6)
+
+
+def test_gram_matrix_gradient_matches_finite_differences(one_image_features):
+    # gradcheck feeds non-symmetric output gradients, which the loss never does: both
+    # halves of dG must reach the features.
+    features = one_image_features.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: gram_matrix(f).double(), (features,))
+
+
+def test_gram_matrix_gradient_keeps_the_features_layout(one_image_features):
+    # The convolution's backward that follows is fastest in the layout it ran forward in.
+    features = one_image_features.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(gram_matrix(features).sum(), features)
+    assert gradient.stride() == features.stride()
+
+
+def test_gram_matrix_of_one_image_in_bfloat16_is_within_its_rounding(one_image_features):
+    features = one_image_features.bfloat16().requires_grad_(True)
+    gram = gram_matrix(features)
+    reference = features.detach().double().requires_grad_(True)
+    expected = gram_matrix(reference)
+    torch.testing.assert_close(gram.double(), expected, rtol=2**-8, atol=1e-3)
+    weights = torch.rand(gram.shape, generator=torch.Generator().manual_seed(5))
+    (gradient,) = torch.autograd.grad((gram * weights).sum(), features)
+    (exact,) = torch.autograd.grad((expected * weights.double()).sum(), reference)
+    assert gradient.dtype == torch.bfloat16
+    torch.testing.assert_close(gradient.double(), exact, rtol=2**-7,
+                               atol=1e-3 * exact.abs().max().item())
+
+
 def test_content_loss_is_zero_at_its_target_and_positive_elsewhere(features):
     loss = ContentLoss(features)
     assert loss(features).item() == 0.0
