@@ -14,6 +14,8 @@ from PIL import Image
 
 from neural_style_gimp.arguments import (
     ARGUMENTS,
+    AUTOMATIC_SIZE_ELSEWHERE,
+    AUTOMATIC_SIZE_ON_GPU,
     BY_NAME,
     CHOICE,
     DIALOG_LAYOUT,
@@ -28,6 +30,7 @@ from neural_style_gimp.arguments import (
 from neural_style_gimp.daemon_link import (
     InstallSettings,
     check_layer_size,
+    daemon_device,
     describe_failure,
     load_settings,
     open_daemon,
@@ -71,7 +74,7 @@ def test_argument_table_matches_the_protocol():
         elif isinstance(arg.default, (int, float)):
             assert arg.low <= arg.default <= arg.high, arg.name
     # The defaults are the daemon's own.
-    defaults = job_params({"style-file": "a.png"}, 4000, 3000, 1)
+    defaults = job_params({"style-file": "a.png"}, 4000, 3000, 1, "cpu")
     assert (defaults.preset, defaults.strength, defaults.preserve_colors, defaults.seed) == (
         JobParams().preset, JobParams().strength, JobParams().preserve_colors, JobParams().seed)
 
@@ -111,23 +114,36 @@ def test_reading_a_style_file_names_the_problem(tmp_path):
         read_style_file(str(tmp_path))
 
 
-@pytest.mark.parametrize("size, expected", [(0, None), (4000, None), (5000, None), (3999, 3999),
+@pytest.mark.parametrize("size, expected", [(4000, None), (5000, None), (3999, 3999),
                                             (512, 512), (1, MIN_SIZE)])
 def test_processing_size_never_enlarges_the_layer(size, expected):
-    assert processing_size(4000, 3000, size) == expected
+    assert processing_size(4000, 3000, size, "cpu") == expected
+    assert processing_size(4000, 3000, size, "cuda:0 (NVIDIA H100 80GB HBM3)") == expected
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("cuda:0 (NVIDIA H100 80GB HBM3)", AUTOMATIC_SIZE_ON_GPU), ("cuda", AUTOMATIC_SIZE_ON_GPU),
+    ("cpu", AUTOMATIC_SIZE_ELSEWHERE), ("mps", AUTOMATIC_SIZE_ELSEWHERE)])
+def test_size_zero_is_chosen_for_the_daemons_device(device, expected):
+    # On a CPU a 1024 px job takes minutes: 0, the default, asks for less there.
+    assert AUTOMATIC_SIZE_ELSEWHERE < AUTOMATIC_SIZE_ON_GPU
+    assert processing_size(4000, 3000, 0, device) == expected
+    assert job_params({}, 3000, 4000, 1, device).size == expected
+    # Never enlarged: a layer smaller than the automatic size is processed at its own.
+    assert processing_size(300, 200, 0, device) is None
 
 
 def test_job_params_from_the_dialog_values():
     params = job_params({"quality": "best", "strength": 80.0, "size": 512,
                          "preserve-colors": "luminance", "seed": 42,
-                         "second-style-share": 25.0}, 2000, 1000, 2)
+                         "second-style-share": 25.0}, 2000, 1000, 2, "cpu")
     assert params.preset is Preset.BEST
     assert params.strength == 80.0
     assert params.size == 512
     assert params.preserve_colors is ColorMode.LUMINANCE
     assert params.seed == 42
     assert params.style_weights == (75.0, 25.0)
-    assert job_params({}, 100, 100, 1).style_weights is None  # one style: no blend
+    assert job_params({}, 100, 100, 1, "cpu").style_weights is None  # one style: no blend
 
 
 @pytest.mark.parametrize("values, message", [
@@ -138,7 +154,7 @@ def test_job_params_from_the_dialog_values():
 ])
 def test_bad_values_from_scripts_are_clear_errors(values, message):
     with pytest.raises(PluginError, match=message):
-        job_params(values, 100, 100, 2)
+        job_params(values, 100, 100, 2, "cpu")
 
 
 def test_layer_names_say_which_styles():
@@ -236,6 +252,7 @@ def test_the_recorded_command_starts_a_daemon_that_then_runs_a_job(no_daemon):
     client = open_daemon("", InstallSettings(command), lambda *args: shown.append(args))
     try:
         assert "starting the style daemon" in shown[0][0]
+        assert daemon_device(client) == "cpu"
         image, pixels = content_image(24, 20)
         result = stylize(client, image, [style_png()], JobParams(iterations=2), ProgressReport(),
                          lambda *args: shown.append(args))

@@ -140,6 +140,17 @@ def check_layer_size(width: int, height: int) -> None:
                           f"size only sets the detail), or stylise a smaller crop.")
 
 
+def daemon_device(client: DaemonClient) -> str:
+    """The device the daemon computes on, as its status names it ("cpu", "cuda:0 (...)")."""
+    try:
+        return client.status().device
+    except DaemonTimeout as error:
+        raise PluginError(f"The style daemon did not answer in time: {error}. "
+                          f"`neural-style status` says whether it is still running.") from None
+    except ClientError as error:
+        raise PluginError(f"Lost the style daemon: {error}.") from None
+
+
 def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], params: JobParams,
             report: ProgressReport, show: Show) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure."""

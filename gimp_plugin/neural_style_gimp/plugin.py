@@ -166,7 +166,7 @@ def _stylise(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig,
     try:
         from neural_style_protocol.images import RawImage
 
-        from .daemon_link import load_settings, open_daemon, stylize
+        from .daemon_link import daemon_device, load_settings, open_daemon, stylize
     except ImportError as error:
         if error.name == "zmq":
             raise PluginError(zmq_missing_message()) from None
@@ -188,12 +188,13 @@ def _stylise(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig,
     warnings: list[str] = []
     with open_daemon(str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER),
                      _show) as client:
+        device = daemon_device(client)  # what a processing size of 0 stands for
         image.undo_group_start()
         try:
             for index, layer in enumerate(layers):
                 report.next_layer(index)
                 pixels, width, height = _read(layer)
-                params = job_params(values, width, height, len(styles))
+                params = job_params(values, width, height, len(styles), device)
                 result = stylize(client, RawImage(pixels, width, height, 4), styles, params,
                                  report, _show)
                 data = bytes(result.image.data)
