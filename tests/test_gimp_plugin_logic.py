@@ -299,6 +299,18 @@ def test_a_job_cancelled_elsewhere_is_reported_not_applied(tmp_path):
         daemon.terminate()
 
 
+def test_a_daemon_gone_before_the_job_is_a_message_not_a_traceback(tmp_path):
+    daemon = DaemonProcess(tmp_path / "run")
+    try:
+        daemon.wait_listening()
+        with daemon.client() as client:
+            assert daemon_device(client) == "cpu"
+            daemon.terminate()
+            with pytest.raises(PluginError, match=r"Lost the style daemon: no answer .* within"):
+                daemon_device(client)  # waits out the client's request timeout (5 s)
+    finally:
+        daemon.terminate()
+
 def test_plugin_folder_holds_the_launcher():
     launcher = Path(__import__("neural_style_gimp").__file__).parent / "neural-style.py"
     assert launcher.read_text().startswith("#!/usr/bin/env python3")

@@ -144,11 +144,9 @@ def daemon_device(client: DaemonClient) -> str:
     """The device the daemon computes on, as its status names it ("cpu", "cuda:0 (...)")."""
     try:
         return client.status().device
-    except DaemonTimeout as error:
-        raise PluginError(f"The style daemon did not answer in time: {error}. "
-                          f"`neural-style status` says whether it is still running.") from None
-    except ClientError as error:
-        raise PluginError(f"Lost the style daemon: {error}.") from None
+    except ClientError as error:  # it stopped since it answered the connection's ping
+        raise PluginError(f"Lost the style daemon: {error}. `neural-style status` says "
+                          f"whether it is still running.") from None
 
 
 def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], params: JobParams,
