@@ -52,10 +52,11 @@ ARGUMENTS = (
              "style dominate", DOUBLE, 50.0, 0.0, 100.0),
     Argument("quality", "_Quality", "Draft is quickest, Best takes longest", CHOICE,
              Preset.NORMAL.value, choices=tuple((p.value, _QUALITY_LABELS[p]) for p in Preset)),
-    Argument("size", "Processing si_ze (px)", "The long side the style is computed at: 0 "
-             f"chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px on an NVIDIA "
-             f"GPU, {AUTOMATIC_SIZE_ELSEWHERE} on a CPU); the layer's own size or more: full "
-             "size. The result always has the layer's size", INT, DEFAULT_SIZE, 0, MAX_SIZE),
+    Argument("size", "Processing si_ze (px; 0: automatic)", "The long side the style is "
+             f"computed at: 0 chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px "
+             f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} on a CPU); the layer's own size or "
+             "more: full size. The result always has the layer's size", INT, DEFAULT_SIZE, 0,
+             MAX_SIZE),
     Argument("preserve-colors", "_Keep the layer's colours", "Keep the layer's colours and "
              "take only the brush work from the style", CHOICE, ColorMode.NONE.value,
              choices=tuple((c.value, _COLOR_LABELS[c]) for c in ColorMode)),
