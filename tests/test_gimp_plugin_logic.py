@@ -127,6 +127,8 @@ def test_processing_size_never_enlarges_the_layer(size, expected):
 def test_size_zero_is_chosen_for_the_daemons_device(device, expected):
     # On a CPU a 1024 px job takes minutes: 0, the default, asks for less there.
     assert AUTOMATIC_SIZE_ELSEWHERE < AUTOMATIC_SIZE_ON_GPU
+    assert BY_NAME["size"].default == 0
+    assert f"{AUTOMATIC_SIZE_ON_GPU} px on an NVIDIA GPU" in BY_NAME["size"].blurb
     assert processing_size(4000, 3000, 0, device) == expected
     assert job_params({}, 3000, 4000, 1, device).size == expected
     # Never enlarged: a layer smaller than the automatic size is processed at its own.
