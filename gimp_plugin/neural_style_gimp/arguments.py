@@ -54,7 +54,7 @@ ARGUMENTS = (
              Preset.NORMAL.value, choices=tuple((p.value, _QUALITY_LABELS[p]) for p in Preset)),
     Argument("size", "Processing si_ze (px; 0: automatic)", "The long side the style is "
              f"computed at: 0 chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px "
-             f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} on a CPU); the layer's own size or "
+             f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} otherwise); the layer's own size or "
              "more: full size. The result always has the layer's size", INT, DEFAULT_SIZE, 0,
              MAX_SIZE),
     Argument("preserve-colors", "_Keep the layer's colours", "Keep the layer's colours and "

@@ -40,10 +40,10 @@ class _SingleGram(torch.autograd.Function):
 
     Autograd's backward of `flat @ flat.T` runs one product per operand and adds the two
     through a transposed, strided sum: a second product and a pass over the whole feature
-    map, per style layer per evaluation (the largest tensors of the step). The result is the
-    same to the bit in the engine (dG is symmetric there); the evaluation took 3 % less time at
-    256 px and 8 % less at 512 px on the 2-core CPU (docs/benchmarks.md). Only the features are
-    kept for the backward, which the ReLU before them keeps anyway."""
+    map, per style layer per evaluation (the largest tensors of the step). The image gradient
+    is the same to the bit in the engine (dG is symmetric there); an evaluation took 3 % less
+    time at 256 px and 8 % less at 512 px on the 2-core CPU (docs/benchmarks.md). Only the
+    features are kept for the backward, which the ReLU before them keeps anyway."""
 
     @staticmethod
     def forward(ctx, features: torch.Tensor) -> torch.Tensor:
