@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import StyleParams
+from neural_style_daemon.engine import StyleParams, losses
 from neural_style_daemon.engine.losses import (
     ContentLoss,
     StyleLoss,
@@ -62,12 +62,17 @@ def test_gram_matrix_of_bfloat16_features_is_float32_within_one_bf16_rounding(fe
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
+def fp64_features(layout: str, seed: int) -> torch.Tensor:
+    """One image's fp64 features in one of the layouts the network produces."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(1, 6, 5, 4, generator=generator, dtype=torch.float64).relu()
+    return features.contiguous(memory_format=LAYOUTS[layout])
+
+
 @pytest.fixture(params=list(LAYOUTS))
 def one_image_features(request) -> torch.Tensor:
     """The engine's case: one image's features, in either layout the network produces."""
-    generator = torch.Generator().manual_seed(12)
-    features = torch.randn(1, 6, 5, 4, generator=generator, dtype=torch.float64).relu()
-    return features.contiguous(memory_format=LAYOUTS[request.param])
+    return fp64_features(request.param, seed=12)
 
 
 def test_gram_matrix_of_one_image_matches_numpy(one_image_features):
@@ -133,6 +138,70 @@ def test_style_loss_matches_a_numpy_reference(features):
     got = numpy_gram(other.numpy())
     expected = ((got - target) ** 2).mean() / (target**2).mean()
     assert StyleLoss(gram_matrix(features))(other).item() == pytest.approx(expected, rel=1e-4)
+
+
+# --- the losses' taps: the same loss and gradient, taken when the backward pass gets there --------
+
+
+def loss_for(kind: str, target_features: torch.Tensor) -> ContentLoss | StyleLoss:
+    return ContentLoss(target_features) if kind == "content" else StyleLoss(
+        gram_matrix(target_features))
+
+
+@pytest.mark.parametrize("kind", ["content", "style"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_loss_tap_passes_the_features_on_and_gives_the_losses_value_and_gradient(kind, layout):
+    loss = loss_for(kind, fp64_features(layout, seed=1))
+    features = fp64_features(layout, seed=2).requires_grad_(True)
+    from_above = torch.randn(features.shape, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(3))
+    passed, value = loss.tap(features)
+    # The next layer gets the same values in the same layout (channels-last stays so).
+    assert torch.equal(passed, features) and passed.stride() == features.stride()
+    (tapped,) = torch.autograd.grad(3 * value + (passed * from_above).sum(), features)
+    expected_value = loss(features)
+    (expected,) = torch.autograd.grad(3 * expected_value + (features * from_above).sum(), features)
+    # The content loss runs in fp32 whatever the features' precision, in another order here.
+    rtol = 1e-6 if kind == "content" else 1e-10
+    assert value.item() == pytest.approx(expected_value.item(), rel=rtol)
+    torch.testing.assert_close(tapped, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+    assert tapped.is_contiguous(memory_format=LAYOUTS[layout])
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_the_style_taps_gradient_matches_finite_differences(layout):
+    """(The content loss runs in fp32, too coarse for finite differences: its tap is held to
+    autograd's gradient of the loss above.)"""
+    loss = StyleLoss(gram_matrix(fp64_features(layout, seed=4)))
+    features = fp64_features(layout, seed=5).requires_grad_(True)
+    assert torch.autograd.gradcheck(loss.tap, (features,))
+
+
+def test_a_loss_tap_at_the_last_layer_gives_the_loss_gradient_alone():
+    loss = StyleLoss(gram_matrix(fp64_features("channels-last", seed=6)))
+    features = fp64_features("channels-last", seed=7).requires_grad_(True)
+    _, value = loss.tap(features)  # nothing above uses the passed features
+    (tapped,) = torch.autograd.grad(value, features)
+    (expected,) = torch.autograd.grad(loss(features), features)
+    torch.testing.assert_close(tapped, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_loss_taps_bfloat16_gradient_is_within_its_rounding():
+    target = fp64_features("channels-last", seed=8)
+    features = fp64_features("channels-last", seed=9)
+    from_above = torch.randn(features.shape, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(10))
+    exact_features = features.clone().requires_grad_(True)
+    exact = torch.autograd.grad(
+        StyleLoss(gram_matrix(target))(exact_features) + (exact_features * from_above).sum(),
+        exact_features)[0]
+    rounded = features.bfloat16().requires_grad_(True)
+    passed, value = StyleLoss(gram_matrix(target.bfloat16())).tap(rounded)
+    (gradient,) = torch.autograd.grad(value + (passed * from_above.bfloat16()).float().sum(),
+                                      rounded)
+    assert gradient.dtype == torch.bfloat16
+    torch.testing.assert_close(gradient.double(), exact, rtol=2**-6,
+                               atol=2**-6 * exact.abs().max().item())
 
 
 def test_total_variation_matches_numpy_and_is_zero_for_a_flat_image():
@@ -202,3 +271,42 @@ def test_objective_weights_scale_their_terms(engine, make_content, make_style):
     assert heavy["style"] == pytest.approx(10 * base["style"], rel=1e-5)
     assert heavy["content"] == pytest.approx(3 * base["content"], rel=1e-5)
     assert heavy["tv"] == pytest.approx(0.5 * base["tv"], rel=1e-5)
+
+
+def test_objective_gradient_with_the_taps_is_the_losses_own_gradient(
+        engine, make_content, make_style):
+    """fp32 throughout, so that the two orders of summation agree to rounding."""
+    content, style = tensor(make_content(40, 32)), tensor(make_style(40, 32))
+    objective = objective_for(engine, content, style, style_layers="all")
+    image = tensor(make_content(40, 32, seed=6))[None].requires_grad_(True)
+    (tapped,) = torch.autograd.grad(objective(image).total, image)
+    features = engine.model(image, objective.layers)
+    plain = objective.content_weight * sum(
+        loss(features[name]) for name, loss in objective.content_losses.items())
+    plain = plain + objective.style_weight * sum(
+        objective.style_layer_weights[name] * loss(features[name])
+        for name, loss in objective.style_losses.items())
+    plain = plain + objective.tv_weight * total_variation(image)
+    (expected,) = torch.autograd.grad(plain, image)
+    torch.testing.assert_close(tapped, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_each_style_layers_gradient_is_summed_into_the_gradient_from_above(
+        engine, make_content, make_style, monkeypatch):
+    """The memory saving: no loss gradient is made before the backward pass reaches its layer,
+    where the gradient from the layers above is already there to be added to."""
+    given_from_above = []
+    features_gradient = losses._features_gradient
+
+    def spy(features, grad_gram, passed=None):
+        given_from_above.append((features.shape[1], passed is not None))
+        return features_gradient(features, grad_gram, passed)
+
+    monkeypatch.setattr(losses, "_features_gradient", spy)
+    objective = objective_for(engine, tensor(make_content(48, 48)), tensor(make_style(48, 48)))
+    image = tensor(make_content(48, 48, seed=2))[None].requires_grad_(True)
+    with fast_math(engine.model):
+        total = objective(image).total
+    total.backward()
+    # relu5_1 down to relu1_1; only the deepest style layer has nothing above it.
+    assert given_from_above == [(512, False), (512, True), (256, True), (128, True), (64, True)]

@@ -48,20 +48,43 @@ class _SingleGram(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(features)
-        flat, rows_are_pixels = _as_matrix(features)
-        gram = flat.T @ flat if rows_are_pixels else flat @ flat.T
-        return gram.to(_result_dtype(features)).div_(features[0].numel())[None]
+        return _gram_of_one(features)[None]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (features,) = ctx.saved_tensors
-        _, c, h, w = features.shape
-        both = (grad[0] + grad[0].T).div_(features[0].numel()).to(features.dtype)
-        flat, rows_are_pixels = _as_matrix(features)
-        with torch.autocast(features.device.type, enabled=False):
-            if rows_are_pixels:  # HW x C: the gradient comes out channels-last, as F is
+        return _features_gradient(features, grad[0])
+
+
+def _gram_of_one(features: torch.Tensor) -> torch.Tensor:
+    """The C x C Gram of 1 x C x H x W features, normalised, without autograd."""
+    flat, rows_are_pixels = _as_matrix(features)
+    with torch.autocast(features.device.type, enabled=False):
+        gram = flat.T @ flat if rows_are_pixels else flat @ flat.T
+    return gram.to(_result_dtype(features)).div_(features[0].numel())
+
+
+def _features_gradient(
+    features: torch.Tensor, grad_gram: torch.Tensor, passed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The gradient at 1 x C x H x W features whose C x C Gram has gradient `grad_gram`, plus
+    `passed` (the gradient from the layers above, when there is one): F (dG + dG^T) / (C H W)
+    as one product that adds `passed` as it writes, in the features' own layout (channels-last
+    stays channels-last)."""
+    _, c, h, w = features.shape
+    both = (grad_gram + grad_gram.T).div_(features[0].numel()).to(features.dtype)
+    flat, rows_are_pixels = _as_matrix(features)
+    with torch.autocast(features.device.type, enabled=False):
+        if rows_are_pixels:  # HW x C
+            if passed is None:
                 return (flat @ both).reshape(1, h, w, c).permute(0, 3, 1, 2)
+            passed = passed.contiguous(memory_format=torch.channels_last)
+            into = passed.permute(0, 2, 3, 1).reshape(h * w, c)
+            return torch.addmm(into, flat, both).reshape(1, h, w, c).permute(0, 3, 1, 2)
+        if passed is None:
             return (both @ flat).reshape(1, c, h, w)
+        into = passed.contiguous().reshape(c, h * w)
+        return torch.addmm(into, both, flat).reshape(1, c, h, w)
 
 
 def _result_dtype(features: torch.Tensor) -> torch.dtype:
@@ -95,6 +118,12 @@ class ContentLoss(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(features.float(), self.target) * self.scale
 
+    def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the features to pass on to the next layer, the loss): the loss as `forward`
+        computes it, with its gradient taken only when the backward pass reaches this layer
+        (see `_StyleTap`)."""
+        return _ContentTap.apply(features, self.target, self.scale)
+
 
 class StyleLoss(nn.Module):
     """Relative mean squared error of the Gram matrix against a (blended) target Gram."""
@@ -106,6 +135,72 @@ class StyleLoss(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(gram_matrix(features), self.target) * self.scale
+
+    def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the features to pass on to the next layer, the loss) for one image's features: the
+        loss as `forward` computes it, with its gradient taken only when the backward pass
+        reaches this layer (see `_StyleTap`)."""
+        return _StyleTap.apply(features, self.target, self.scale)
+
+
+class _StyleTap(torch.autograd.Function):
+    """A style loss on one image's features that also passes the features on to the next
+    layer, so that its backward runs when the backward pass reaches the layer, with the
+    gradient from above in hand, instead of first thing.
+
+    With the loss as a separate branch, autograd computes every loss layer's gradient at the
+    start of the backward pass (the losses come last in the forward) and holds it until the
+    pass arrives there: a second copy of every loss layer's features on top of everything
+    saved, the evaluation's peak memory (a fifth more per pixel). It then adds the two
+    gradients in a separate pass over the layer. Here the loss's gradient is made where it is
+    needed, and the product that makes it adds the gradient from above as it writes.
+    (`_ContentTap` does the same for the content loss.)"""
+
+    @staticmethod
+    def forward(ctx, features, target, scale):
+        ctx.set_materialize_grads(False)  # None from above: the deepest layer
+        ctx.scale = scale
+        difference = _gram_of_one(features)[None] - target
+        ctx.save_for_backward(features, difference)
+        return _passed_on(features), difference.square().mean() * scale
+
+    @staticmethod
+    def backward(ctx, passed, grad_loss):
+        features, difference = ctx.saved_tensors
+        if grad_loss is None:
+            return passed, None, None
+        grad_gram = difference[0] * (grad_loss * (2 * ctx.scale / difference.numel()))
+        return _features_gradient(features, grad_gram, passed), None, None
+
+
+class _ContentTap(torch.autograd.Function):
+    """The content loss as `_StyleTap` does the style loss. It keeps the features (which the
+    ReLU before them keeps anyway) rather than their fp32 copy, and recomputes the difference."""
+
+    @staticmethod
+    def forward(ctx, features, target, scale):
+        ctx.set_materialize_grads(False)
+        ctx.scale = scale
+        ctx.save_for_backward(features, target)
+        return _passed_on(features), (features.float() - target).square().mean() * scale
+
+    @staticmethod
+    def backward(ctx, passed, grad_loss):
+        features, target = ctx.saved_tensors
+        if grad_loss is None:
+            return passed, None, None
+        scale = grad_loss * (2 * ctx.scale / features.numel())
+        grad = (features.float() - target).mul_(scale)
+        if passed is not None:
+            grad = grad + passed  # in fp32, or wider if the gradient from above is
+        return grad.to(features.dtype), None, None
+
+
+def _passed_on(features: torch.Tensor) -> torch.Tensor:
+    """The features as a tap's second output: the same memory, which autograd ties to the
+    tap. Not `view_as`: it renumbers the batch dimension's stride, and the max-pool after a
+    tapped layer then no longer sees channels-last (4x slower, with copies in the backward)."""
+    return features.detach()
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

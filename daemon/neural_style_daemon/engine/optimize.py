@@ -93,13 +93,24 @@ class Objective(nn.Module):
         self.layers = tuple(self.content_losses) + tuple(self.style_losses)
 
     def forward(self, image: torch.Tensor) -> LossTerms:
-        features = self.model(image, self.layers)
+        contents: list[torch.Tensor] = []
+        styles: list[torch.Tensor] = []
+
+        def through_losses(name: str, features: torch.Tensor) -> torch.Tensor:
+            # Each loss taps the features on their way to the next layer, so that its gradient
+            # is made when the backward pass gets there (losses._StyleTap: less memory).
+            if name in self.content_losses:
+                features, loss = self.content_losses[name].tap(features)
+                contents.append(loss)
+            if name in self.style_losses:
+                features, loss = self.style_losses[name].tap(features)
+                styles.append(self.style_layer_weights[name] * loss)
+            return features
+
+        self.model(image, self.layers, tap=through_losses)
         zero = image.new_zeros((), dtype=torch.float32)
-        content = sum(loss(features[name]) for name, loss in self.content_losses.items())
-        style = sum(
-            self.style_layer_weights[name] * loss(features[name])
-            for name, loss in self.style_losses.items()
-        )
+        content = sum(contents)
+        style = sum(styles)
         return LossTerms(
             content=self.content_weight * content,
             style=self.style_weight * style,

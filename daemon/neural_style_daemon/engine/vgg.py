@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -70,8 +70,16 @@ class VGGFeatures(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
-    def forward(self, image: torch.Tensor, wanted: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Features of `image` (N x 3 x H x W in [0, 1]) at the `wanted` layer names."""
+    def forward(
+        self,
+        image: torch.Tensor,
+        wanted: Iterable[str],
+        tap: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Features of `image` (N x 3 x H x W in [0, 1]) at the `wanted` layer names. With
+        `tap`, the features at each wanted layer pass through `tap(name, features)` on their
+        way on: what it returns is what the next layer gets (the objective's losses hook in
+        there, optimize.Objective)."""
         wanted = set(wanted)
         unknown = wanted - self.layer_names
         if unknown:
@@ -83,6 +91,8 @@ class VGGFeatures(nn.Module):
         for name, module in self.layers.named_children():
             x = module(x)
             if name in wanted:
+                if tap is not None:
+                    x = tap(name, x)
                 features[name] = x
                 if len(features) == len(wanted):
                     break
