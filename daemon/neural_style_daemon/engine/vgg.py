@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Convolutions per block: torchvision's configurations "D" (VGG16) and "E" (VGG19).
@@ -31,6 +32,44 @@ def relu_names(arch: str = "vgg16") -> list[str]:
     return [name for name in layer_names(arch) if name.startswith("relu")]
 
 
+# A max-pool whose indices would take more memory than this finds its maxima again in the
+# backward pass instead of keeping them (MaxPool).
+MAX_KEPT_POOL_INDICES_BYTES = 128 * 2**20
+
+
+class MaxPool(nn.Module):
+    """VGG's 2 x 2 max-pool, stride 2. For the backward pass autograd keeps the maxima's
+    positions as int64, four times the size of the bf16 output: 229 MiB per megapixel of image
+    over the four pools, a quarter of all an evaluation keeps. A pool whose indices would take
+    more than MAX_KEPT_POOL_INDICES_BYTES (pool1 above 1024 x 1024 px, pool2 above 1448, every
+    pool at 4096) keeps only its input, which the ReLU before it keeps anyway, and finds the
+    same maxima again when the gradient comes: one more pooling pass over that layer, the same
+    gradient to the bit. On the 2-core CPU that cost nothing measurable (1440 against 1436 ms
+    per evaluation at 1024 px with every pool recomputing) and took an evaluation's peak at
+    1536 px from 873 to 690 MiB per megapixel (docs/benchmarks.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        indices_bytes = 8 * x.shape[0] * x.shape[1] * (x.shape[2] // 2) * (x.shape[3] // 2)
+        if x.requires_grad and indices_bytes > MAX_KEPT_POOL_INDICES_BYTES:
+            return _MaxPoolFindingMaximaAgain.apply(x)
+        return F.max_pool2d(x, kernel_size=2, stride=2)
+
+
+class _MaxPoolFindingMaximaAgain(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return F.max_pool2d(x, kernel_size=2, stride=2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        _, indices = F.max_pool2d_with_indices(x, kernel_size=2, stride=2)
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
+        )
+
+
 class VGGFeatures(nn.Module):
     """VGG `features` with named modules. `forward` stops after the deepest requested layer,
     so a job that only needs relu4_2 never pays for block 5 (the truncation the paper implies).
@@ -54,7 +93,7 @@ class VGGFeatures(nn.Module):
             elif name.startswith("relu"):
                 modules[name] = nn.ReLU(inplace=False)
             else:
-                modules[name] = nn.MaxPool2d(kernel_size=2, stride=2)
+                modules[name] = MaxPool()
         self.layers = nn.Sequential(modules)
         self.layer_names = frozenset(modules)  # checked on every call: computed once
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
