@@ -80,6 +80,15 @@ def test_stylize_keeps_alpha_and_blends_two_styles(tmp_path, images):
     assert not np.array_equal(result[..., :3], source[..., :3])
 
 
+def test_a_shorter_lbfgs_history_runs_to_a_result(tmp_path, images):
+    out = tmp_path / "out.png"
+    assert run_cli("stylize", images["content"], images["style"], "-o", out,
+                   "--lbfgs-history", "1", *FAST) == 0
+    with Image.open(images["content"]) as source, Image.open(out) as result:
+        assert result.size == source.size
+        assert not np.array_equal(np.array(result), np.array(source.convert("RGB")))
+
+
 def test_output_file_gets_the_usual_mode(images, tmp_path):
     out = tmp_path / "out.png"
     previous = os.umask(0o022)
@@ -124,6 +133,7 @@ def bad_inputs(tmp_path: Path, images: dict[str, Path]) -> dict[str, tuple[list[
         "nan blend": ([c, s, "--style-weights", "nan"], "blend weight"),
         "blend count": ([c, s, "--style-weights", "1,2"], "2 style blend weights for 1"),
         "unknown layer": ([c, s, "--style-layers", "relu9_9"], "relu9_9"),
+        "no L-BFGS history": ([c, s, "--lbfgs-history", "0"], "lbfgs_history"),
         "bad output format": ([c, s, "-o", tmp_path / "out.gif"], "output format"),
         "missing weights file": ([c, s, "--weights", tmp_path / "none.pth"], "not found"),
         "bad device": ([c, s, "--device", "tpu"], "device"),

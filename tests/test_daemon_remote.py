@@ -37,6 +37,7 @@ def test_plain_options_go_to_the_daemon() -> None:
     (["--min-size", "64"], "--min-size"),
     (["--init", "start.png"], "--init PATH"),
     (["--style-layers", "all"], "--style-layers"),
+    (["--lbfgs-history", "5"], "--lbfgs-history"),
     (["--weights", "random"], "--weights"),
     (["--device", "cpu"], "--device"),
 ])

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from neural_style_daemon.engine import StyleEngine
+from neural_style_daemon.engine import StyleEngine, StyleParams
 from neural_style_daemon.engine.devices import has_fast_bf16
 from neural_style_daemon.engine.lbfgs import LBFGS
-from neural_style_daemon.engine.optimize import LBFGS_HISTORY, LBFGS_HISTORY_BYTES, lbfgs_history
+from neural_style_daemon.engine.optimize import LBFGS_HISTORY_BYTES, lbfgs_history, make_optimizer
 
 
 def quartic_bowl(n: int, *, seed: int = 0):
@@ -159,10 +159,18 @@ def test_a_step_costs_the_same_number_of_operations_whatever_the_history():
 def test_the_history_is_capped_by_memory():
     small = torch.empty(1, 3, 512, 512, device="meta")
     huge = torch.empty(1, 3, 4096, 4096, device="meta")
-    assert lbfgs_history(small) == LBFGS_HISTORY
-    entries = lbfgs_history(huge)
-    assert 1 <= entries < LBFGS_HISTORY
+    assert lbfgs_history(small, 20) == 20
+    assert lbfgs_history(small, 5) == 5
+    entries = lbfgs_history(huge, 20)
+    assert 1 <= entries < 20
     assert entries * 2 * huge.numel() * 4 <= LBFGS_HISTORY_BYTES
+    assert lbfgs_history(huge, 5) == min(5, entries)
+
+
+def test_the_jobs_lbfgs_history_is_the_optimisers():
+    image = torch.zeros(1, 3, 16, 16, requires_grad=True)
+    assert make_optimizer(image, StyleParams(lbfgs_history=3)).history == 3
+    assert make_optimizer(image, StyleParams()).history == StyleParams().lbfgs_history
 
 
 @pytest.mark.skipif(not has_fast_bf16(torch.device("cpu")),

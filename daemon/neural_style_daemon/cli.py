@@ -78,6 +78,10 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
                    help=f"(default {d['optimizer'].value})")
     p.add_argument("--learning-rate", type=float,
                    help=f"Adam's step size (default {d['learning_rate']})")
+    p.add_argument("--lbfgs-history", type=int, metavar="STEPS",
+                   help="steps L-BFGS remembers; fewer need less memory (each takes two "
+                        f"image-sized vectors) and converge a little slower "
+                        f"(default {d['lbfgs_history']})")
     p.add_argument("--preserve-colors", choices=[c.value for c in ColorMode],
                    help=f"keep the content's colours (default {d['preserve_colors'].value})")
     p.add_argument("--init", default="content", metavar="content|noise|PATH",

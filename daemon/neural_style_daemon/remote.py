@@ -28,7 +28,8 @@ EXIT_INTERRUPTED = 130
 _LOCAL_ONLY = {
     "initial_iterations": "--initial-iterations", "min_size": "--min-size",
     "tolerance": "--tolerance",
-    "learning_rate": "--learning-rate", "style_upscale": "--style-upscale",
+    "learning_rate": "--learning-rate", "lbfgs_history": "--lbfgs-history",
+    "style_upscale": "--style-upscale",
     "content_layers": "--content-layers", "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights",
 }

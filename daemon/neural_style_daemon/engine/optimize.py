@@ -17,12 +17,6 @@ from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
 from .params import Optimizer, StyleParams
 from .vgg import VGGFeatures
 
-# L-BFGS memory (jcjohnson/neural-style keeps 100, scipy's L-BFGS-B that Gatys et al. used 10).
-# Each step reads the whole history seven times (about 440 MB at 512 px with 20 pairs, a
-# tenth of a millisecond on an H100; 1.1 GB with 50), and whole default-preset jobs converged
-# alike with 20 and 50 pairs (final loss within 0.3 % at 256 and 512 px, docs/benchmarks.md);
-# 10 stopped 1.5 % higher.
-LBFGS_HISTORY = 20
 # At most this much memory for the L-BFGS history (two image-sized vectors per entry): at
 # 4096 x 4096 twenty entries would take 8 GB, beside the network's activations.
 LBFGS_HISTORY_BYTES = 4 * 2**30
@@ -137,13 +131,13 @@ def layer_grams(
 def make_optimizer(image: torch.Tensor, params: StyleParams) -> LBFGS | torch.optim.Adam:
     if params.optimizer is Optimizer.ADAM:
         return torch.optim.Adam([image], lr=params.learning_rate)
-    return LBFGS(image, history=lbfgs_history(image))
+    return LBFGS(image, history=lbfgs_history(image, params.lbfgs_history))
 
 
-def lbfgs_history(image: torch.Tensor) -> int:
-    """LBFGS_HISTORY entries, fewer where they would not fit in LBFGS_HISTORY_BYTES."""
+def lbfgs_history(image: torch.Tensor, wanted: int) -> int:
+    """`wanted` entries, fewer where they would not fit in LBFGS_HISTORY_BYTES."""
     entry_bytes = 2 * image.numel() * 4  # s and y, fp32
-    return max(1, min(LBFGS_HISTORY, LBFGS_HISTORY_BYTES // entry_bytes))
+    return max(1, min(wanted, LBFGS_HISTORY_BYTES // entry_bytes))
 
 
 # Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.
