@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,10 @@ def stop_daemon(daemon: DaemonProcess) -> None:
 
 def test_faults_are_parsed_strictly() -> None:
     assert parse_faults("") == Faults()
-    assert parse_faults(" oom_at_step=3, ignore_cancel ,slow_start=0.5") == Faults(
-        oom_at_step=3, ignore_cancel=True, slow_start=0.5)
-    for bad in ("oom_at_step", "oom_at_step=0", "oom_at_step=x", "slow_start=nan",
+    assert parse_faults(" oom_at_step=3, ignore_cancel ,slow_start=0.5,oom_attempts=2") == Faults(
+        oom_at_step=3, oom_attempts=2, ignore_cancel=True, slow_start=0.5)
+    for bad in ("oom_at_step", "oom_at_step=0", "oom_at_step=x", "oom_attempts=0",
+                "slow_start=nan",
                 "slow_start=-1", "ignore_cancel=1", "fail_on_start,fail_on_start", "explode"):
         with pytest.raises(ValueError, match=FAULTS_ENV):
             parse_faults(bad)
@@ -69,7 +71,8 @@ def test_a_malformed_fault_switch_stops_serve_before_it_starts(tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def oom_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(tmp_path_factory.mktemp("runtime"), "oom_at_step=2",
+    # Each job's first two attempts run out of memory at their second step.
+    daemon = start_daemon(tmp_path_factory.mktemp("runtime"), "oom_at_step=2,oom_attempts=2",
                           "--oom-min-size", "32")
     try:
         daemon.wait_worker(WorkerState.IDLE)
@@ -78,18 +81,30 @@ def oom_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProce
         stop_daemon(daemon)
 
 
-def test_out_of_memory_is_retried_smaller_and_the_client_is_told(
+def test_out_of_memory_is_retried_with_a_shorter_history_then_smaller_and_the_client_is_told(
         oom_daemon: DaemonProcess) -> None:
     with oom_daemon.client() as client:
         events = read_all(client.submit("oom-retry", content_image(64, 48)[0], [style_png()],
                                         QUICK))
     result = events[-1]
     assert isinstance(result, Result) and not result.cancelled
-    assert result.warnings == ("out of memory at 64 px: retried at 45 px",)
+    assert result.warnings == (
+        "out of memory at 64 px: retried with a shorter L-BFGS history (5 steps)",
+        "out of memory at 64 px: retried at 45 px")
     assert (result.image.width, result.image.height) == (64, 48)  # the content's size
     assert result.stats.steps == QUICK.iterations  # the retry's steps: a full run
     seqs = [event.seq for event in events if isinstance(event, Progress)]
-    assert len(seqs) > 2 and seqs == sorted(set(seqs))  # both attempts' progress, in order
+    assert len(seqs) > 3 and seqs == sorted(set(seqs))  # every attempt's progress, in order
+
+
+def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(
+        oom_daemon: DaemonProcess) -> None:
+    with oom_daemon.client() as client:
+        result = read_all(client.submit("oom-adam", content_image(64, 48)[0], [style_png()],
+                                        replace(QUICK, optimizer="adam")))[-1]
+    assert isinstance(result, Result)
+    assert result.warnings == ("out of memory at 64 px: retried at 45 px",
+                               "out of memory at 45 px: retried at 32 px")
 
 
 def test_out_of_memory_at_the_floor_fails_the_job_and_the_daemon_keeps_serving(

@@ -16,7 +16,13 @@ from PIL import Image
 from neural_style_daemon.engine import Progress, StyleParams
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.server.job_params import to_style_params
-from neural_style_daemon.server.worker import RateLimit, StyleCache, progress_event, retry_size
+from neural_style_daemon.server.worker import (
+    RateLimit,
+    StyleCache,
+    progress_event,
+    retry_size,
+    shorter_lbfgs_history,
+)
 from neural_style_protocol.params import JobParams
 
 
@@ -107,3 +113,10 @@ def test_out_of_memory_retries_halve_the_pixels_down_to_the_floor() -> None:
         sizes.append(size)
     assert sizes == [1448, 1023, 723, 511, 361, 256]
     assert retry_size(200, 256) is None
+
+
+def test_out_of_memory_shortens_the_lbfgs_history_once_and_never_adams() -> None:
+    assert shorter_lbfgs_history(StyleParams()) == 5
+    assert shorter_lbfgs_history(StyleParams(lbfgs_history=6)) == 5
+    assert shorter_lbfgs_history(StyleParams(lbfgs_history=5)) is None
+    assert shorter_lbfgs_history(StyleParams(optimizer="adam")) is None

@@ -5,7 +5,9 @@ starts; nothing on the wire can turn one on. Imports no torch (the broker parses
 The value is a comma-separated list of these words:
 
 - ``oom_at_step=K``: the first attempt of every job raises CUDA's out-of-memory error after
-  its K-th optimisation step (the retry at a smaller size runs clean);
+  its K-th optimisation step (the retry runs clean);
+- ``oom_attempts=N``: with ``oom_at_step``, the first N attempts of every job run out of
+  memory, not only the first;
 - ``fail_on_start``: the worker reports that the model could not be loaded, and exits;
 - ``slow_start=SECONDS``: the worker sleeps this long before it loads the model;
 - ``ignore_cancel``: the worker never stops a running job when asked to.
@@ -27,15 +29,16 @@ FAULTS_ENV = "NEURAL_STYLE_FAULTS"
 @dataclass(frozen=True)
 class Faults:
     oom_at_step: int | None = None
+    oom_attempts: int = 1
     fail_on_start: bool = False
     slow_start: float = 0.0  # seconds
     ignore_cancel: bool = False
 
 
-def _step(text: str) -> int:
+def _count(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise ValueError("a step number counts from 1")
+        raise ValueError("a step or attempt number counts from 1")
     return value
 
 
@@ -46,7 +49,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-_VALUED = {"oom_at_step": _step, "slow_start": _seconds}
+_VALUED = {"oom_at_step": _count, "oom_attempts": _count, "slow_start": _seconds}
 _FLAGS = ("fail_on_start", "ignore_cancel")
 
 
