@@ -266,7 +266,8 @@ report(FOLDER, no_style=no_style, grayscale=grayscale, palette=palette, grouped=
 
 
 def test_out_of_memory_retries_smaller_or_says_to_choose_a_smaller_size(workspace, monkeypatch):
-    monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1")  # every job's first attempt
+    # Every job's first two attempts: the one with a shorter L-BFGS history runs out too.
+    monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1,oom_attempts=2")
     runtime = workspace.folder / "oom-run"
     daemon = DaemonProcess(runtime, "--oom-min-size", "64")
     try:
@@ -287,7 +288,10 @@ report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
         daemon.terminate()
     report = workspace.report()
     assert report["retried"] == ["success", None], report
-    assert "Neural Style: out of memory at 128 px: retried at" in done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert ("Neural Style: out of memory at 128 px: retried with a shorter L-BFGS history"
+            in output)
+    assert "Neural Style: out of memory at 128 px: retried at" in output
     status, message = report["failed"]
     assert status == "execution-error"
     assert "ran out of memory" in message and "smaller processing size" in message
