@@ -78,6 +78,23 @@ def test_it_converges_on_a_curved_bowl():
     assert float(gradient.norm()) < 1e-4 * float(start_gradient)
 
 
+def test_with_its_pairs_in_bf16_it_converges_on_the_bowl_as_well():
+    f = quartic_bowl(200, seed=3)
+    start = torch.zeros(200, dtype=torch.float64)
+    start_gradient = float(torch.autograd.functional.jacobian(f, start).norm())
+    for dtype in (torch.float64, torch.bfloat16):
+        x = start.clone().requires_grad_(True)
+        optimizer = LBFGS(x, history=20, pair_dtype=dtype)
+        closure = closure_for(f, x, optimizer)
+        for _ in range(80):
+            optimizer.step(closure)
+        assert optimizer.s.dtype == optimizer.y.dtype == dtype
+        gradient = float(torch.autograd.functional.jacobian(f, x.detach()).norm())
+        # Both reach about 1e-6 of the start's gradient (bf16 pairs rounded the products'
+        # inputs to 8 bits, not the iterate or the gradient).
+        assert gradient < 1e-5 * start_gradient, dtype
+
+
 def test_a_pair_without_positive_curvature_leaves_a_scaled_gradient_step():
     # On -|x|^2 / 2 every pair has s.y < 0: no curvature to learn, so each step is the first
     # step's scaled gradient step again, and nothing turns into NaN.
@@ -171,6 +188,15 @@ def test_the_jobs_lbfgs_history_is_the_optimisers():
     image = torch.zeros(1, 3, 16, 16, requires_grad=True)
     assert make_optimizer(image, StyleParams(lbfgs_history=3)).history == 3
     assert make_optimizer(image, StyleParams()).history == StyleParams().lbfgs_history
+
+
+def test_bf16_pairs_halve_the_history_and_fit_twice_as_many_entries():
+    image = torch.zeros(1, 3, 16, 16, requires_grad=True)
+    assert make_optimizer(image, StyleParams(), pairs_in_bf16=True).pair_dtype == torch.bfloat16
+    assert make_optimizer(image, StyleParams()).pair_dtype == torch.float32
+    huge = torch.empty(1, 3, 4096, 4096, device="meta")
+    in_fp32 = lbfgs_history(huge, 100)
+    assert lbfgs_history(huge, 100, torch.bfloat16) in (2 * in_fp32, 2 * in_fp32 + 1)
 
 
 @pytest.mark.skipif(not has_fast_bf16(torch.device("cpu")),

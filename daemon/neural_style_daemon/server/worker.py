@@ -186,8 +186,9 @@ def fail_at_step(check: Callable[[], bool], step: int) -> Callable[[], bool]:
 
 # Out of memory, a job that uses L-BFGS first runs again at its size with the optimiser
 # remembering this many steps instead of 20: three quarters of the history's memory freed
-# (0.34 GiB per megapixel, about a third of a job's), and whole jobs ended within 1.3 % of the
-# loss they reach with 20 (docs/benchmarks.md), where a smaller size would halve the pixels.
+# (0.17 GiB per megapixel on CUDA, about a fifth of a job's), and whole jobs ended within
+# 1.3 % of the loss they reach with 20 (docs/benchmarks.md), where a smaller size would halve
+# the pixels.
 SHORT_LBFGS_HISTORY = 5
 
 
