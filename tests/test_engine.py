@@ -100,6 +100,15 @@ def test_rgba_style_images_are_accepted(engine, make_content, make_style, params
     assert result.image.shape == (32, 32, 3)
 
 
+def test_read_only_arrays_are_taken_as_they_are(engine, make_content, make_style, params):
+    # As np.asarray(PIL image) or np.frombuffer give them; torch warns about such memory, and
+    # warnings are errors in these tests.
+    content, style = make_content(32, 32), make_style(32, 32)
+    content.flags.writeable = style.flags.writeable = False
+    result = engine.stylize(content, [style], params(iterations=1))
+    assert result.image.shape == (32, 32, 3)
+
+
 # --- colour preservation -------------------------------------------------------------------------
 
 

@@ -168,8 +168,10 @@ def _check_image(array: np.ndarray, what: str) -> None:
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """RGB of an H x W x C uint8 array as a 3 x H x W float tensor in [0, 1]."""
-    rgb = torch.from_numpy(np.ascontiguousarray(array[..., :3])).to(device)
-    return rgb.permute(2, 0, 1).float().div_(255)
+    rgb = np.ascontiguousarray(array[..., :3])
+    if not rgb.flags.writeable:  # torch warns about read-only memory, though nothing writes it
+        rgb = rgb.copy()
+    return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div_(255)
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:
