@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import platform
+import resource
 
 import numpy as np
 import pytest
@@ -428,6 +430,22 @@ def test_cuda_graph_steps_match_eager_steps(make_content, make_style, caplog):
 
 def test_cuda_graphs_are_off_on_the_cpu(warm_engine):
     assert not warm_engine.cuda_graphs
+
+
+def page_faults_of(make) -> int:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    make()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc")
+def test_a_cpu_engine_makes_large_tensors_reuse_freed_memory(warm_engine):
+    # 64 MiB, over glibc's largest mmap threshold: by default mapped afresh, page by page.
+    values = 16 * 2**20
+    faults = [page_faults_of(lambda: torch.ones(values)) for _ in range(6)]
+    # The first two or three grow the heap; then each reuses what the one before freed.
+    pages = values * 4 // 4096
+    assert max(faults[-2:]) < pages // 10, faults
 
 
 def test_warm_up_runs_a_tiny_job_and_leaves_nothing_cached(engine, make_content, make_style,

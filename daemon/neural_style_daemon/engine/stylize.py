@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from ..errors import InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
-from .devices import has_fast_bf16, peak_memory_bytes, reset_peak_memory, resolve_device
+from .devices import (
+    has_fast_bf16,
+    peak_memory_bytes,
+    reset_peak_memory,
+    resolve_device,
+    reuse_freed_cpu_memory,
+)
 from .optimize import (
     Objective,
     layer_features,
@@ -102,6 +108,8 @@ class StyleEngine:
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
+        if self.device.type == "cpu":
+            reuse_freed_cpu_memory()
         # "fp32" is for measuring what bf16 costs in convergence against what it saves.
         if precision == "auto" and has_fast_bf16(self.device):
             # bf16 convolutions (tensor cores, AMX) are fastest on NHWC tensors.
