@@ -22,7 +22,7 @@ implementations run it (torch.optim.LBFGS with max_iter=1), with four departures
   tested for on the host.
 
 The pairs can be stored in bf16 (`pair_dtype`), as the engine does on CUDA where the network
-runs in bf16: half the memory (the history is as large as the network's activations) and half
+runs in bf16: half the memory (the history is nearly as large as the activations) and half
 the traffic of the update, which reads the pairs seven times per step. The products over them
 accumulate in fp32; the m x m matrices are built from the stored (rounded) pairs, so the
 compact form stays consistent. Whole default-preset jobs ended within 0.1 % of the loss they

@@ -151,7 +151,7 @@ class _StyleTap(torch.autograd.Function):
     With the loss as a separate branch, autograd computes every loss layer's gradient at the
     start of the backward pass (the losses come last in the forward) and holds it until the
     pass arrives there: a second copy of every loss layer's features on top of everything
-    saved, the evaluation's peak memory (a fifth more per pixel). It then adds the two
+    saved, the evaluation's peak memory (a quarter more per pixel). It then adds the two
     gradients in a separate pass over the layer. Here the loss's gradient is made where it is
     needed, and the product that makes it adds the gradient from above as it writes.
     (`_ContentTap` does the same for the content loss.)"""
