@@ -7,13 +7,14 @@ import itertools
 import math
 import platform
 import resource
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
-from neural_style_daemon.engine.devices import has_fast_bf16
+from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.optimize import fast_math
 from neural_style_daemon.engine.stylize import _Job, to_tensor
@@ -430,6 +431,15 @@ def test_cuda_graph_steps_match_eager_steps(make_content, make_style, caplog):
 
 def test_cuda_graphs_are_off_on_the_cpu(warm_engine):
     assert not warm_engine.cuda_graphs
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_on_a_cpu_each_job_reports_its_own_peak_memory(engine, make_content, make_style, params):
+    large = engine.stylize(make_content(256, 256), [make_style(256, 256)], params(iterations=2))
+    release_free_heap()  # as the daemon's worker does after each job
+    small = engine.stylize(make_content(32, 32), [make_style(32, 32)], params(iterations=2))
+    # The process's peak resident size restarts with each job (it used to only ever grow).
+    assert 0 < small.peak_memory_bytes < large.peak_memory_bytes - 20 * 2**20
 
 
 def page_faults_of(make) -> int:

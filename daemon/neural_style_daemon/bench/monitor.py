@@ -3,23 +3,22 @@ were with other processes meanwhile (which makes the arm's times unreliable).
 
 Peak memory is what the arm added at its peak to what was in use at its start.
 
-CUDA counts allocated tensors exactly (torch.cuda.max_memory_allocated after a reset). On the
-CPU the only peak the kernel keeps is the whole process's, never reset, so a background thread
-samples the resident size from /proc/self/statm instead: approximate (a peak shorter than the
-sampling interval can be missed, and the allocator may keep freed pages resident).
+CUDA counts allocated tensors exactly (torch.cuda.max_memory_allocated after a reset). On a
+Linux CPU the kernel's peak resident size of the process, restarted at the arm's start
+(engine.devices.reset_peak_memory), after malloc_trim has handed freed heap back: exact for the
+pages touched, though it also counts freed memory malloc keeps for reuse.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import torch
 
-from ..engine.devices import release_free_heap
+from ..engine.devices import peak_memory_bytes, release_free_heap, reset_peak_memory
 
-SAMPLE_INTERVAL_S = 0.005  # short against a step; rare enough not to disturb it
+_HOST = torch.device("cpu")
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -59,9 +58,6 @@ class ArmMonitor:
         self._cpu_start = (0, 0)
         self._clock_start = 0.0
         self._start = 0
-        self._max_seen = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ArmMonitor:
         self._cpu_start, self._clock_start = busy_jiffies(), time.perf_counter()
@@ -71,15 +67,9 @@ class ArmMonitor:
             self._start = torch.cuda.memory_allocated(self.device)
             return self
         release_free_heap()
-        self._start = self._max_seen = resident_bytes()
-        self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
-        self._thread.start()
+        reset_peak_memory(_HOST)  # the process's resident peak (on MPS too, as before)
+        self._start = resident_bytes()
         return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._max_seen = max(self._max_seen, resident_bytes())
-            time.sleep(SAMPLE_INTERVAL_S)
 
     def __exit__(self, *exc: object) -> None:
         self._measure_foreign_cpu()
@@ -87,11 +77,7 @@ class ArmMonitor:
             torch.cuda.synchronize(self.device)
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._start
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._max_seen = max(self._max_seen, resident_bytes())
-        self.peak_bytes = max(0, self._max_seen - self._start)
+        self.peak_bytes = max(0, peak_memory_bytes(_HOST) - self._start)
 
     def _measure_foreign_cpu(self) -> None:
         (all_end, own_end), (all_start, own_start) = busy_jiffies(), self._cpu_start
