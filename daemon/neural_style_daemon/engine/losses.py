@@ -134,7 +134,10 @@ class StyleLoss(nn.Module):
         self.scale = relative_scale(self.target)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(gram_matrix(features), self.target) * self.scale
+        gram = gram_matrix(features)
+        # One dtype on both sides (fp64 features give an fp64 Gram): torch 2.11's mse_loss,
+        # the GPU machines' version, has no backward between fp64 and fp32.
+        return F.mse_loss(gram, self.target.to(gram.dtype)) * self.scale
 
     def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the features to pass on to the next layer, the loss) for one image's features: the
