@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from neural_style_daemon import cli
 from neural_style_daemon.cli import main
 
 FAST = ["--weights", "random", "--device", "cpu", "--iterations", "2", "--min-size", "32", "-q"]
@@ -185,6 +187,23 @@ def _console(*args: object, **kwargs) -> subprocess.Popen:
         [sys.executable, "-m", "neural_style_daemon.cli", *map(str, args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
     )
+
+
+def test_out_of_memory_is_one_clear_line_after_the_engines_retry_and_writes_nothing(
+        tmp_path, images, monkeypatch, capsys, caplog):
+    # Every step runs out of memory, as the allocator would say it: the engine's run again
+    # with a shorter L-BFGS history too.
+    def out_of_memory(_self):
+        raise torch.cuda.OutOfMemoryError("out of memory (raised by the test)")
+    monkeypatch.setattr(cli._CancelOnInterrupt, "requested", out_of_memory)
+    out = tmp_path / "out.png"
+    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local",
+                   *FAST) == 2
+    assert "retried with a shorter L-BFGS history (5 steps)" in caplog.text
+    assert capsys.readouterr().err.strip() == (
+        "neural-style: error: out of memory on cpu at 61 px: try a smaller --size, or close "
+        "other programs that use the GPU")
+    assert not out.exists()
 
 
 def test_console_reports_bad_input_without_traceback(tmp_path, images):

@@ -11,6 +11,7 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from neural_style_daemon.engine import Progress, StyleParams
@@ -19,9 +20,9 @@ from neural_style_daemon.server.job_params import to_style_params
 from neural_style_daemon.server.worker import (
     RateLimit,
     StyleCache,
+    fail_at_step,
     progress_event,
     retry_size,
-    shorter_lbfgs_history,
 )
 from neural_style_protocol.params import JobParams
 
@@ -107,16 +108,20 @@ def test_the_broker_side_imports_neither_torch_nor_numpy() -> None:
     assert result.stdout.split() == []
 
 
+def test_the_injected_out_of_memory_hits_the_kth_step_of_each_of_the_first_n_attempts() -> None:
+    check = fail_at_step(lambda: False, step=3, times=2)
+    outcomes = []
+    for _ in range(10):
+        try:
+            outcomes.append(check())
+        except torch.cuda.OutOfMemoryError:
+            outcomes.append("oom")  # the next attempt counts its steps from here
+    assert outcomes == [False, False, "oom", False, False, "oom"] + [False] * 4
+
+
 def test_out_of_memory_retries_halve_the_pixels_down_to_the_floor() -> None:
     sizes, size = [], 2048
     while (size := retry_size(size, 256)) is not None:
         sizes.append(size)
     assert sizes == [1448, 1023, 723, 511, 361, 256]
     assert retry_size(200, 256) is None
-
-
-def test_out_of_memory_shortens_the_lbfgs_history_once_and_never_adams() -> None:
-    assert shorter_lbfgs_history(StyleParams()) == 5
-    assert shorter_lbfgs_history(StyleParams(lbfgs_history=6)) == 5
-    assert shorter_lbfgs_history(StyleParams(lbfgs_history=5)) is None
-    assert shorter_lbfgs_history(StyleParams(optimizer="adam")) is None

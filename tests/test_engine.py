@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
+from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams, optimize
 from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
-from neural_style_daemon.engine.optimize import fast_math
+from neural_style_daemon.engine.optimize import fast_math, shorter_lbfgs_history
 from neural_style_daemon.engine.stylize import _Job, to_tensor
 from neural_style_daemon.errors import InvalidInputError
 
@@ -234,6 +234,66 @@ def test_a_job_that_is_not_cancelled_runs_every_step(
     assert not result.cancelled
     assert result.steps == 2 + 1 * (len(result.sizes) - 1)
     assert progress_log.cancel_checks == result.steps
+
+
+# --- out of memory --------------------------------------------------------------------------------
+
+
+def out_of_memory_at_check(n: int):
+    """A `should_cancel` that raises CUDA's out-of-memory error (as the allocator would) the
+    n-th time it is asked, once."""
+    checks = itertools.count(1)
+
+    def check() -> bool:
+        if next(checks) == n:
+            raise torch.cuda.OutOfMemoryError("out of memory (raised by the test)")
+        return False
+    return check
+
+
+def test_out_of_memory_runs_that_scale_again_with_a_short_lbfgs_history_and_not_the_ones_before(
+    engine, make_content, make_style, progress_log, monkeypatch
+):
+    histories = []
+    make_optimizer = optimize.make_optimizer
+
+    def recording_history(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        histories.append(optimizer.history)
+        return optimizer
+    monkeypatch.setattr(optimize, "make_optimizer", recording_history)
+    warnings = []
+    job = StyleParams(initial_iterations=2, iterations=2, min_size=32)
+    result = engine.stylize(
+        make_content(64, 48), [make_style(32, 32)], job, on_progress=progress_log,
+        should_cancel=out_of_memory_at_check(5), on_warning=warnings.append,
+    )
+    assert len(result.sizes) == 3 and not result.cancelled
+    # Step 5, the first of scale 3, ran out: scale 3 ran again, scales 1 and 2 did not.
+    assert [(r.scale, r.iteration) for r in progress_log.reports] == [
+        (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 1), (3, 2)]
+    assert result.steps == 6
+    assert histories == [20, 20, 20, 5]
+    assert warnings == ["out of memory at 64 px: retried with a shorter L-BFGS history (5 steps)"]
+    assert result.image.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("changes", [{"optimizer": "adam"}, {"lbfgs_history": 5}])
+def test_out_of_memory_without_a_longer_history_to_shorten_reaches_the_caller(
+    engine, make_content, make_style, params, changes
+):
+    warnings = []
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        engine.stylize(make_content(37, 29), [make_style(32, 32)], params(**changes),
+                       should_cancel=out_of_memory_at_check(2), on_warning=warnings.append)
+    assert warnings == []
+
+
+def test_out_of_memory_shortens_the_lbfgs_history_once_and_never_adams() -> None:
+    assert shorter_lbfgs_history(StyleParams()) == 5
+    assert shorter_lbfgs_history(StyleParams(lbfgs_history=6)) == 5
+    assert shorter_lbfgs_history(StyleParams(lbfgs_history=5)) is None
+    assert shorter_lbfgs_history(StyleParams(optimizer="adam")) is None
 
 
 # --- several styles ------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ class DeviceError(StyleTransferError):
     """A compute device that was asked for but is not available."""
 
 
+class DeviceMemoryError(StyleTransferError):
+    """The device ran out of memory for a job, after the engine's own fallback (a shorter
+    L-BFGS history): a smaller size would fit."""
+
+
 class DaemonError(StyleTransferError):
     """The daemon cannot start (one is already running, the endpoint is taken), or a daemon
     command (start, stop) cannot complete."""

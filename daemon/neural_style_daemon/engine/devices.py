@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import sys
 
 import torch
@@ -80,6 +81,14 @@ def peak_memory_bytes(device: torch.device) -> int:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def free_unused_memory(device: torch.device) -> None:
+    """Collect what a failed run left unreachable (cycles through its traceback's frames) and,
+    on CUDA, hand the caching allocator's free blocks back, so that a retry finds them."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 # glibc's mallopt parameters (malloc.h).

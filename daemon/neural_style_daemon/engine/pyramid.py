@@ -14,6 +14,12 @@ def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * factor)), max(1, round(height * factor))
 
 
+def processing_long_side(width: int, height: int, size: int | None) -> int:
+    """The long side a `width` x `height` content is processed at: `size`, or the content's
+    own long side, and never over MAX_SIZE."""
+    return min(size or max(width, height), MAX_SIZE)
+
+
 def pyramid_sizes(width: int, height: int, long_side: int, min_size: int) -> list[tuple[int, int]]:
     """Sizes from about `min_size` up to `long_side`, each sqrt(2) larger than the one before.
 
@@ -33,7 +39,7 @@ def plan_scales(
     scale (`iterations` sets every scale; `initial_iterations`, else the preset, the first) and
     the plateau tolerance."""
     preset = params.preset_values
-    long_side = min(params.size or max(width, height), MAX_SIZE)
+    long_side = processing_long_side(width, height, params.size)
     sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
     if min(sizes[-1]) < MIN_SIDE:  # VGG's poolings would shrink it to nothing
         needed = math.ceil(MIN_SIDE * max(width, height) / min(width, height))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
 from .devices import (
+    free_unused_memory,
     has_fast_bf16,
     peak_memory_bytes,
     reset_peak_memory,
@@ -27,6 +28,7 @@ from .optimize import (
     layer_features,
     layer_grams,
     optimize_scale,
+    shorter_lbfgs_history,
     steps_between_reads,
 )
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
@@ -73,6 +75,7 @@ class StylizeResult:
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
+WarningCallback = Callable[[str], None]
 
 
 # "auto": bf16 autocast where the device has fast bf16 (devices.has_fast_bf16), else fp32;
@@ -143,8 +146,11 @@ class StyleEngine:
         init_image: np.ndarray | None = None,
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
+        on_warning: WarningCallback | None = None,
     ) -> StylizeResult:
-        """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4)."""
+        """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4).
+        What the job had to change to finish (a scale run again after running out of memory)
+        goes to `on_warning`, else to this module's log."""
         params = params or StyleParams()
         _check_image(content, "content image")
         for i, style in enumerate(styles, start=1):
@@ -158,7 +164,8 @@ class StyleEngine:
             _check_image(init_image, "init image")
         if params.init is Init.IMAGE and init_image is None:
             raise InvalidInputError("init 'image' needs an init image")
-        job = _Job(self, content, styles, blend, params, init_image, on_progress, should_cancel)
+        job = _Job(self, content, styles, blend, params, init_image, on_progress, should_cancel,
+                   on_warning)
         return job.run()
 
 
@@ -203,7 +210,8 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class _Job:
     """The state of one stylize() call: prepared images, the pyramid, progress bookkeeping."""
 
-    def __init__(self, engine, content, styles, blend, params, init_image, on_progress, cancel):
+    def __init__(self, engine, content, styles, blend, params, init_image, on_progress, cancel,
+                 on_warning=None):
         self.engine, self.params = engine, params
         self.device = engine.device
         self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None
@@ -215,6 +223,7 @@ class _Job:
         self.init_image = None if init_image is None else to_tensor(init_image, self.device)
         self.on_progress = on_progress or (lambda _progress: None)
         self.should_cancel = cancel or (lambda: False)
+        self.on_warning = on_warning or partial(log.warning, "%s")
         self.generator = torch.Generator(device="cpu")
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
@@ -238,12 +247,7 @@ class _Job:
             start = self._start_image(image, content_run, size)
             objective = self._objective(content_run, styles_run, size)
             self.steps_before_scale = self.steps
-            best, losses = optimize_scale(
-                objective, start[None], self.iterations[index], self.params,
-                partial(self._after_step, index),
-                tolerance=self.tolerance, read_every=self.engine.reads_every(size),
-                cuda_graph=self.engine.cuda_graphs,
-            )
+            best, losses = self._optimize_scale(index, objective, start)
             image = best[0]
             if losses is not None:
                 self.last_losses = losses  # the returned image's, not the last step's
@@ -256,6 +260,32 @@ class _Job:
             sizes=list(self.sizes), peak_memory_bytes=peak_memory_bytes(self.device),
             target_cache_hits=self.engine.targets.hits - hits_before,
         )
+
+    def _optimize_scale(
+        self, index: int, objective: Objective, start: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float] | None]:
+        """One scale from `start`. Out of memory with a long L-BFGS history, the scale runs again
+        from the same start with a short one, which the scales after it keep: the scales
+        before are not run again, as they would be if the whole job were."""
+        size = self.sizes[index]
+        while True:
+            try:
+                return optimize_scale(
+                    objective, start[None], self.iterations[index], self.params,
+                    partial(self._after_step, index),
+                    tolerance=self.tolerance, read_every=self.engine.reads_every(size),
+                    cuda_graph=self.engine.cuda_graphs,
+                )
+            except torch.cuda.OutOfMemoryError:
+                shorter = shorter_lbfgs_history(self.params)
+                if shorter is None:
+                    raise
+            # Out of the except block, whose traceback held the failed run's optimiser.
+            free_unused_memory(self.device)
+            self.params = replace(self.params, lbfgs_history=shorter)
+            self.on_warning(
+                f"out of memory at {max(size)} px: retried with a shorter L-BFGS history "
+                f"({shorter} steps)")
 
     def _colour_prepared(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         mode = self.params.preserve_colors

@@ -5,7 +5,9 @@ starts; nothing on the wire can turn one on. Imports no torch (the broker parses
 The value is a comma-separated list of these words:
 
 - ``oom_at_step=K``: the first attempt of every job raises CUDA's out-of-memory error after
-  its K-th optimisation step (the retry runs clean);
+  its K-th optimisation step (the retry runs clean). An attempt runs from the job's start or
+  from the last such error: the engine's run of a scale again with a shorter L-BFGS history
+  is one, as is the worker's run of the job at a smaller size;
 - ``oom_attempts=N``: with ``oom_at_step``, the first N attempts of every job run out of
   memory, not only the first;
 - ``fail_on_start``: the worker reports that the model could not be loaded, and exits;

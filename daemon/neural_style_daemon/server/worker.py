@@ -8,9 +8,7 @@ code, never a crash of the process.
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import itertools
 import logging
 import math
 import os
@@ -29,8 +27,10 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
 from ..engine import Progress, StyleEngine
-from ..engine.devices import release_free_heap
-from ..engine.params import MAX_SIZE, MIN_SIDE, Optimizer, StyleParams
+from ..engine.devices import free_unused_memory, release_free_heap
+from ..engine.optimize import shorter_lbfgs_history
+from ..engine.params import MIN_SIDE, StyleParams
+from ..engine.pyramid import processing_long_side
 from ..errors import InvalidInputError, StyleTransferError
 from ..imageio import load_image
 from .events import (
@@ -172,32 +172,21 @@ class CancelWatch:
         return self.cancelled
 
 
-def fail_at_step(check: Callable[[], bool], step: int) -> Callable[[], bool]:
-    """`check`, but the injected fault oom_at_step: CUDA's out-of-memory error after `step`
-    steps (the error can be built, and raised, on a CPU-only build of torch)."""
-    steps = itertools.count(1)
+def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[], bool]:
+    """`check`, but the injected fault oom_at_step: CUDA's out-of-memory error at the `step`-th
+    step of each of the first `times` attempts, an attempt running from the start or from the
+    last such error (the engine's run of a scale again, or the worker's job at a smaller
+    size). The error can be built, and raised, on a CPU-only build of torch."""
+    steps, failures = 0, 0
 
     def check_or_fail() -> bool:
-        if next(steps) == step:
+        nonlocal steps, failures
+        steps += 1
+        if steps == step and failures < times:
+            steps, failures = 0, failures + 1
             raise torch.cuda.OutOfMemoryError(f"injected fault: out of memory at step {step}")
         return check()
     return check_or_fail
-
-
-# Out of memory, a job that uses L-BFGS first runs again at its size with the optimiser
-# remembering this many steps instead of 20: three quarters of the history's memory freed
-# (0.17 GiB per megapixel on CUDA, about a fifth of a job's), and whole jobs ended within
-# 1.3 % of the loss they reach with 20 (docs/benchmarks.md), where a smaller size would halve
-# the pixels.
-SHORT_LBFGS_HISTORY = 5
-
-
-def shorter_lbfgs_history(params: StyleParams) -> int | None:
-    """The L-BFGS history to retry with after running out of memory with `params`; None when
-    the job does not use L-BFGS or remembers no more than that already."""
-    if params.optimizer is not Optimizer.LBFGS or params.lbfgs_history <= SHORT_LBFGS_HISTORY:
-        return None
-    return SHORT_LBFGS_HISTORY
 
 
 def retry_size(size: int, floor: int) -> int | None:
@@ -250,59 +239,60 @@ class JobRunner:
                 return
 
     def run(self, job: RunJob) -> JobDone | JobFailed:
-        """Run the job; out of memory, free what the failed attempt held and retry: first at
-        the same size with a shorter L-BFGS history, then at smaller processing sizes (the
-        result keeps the content's size: the engine resizes it back)."""
+        """Run the job; out of memory, free what the failed attempt held and retry at smaller
+        processing sizes (the result keeps the content's size: the engine resizes it back).
+        The engine has by then run the scale that ran out again with a shorter L-BFGS
+        history, which the smaller sizes keep."""
         watch = CancelWatch(self.conn, job.job_id, ignore=self.config.faults.ignore_cancel)
-        size = min(job.params.size or max(job.content.width, job.content.height), MAX_SIZE)
+        check = self._check(watch)
+        size = processing_long_side(job.content.width, job.content.height, job.params.size)
         # Not under VGG's minimum: a content too small for it is then refused by the engine
         # in its own words ("content image is 1x1..."), not as a size the client never gave.
         size = max(size, MIN_SIDE)
         history: int | None = None  # None: the job's own
         warnings: list[str] = []
-        for attempt in itertools.count():
-            outcome = self._attempt(job, size, history, self._check(watch, attempt))
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            log.warning("job %s: %s", job.job_id, message)
+
+        while True:
+            outcome = self._attempt(job, size, history, check, warn)
             if not (isinstance(outcome, JobFailed) and outcome.code is ErrorCode.OUT_OF_MEMORY):
                 break
             # Here, outside the except block whose frames held the failed attempt's tensors.
-            self._free_memory()
-            # (The job's parameters convert: it would have failed before running otherwise.)
-            shorter = None if history else shorter_lbfgs_history(to_style_params(job.params))
-            smaller = None if shorter else retry_size(size, self.config.oom_min_size)
-            if (shorter is None and smaller is None) or watch.cancelled:
+            free_unused_memory(self.engine.device)
+            smaller = retry_size(size, self.config.oom_min_size)
+            if smaller is None or watch.cancelled:
                 outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, (
                     f"out of memory on {self.engine.device} at {size} px (retries at smaller "
                     f"sizes stop at {self.config.oom_min_size} px): close other programs that "
                     f"use the GPU, or try a smaller size or a smaller image"))
                 break
-            if shorter is not None:
-                warnings.append(f"out of memory at {size} px: retried with a shorter L-BFGS "
-                                f"history ({shorter} steps)")
-                history = shorter
-            else:
-                warnings.append(f"out of memory at {size} px: retried at {smaller} px")
-                size = smaller
-            log.warning("job %s: %s", job.job_id, warnings[-1])
+            # (The job's parameters convert: it would have failed before running otherwise.)
+            history = shorter_lbfgs_history(to_style_params(job.params)) or history
+            warn(f"out of memory at {size} px: retried at {smaller} px")
+            size = smaller
         self.stopping = watch.stop_after
         if isinstance(outcome, JobDone) and warnings:
             outcome = replace(outcome, warnings=tuple(warnings))
         return outcome
 
-    def _check(self, watch: CancelWatch, attempt: int) -> Callable[[], bool]:
-        """The attempt's `should_cancel`: the cancel watch, which the injected fault
-        oom_at_step turns into an out-of-memory error in the job's first oom_attempts."""
+    def _check(self, watch: CancelWatch) -> Callable[[], bool]:
+        """The job's `should_cancel`: the cancel watch, which the injected fault oom_at_step
+        turns into an out-of-memory error in the job's first oom_attempts attempts."""
         faults = self.config.faults
-        if faults.oom_at_step is None or attempt >= faults.oom_attempts:
+        if faults.oom_at_step is None:
             return watch
-        return fail_at_step(watch, faults.oom_at_step)
+        return fail_at_step(watch, faults.oom_at_step, faults.oom_attempts)
 
     def _attempt(self, job: RunJob, size: int, history: int | None,
-                 check: Callable[[], bool]) -> JobDone | JobFailed:
+                 check: Callable[[], bool], warn: Callable[[str], None]) -> JobDone | JobFailed:
         try:
             params = replace(to_style_params(job.params), size=size)
             if history is not None:
                 params = replace(params, lbfgs_history=history)
-            return self._stylize(job, params, check)
+            return self._stylize(job, params, check, warn)
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
         except torch.cuda.OutOfMemoryError:
@@ -316,11 +306,6 @@ class JobRunner:
             return JobFailed(job.job_id, ErrorCode.INTERNAL,
                              f"internal error: {type(error).__name__}: {error}")
 
-    def _free_memory(self) -> None:
-        gc.collect()
-        if self.engine.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def _decode_styles(self, job: RunJob) -> list[np.ndarray] | JobFailed:
         try:
             return [self.styles.get(data, f"style image {index}")
@@ -328,8 +313,8 @@ class JobRunner:
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, str(error))
 
-    def _stylize(self, job: RunJob, params: StyleParams,
-                 should_cancel: Callable[[], bool]) -> JobDone | JobFailed:
+    def _stylize(self, job: RunJob, params: StyleParams, should_cancel: Callable[[], bool],
+                 on_warning: Callable[[str], None]) -> JobDone | JobFailed:
         hits_before = self.styles.hits
         styles = self._decode_styles(job)
         if isinstance(styles, JobFailed):
@@ -344,7 +329,7 @@ class JobRunner:
                 self.conn.send(progress_event(job.job_id, progress))
 
         result = self.engine.stylize(content, styles, params, on_progress=report,
-                                     should_cancel=should_cancel)
+                                     should_cancel=should_cancel, on_warning=on_warning)
         image = np.ascontiguousarray(result.image)
         return JobDone(
             job_id=job.job_id, image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
