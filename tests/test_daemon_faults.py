@@ -23,6 +23,7 @@ from daemon_support import (
     read_all,
     style_png,
 )
+from PIL import Image
 
 from neural_style_daemon.server.faults import FAULTS_ENV, Faults, parse_faults
 from neural_style_protocol.errors import ErrorCode
@@ -95,6 +96,24 @@ def test_out_of_memory_is_retried_with_a_shorter_history_then_smaller_and_the_cl
     assert result.stats.steps == QUICK.iterations  # the retry's steps: a full run
     seqs = [event.seq for event in events if isinstance(event, Progress)]
     assert len(seqs) > 3 and seqs == sorted(set(seqs))  # every attempt's progress, in order
+
+
+def test_the_command_line_on_the_daemon_prints_the_retries_warnings(
+        oom_daemon: DaemonProcess, tmp_path: Path) -> None:
+    content, style, output = tmp_path / "content.png", tmp_path / "style.png", tmp_path / "o.png"
+    Image.fromarray(content_image(64, 48)[1]).save(content)
+    style.write_bytes(style_png())
+    done = subprocess.run(
+        [sys.executable, "-m", "neural_style_daemon.cli", "stylize", str(content), str(style),
+         "-o", str(output), "--iterations", str(QUICK.iterations)],
+        env=daemon_env(oom_daemon.runtime), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "on the daemon at" in done.stderr
+    assert ("neural-style: warning: out of memory at 64 px: retried with a shorter L-BFGS "
+            "history (5 steps)") in done.stderr
+    assert "neural-style: warning: out of memory at 64 px: retried at 45 px" in done.stderr
+    with Image.open(output) as written:
+        assert written.size == (64, 48)
 
 
 def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(

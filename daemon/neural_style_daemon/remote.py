@@ -123,6 +123,8 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
     pixels = np.frombuffer(result.image.data, np.uint8).reshape(
         result.image.height, result.image.width, 4)
     save_image(pixels if content.shape[2] == 4 else pixels[..., :3], args.output)
+    for warning in result.warnings:  # what the daemon changed to finish (a smaller size, say)
+        log.warning("%s", warning)
     if result.cancelled:
         print(f"interrupted: saved the image after {result.stats.steps} steps to {args.output}",
               file=sys.stderr)
