@@ -18,6 +18,9 @@ from PIL import Image
 
 from neural_style_daemon import cli
 from neural_style_daemon.cli import main
+from neural_style_daemon.engine import stylize
+from neural_style_daemon.engine.devices import has_fast_bf16
+from neural_style_daemon.engine.memory import fitting_long_side, gib, job_memory_bytes
 
 FAST = ["--weights", "random", "--device", "cpu", "--iterations", "2", "--min-size", "32", "-q"]
 
@@ -203,6 +206,22 @@ def test_out_of_memory_is_one_clear_line_after_the_engines_retry_and_writes_noth
     assert capsys.readouterr().err.strip() == (
         "neural-style: error: out of memory on cpu at 61 px: try a smaller --size, or close "
         "other programs that use the GPU")
+    assert not out.exists()
+
+
+def test_a_job_too_large_for_the_free_memory_is_refused_before_it_starts_with_a_size_to_try(
+        tmp_path, images, monkeypatch, capsys):
+    # The free memory of a small machine, as the kernel would report it.
+    monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: 2**20)
+    out = tmp_path / "out.png"
+    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local",
+                   *FAST) == 2
+    bf16 = has_fast_bf16(torch.device("cpu"))  # the engine's precision here
+    assert capsys.readouterr().err.strip() == (
+        f"neural-style: error: out of memory on cpu at 61 px: a 61x45 px job needs about "
+        f"{gib(job_memory_bytes(61 * 45, 5, bf16))} of memory and 1 MiB are free: try "
+        f"--size {fitting_long_side((61, 45), 5, bf16, 2**20)} or smaller, or close other "
+        f"programs")
     assert not out.exists()
 
 

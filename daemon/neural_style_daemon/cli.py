@@ -143,7 +143,8 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     import torch
 
     from .engine import StyleEngine
-    from .engine.params import Init
+    from .engine.memory import NotEnoughMemoryError
+    from .engine.params import MIN_SIDE, Init
     from .engine.pyramid import processing_long_side
     from .imageio import load_image, output_format, save_image
 
@@ -159,9 +160,15 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
         with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
             result = engine.stylize(content, styles, params, init_image=init_image,
                                     on_progress=bar.update, should_cancel=interrupt.requested)
-    except torch.cuda.OutOfMemoryError:
+    except torch.OutOfMemoryError as error:
         height, width = content.shape[:2]
         size = processing_long_side(width, height, params.size)
+        if isinstance(error, NotEnoughMemoryError):  # the CPU's check, before any work
+            advice = "close other programs"
+            if error.fitting_side >= MIN_SIDE:
+                advice = f"try --size {error.fitting_side} or smaller, or {advice}"
+            raise DeviceMemoryError(
+                f"out of memory on {engine.device} at {size} px: {error}: {advice}") from None
         raise DeviceMemoryError(
             f"out of memory on {engine.device} at {size} px: try a smaller --size, or close "
             f"other programs that use the GPU") from None

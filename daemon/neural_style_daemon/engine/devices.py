@@ -83,6 +83,19 @@ def peak_memory_bytes(device: torch.device) -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a job on `device` can still take, where that is known and matters: on a Linux
+    CPU, what the kernel reckons it can give without swapping (MemAvailable); None elsewhere
+    (CUDA's allocator raises when it runs out instead)."""
+    if device.type != "cpu":
+        return None
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # kB
+    return None
+
+
 def free_unused_memory(device: torch.device) -> None:
     """Collect what a failed run left unreachable (cycles through its traceback's frames) and,
     on CUDA, hand the caching allocator's free blocks back, so that a retry finds them."""

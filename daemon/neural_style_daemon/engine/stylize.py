@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
 from .devices import (
+    available_memory_bytes,
     free_unused_memory,
     has_fast_bf16,
     peak_memory_bytes,
@@ -23,6 +24,7 @@ from .devices import (
     resolve_device,
     reuse_freed_cpu_memory,
 )
+from .memory import fit_in_memory
 from .optimize import (
     Objective,
     layer_features,
@@ -240,6 +242,11 @@ class _Job:
     def run(self) -> StylizeResult:
         self.start = time.perf_counter()
         hits_before = self.engine.targets.hits
+        available = available_memory_bytes(self.device)
+        if available is not None:  # before any work: see memory.py
+            self.params = fit_in_memory(self.sizes[-1], self.params,
+                                        self.engine.model.mixed_precision, available,
+                                        self.on_warning)
         reset_peak_memory(self.device)
         content_run, styles_run = self._colour_prepared()
         image = None
@@ -276,7 +283,7 @@ class _Job:
                     tolerance=self.tolerance, read_every=self.engine.reads_every(size),
                     cuda_graph=self.engine.cuda_graphs,
                 )
-            except torch.cuda.OutOfMemoryError:
+            except torch.OutOfMemoryError:
                 shorter = shorter_lbfgs_history(self.params)
                 if shorter is None:
                     raise

@@ -184,7 +184,7 @@ def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[
         steps += 1
         if steps == step and failures < times:
             steps, failures = 0, failures + 1
-            raise torch.cuda.OutOfMemoryError(f"injected fault: out of memory at step {step}")
+            raise torch.OutOfMemoryError(f"injected fault: out of memory at step {step}")
         return check()
     return check_or_fail
 
@@ -264,10 +264,11 @@ class JobRunner:
             free_unused_memory(self.engine.device)
             smaller = retry_size(size, self.config.oom_min_size)
             if smaller is None or watch.cancelled:
+                users = "use the GPU" if self.engine.device.type == "cuda" else "use memory"
                 outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, (
                     f"out of memory on {self.engine.device} at {size} px (retries at smaller "
                     f"sizes stop at {self.config.oom_min_size} px): close other programs that "
-                    f"use the GPU, or try a smaller size or a smaller image"))
+                    f"{users}, or try a smaller size or a smaller image"))
                 break
             # (The job's parameters convert: it would have failed before running otherwise.)
             history = shorter_lbfgs_history(to_style_params(job.params)) or history
@@ -295,7 +296,7 @@ class JobRunner:
             return self._stylize(job, params, check, warn)
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
-        except torch.cuda.OutOfMemoryError:
+        except torch.OutOfMemoryError:  # CUDA's, or the CPU's check (engine/memory.py)
             return JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, "out of memory")
         except StyleTransferError as error:
             return JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))

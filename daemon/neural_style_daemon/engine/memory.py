@@ -1,0 +1,90 @@
+"""What a job needs in memory on the CPU, checked against what is free before it starts.
+
+On CUDA the allocator refuses an allocation it cannot serve (an out-of-memory error the
+daemon answers with retries). On a Linux CPU memory is overcommitted: the job's allocations
+all succeed, and the kernel's out-of-memory killer ends the process when the pages are
+touched, minutes into the job. So on the CPU the engine compares an estimate of the job's
+peak with the memory the kernel says is available, and refuses a job that cannot fit with the
+same out-of-memory error, before any work is done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from .optimize import shorter_lbfgs_history
+from .params import Optimizer, StyleParams
+
+# Peak bytes per processed pixel of a job's largest scale beyond what the engine holds at rest,
+# with no L-BFGS history, on the CPU (bf16 under autocast, or fp32): the evaluation's
+# activations and gradients, the content target, the image's copies, and the heap that
+# malloc keeps for reuse (devices.reuse_freed_cpu_memory). Measured on whole 23-step jobs with
+# 20 pairs, less the pairs' 480 bytes, at 512 to 2048 px: 1636 to 2078 for bf16, 2723 to 2968
+# for fp32 (docs/benchmarks.md); these are the largest, with 5 % to spare.
+BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
+# Each L-BFGS pair holds two fp32 image vectors (s and y) on the CPU; Adam's two moments
+# are as large as one pair.
+PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
+
+
+class NotEnoughMemoryError(torch.OutOfMemoryError):
+    """A job whose estimated peak exceeds the memory available for it; `fitting_side` is the
+    processing size (long side) that would fit, 0 if none would."""
+
+    def __init__(self, message: str, fitting_side: int) -> None:
+        super().__init__(message)
+        self.fitting_side = fitting_side
+
+
+def fit_in_memory(
+    size: tuple[int, int], params: StyleParams, mixed_precision: bool, available: int,
+    warn: Callable[[str], None],
+) -> StyleParams:
+    """`params` for a job whose largest scale is `size` (width, height), with the short L-BFGS
+    history (and a warning) where only that fits in `available` bytes; NotEnoughMemoryError
+    where neither does."""
+    width, height = size
+    pairs = params.lbfgs_history if params.optimizer is Optimizer.LBFGS else 1
+    needed = job_memory_bytes(width * height, pairs, mixed_precision)
+    if needed <= available:
+        return params
+    shorter = shorter_lbfgs_history(params)
+    if shorter is not None:
+        if job_memory_bytes(width * height, shorter, mixed_precision) <= available:
+            warn(f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
+                 f"(about {gib(needed)} needed, {gib(available)} free): running with "
+                 f"{shorter} steps")
+            return replace(params, lbfgs_history=shorter)
+        pairs = shorter
+        needed = job_memory_bytes(width * height, pairs, mixed_precision)
+    raise NotEnoughMemoryError(
+        f"a {width}x{height} px job needs about {gib(needed)} of memory and {gib(available)} "
+        f"are free", fitting_long_side(size, pairs, mixed_precision, available))
+
+
+def job_memory_bytes(pixels: int, pairs: int, mixed_precision: bool) -> int:
+    """The estimated peak of a job whose largest scale has `pixels`, with `pairs` L-BFGS
+    pairs (1 for Adam), above the engine at rest."""
+    dtype = torch.bfloat16 if mixed_precision else torch.float32
+    return pixels * (BYTES_PER_PIXEL[dtype] + pairs * PAIR_BYTES_PER_PIXEL)
+
+
+def fitting_long_side(
+    size: tuple[int, int], pairs: int, mixed_precision: bool, available: int
+) -> int:
+    """The largest long side, at the aspect ratio of `size` (width, height), whose job fits in
+    `available` bytes."""
+    width, height = size
+    pixels = available / job_memory_bytes(1, pairs, mixed_precision)
+    return math.floor(max(width, height) * math.sqrt(pixels / (width * height)))
+
+
+def gib(count: int) -> str:
+    """Bytes for people: GiB with one decimal, MiB under one GiB."""
+    if count < 2**30:
+        return f"{count / 2**20:.0f} MiB"
+    return f"{count / 2**30:.1f} GiB"
