@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import Progress, StyleEngine, StyleParams
+from neural_style_daemon.engine import Progress, StyleEngine, StyleParams, optimize
 from neural_style_daemon.imageio import save_image
 
 ImageMaker = Callable[..., np.ndarray]
@@ -140,6 +140,21 @@ class ProgressLog:
 @pytest.fixture
 def progress_log() -> ProgressLog:
     return ProgressLog()
+
+
+@pytest.fixture
+def lbfgs_histories(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The history length of each optimiser the engine makes (one per scale run), in order:
+    the real optimisers, recorded on their way out."""
+    histories: list[int] = []
+    make_optimizer = optimize.make_optimizer
+
+    def recording(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        histories.append(optimizer.history)
+        return optimizer
+    monkeypatch.setattr(optimize, "make_optimizer", recording)
+    return histories
 
 
 @pytest.fixture(scope="session")

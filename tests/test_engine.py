@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams, optimize
+from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
 from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.optimize import fast_math, shorter_lbfgs_history
@@ -252,16 +252,8 @@ def out_of_memory_at_check(n: int):
 
 
 def test_out_of_memory_runs_that_scale_again_with_a_short_lbfgs_history_and_not_the_ones_before(
-    engine, make_content, make_style, progress_log, monkeypatch
+    engine, make_content, make_style, progress_log, lbfgs_histories
 ):
-    histories = []
-    make_optimizer = optimize.make_optimizer
-
-    def recording_history(*args, **kwargs):
-        optimizer = make_optimizer(*args, **kwargs)
-        histories.append(optimizer.history)
-        return optimizer
-    monkeypatch.setattr(optimize, "make_optimizer", recording_history)
     warnings = []
     job = StyleParams(initial_iterations=2, iterations=2, min_size=32)
     result = engine.stylize(
@@ -273,7 +265,7 @@ def test_out_of_memory_runs_that_scale_again_with_a_short_lbfgs_history_and_not_
     assert [(r.scale, r.iteration) for r in progress_log.reports] == [
         (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 1), (3, 2)]
     assert result.steps == 6
-    assert histories == [20, 20, 20, 5]
+    assert lbfgs_histories == [20, 20, 20, 5]
     assert warnings == ["out of memory at 64 px: retried with a shorter L-BFGS history (5 steps)"]
     assert result.image.shape == (48, 64, 3)
 

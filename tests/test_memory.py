@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neural_style_daemon.engine import StyleParams, optimize, stylize
+from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine.devices import available_memory_bytes
 from neural_style_daemon.engine.memory import (
     NotEnoughMemoryError,
@@ -83,19 +83,11 @@ def test_the_engine_refuses_a_job_too_large_for_the_free_memory_before_any_step(
 
 
 def test_the_engine_runs_a_job_that_fits_only_with_the_short_history_with_it(
-        engine, make_content, make_style, params, monkeypatch):
-    histories = []
-    make_optimizer = optimize.make_optimizer
-
-    def recording_history(*args, **kwargs):
-        optimizer = make_optimizer(*args, **kwargs)
-        histories.append(optimizer.history)
-        return optimizer
-    monkeypatch.setattr(optimize, "make_optimizer", recording_history)
+        engine, make_content, make_style, params, lbfgs_histories, monkeypatch):
     free = job_memory_bytes(64 * 48, 5, engine.model.mixed_precision)
     monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: free)
     warnings = []
     result = engine.stylize(make_content(64, 48), [make_style(32, 32)], params(),
                             on_warning=warnings.append)
-    assert result.steps == 3 and histories == [5]
+    assert result.steps == 3 and lbfgs_histories == [5]
     assert len(warnings) == 1 and "running with 5 steps" in warnings[0]
