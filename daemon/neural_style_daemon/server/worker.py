@@ -173,7 +173,7 @@ class CancelWatch:
 
 
 def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[], bool]:
-    """`check`, but the injected fault oom_at_step: CUDA's out-of-memory error at the `step`-th
+    """`check`, but the injected fault oom_at_step: torch's out-of-memory error at the `step`-th
     step of each of the first `times` attempts, an attempt running from the start or from the
     last such error (the engine's run of a scale again, or the worker's job at a smaller
     size). The error can be built, and raised, on a CPU-only build of torch."""
@@ -241,8 +241,8 @@ class JobRunner:
     def run(self, job: RunJob) -> JobDone | JobFailed:
         """Run the job; out of memory, free what the failed attempt held and retry at smaller
         processing sizes (the result keeps the content's size: the engine resizes it back).
-        The engine has by then run the scale that ran out again with a shorter L-BFGS
-        history, which the smaller sizes keep."""
+        The engine has already tried a shorter L-BFGS history where that could help (on the
+        scale that ran out, or before starting on a CPU): the smaller sizes keep it."""
         watch = CancelWatch(self.conn, job.job_id, ignore=self.config.faults.ignore_cancel)
         check = self._check(watch)
         size = processing_long_side(job.content.width, job.content.height, job.params.size)
