@@ -212,8 +212,11 @@ class _ProgressBar:
         )
         self.bar.update(round(progress.work_done * 1000) - self.bar.n)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, error_type: type | None, *exc: object) -> None:
         if self.bar is not None:
+            # A job that failed before its first step (refused for memory, say) leaves no empty
+            # bar above the error's line.
+            self.bar.leave = not (error_type is not None and self.bar.n == 0)
             self.bar.close()
 
 
