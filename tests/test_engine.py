@@ -18,7 +18,7 @@ from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.optimize import fast_math, shorter_lbfgs_history
 from neural_style_daemon.engine.stylize import _Job, to_tensor
-from neural_style_daemon.errors import InvalidInputError
+from neural_style_daemon.errors import DeviceMemoryError, InvalidInputError
 
 # NTSC RGB -> YIQ, written out here rather than taken from the engine.
 RGB_TO_YIQ = np.array(
@@ -275,9 +275,12 @@ def test_out_of_memory_without_a_longer_history_to_shorten_reaches_the_caller(
     engine, make_content, make_style, params, changes
 ):
     warnings = []
-    with pytest.raises(torch.cuda.OutOfMemoryError):
+    with pytest.raises(DeviceMemoryError) as refused:
         engine.stylize(make_content(37, 29), [make_style(32, 32)], params(**changes),
                        should_cancel=out_of_memory_at_check(2), on_warning=warnings.append)
+    assert str(refused.value) == ("out of memory on cpu at 37 px: try a smaller size, or close "
+                                  "other programs that use memory")
+    assert refused.value.fitting_side is None
     assert warnings == []
 
 

@@ -9,13 +9,13 @@ import torch
 from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine.devices import available_memory_bytes
 from neural_style_daemon.engine.memory import (
-    NotEnoughMemoryError,
     fit_in_memory,
     fitting_long_side,
     gib,
     job_memory_bytes,
 )
 from neural_style_daemon.engine.pyramid import scaled_size
+from neural_style_daemon.errors import DeviceMemoryError
 
 
 def test_the_estimate_grows_with_the_pixels_the_history_and_fp32():
@@ -48,14 +48,15 @@ def test_a_job_that_fits_only_with_the_short_history_gets_it_and_a_warning():
 @pytest.mark.parametrize("params", [StyleParams(), StyleParams(optimizer="adam")])
 def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
     size, available = (4096, 3072), 6 * 2**30
-    with pytest.raises(NotEnoughMemoryError) as refused:
+    with pytest.raises(DeviceMemoryError) as refused:
         fit_in_memory(size, params, True, available, pytest.fail)
     pairs = 5 if params.optimizer.value == "lbfgs" else 1
-    assert str(refused.value) == (
-        f"a 4096x3072 px job needs about {gib(job_memory_bytes(4096 * 3072, pairs, True))} of "
-        f"memory and 6.0 GiB are free")
     side = refused.value.fitting_side
     assert side == fitting_long_side(size, pairs, True, available)
+    assert str(refused.value) == (
+        f"not enough memory at 4096 px: a 4096x3072 px job needs about "
+        f"{gib(job_memory_bytes(4096 * 3072, pairs, True))} and 6.0 GiB are free: a size of "
+        f"{side} px or less would fit")
 
     def needed(long_side: int) -> int:
         width, height = scaled_size(*size, long_side)
@@ -76,7 +77,7 @@ def test_the_engine_refuses_a_job_too_large_for_the_free_memory_before_any_step(
         engine, make_content, make_style, params, progress_log, monkeypatch):
     # The machine's free memory, as the kernel would report it on a small machine.
     monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: 2**20)
-    with pytest.raises(NotEnoughMemoryError, match="a 64x48 px job needs about"):
+    with pytest.raises(DeviceMemoryError, match="a 64x48 px job needs about"):
         engine.stylize(make_content(64, 48), [make_style(32, 32)], params(),
                        on_progress=progress_log)
     assert progress_log.reports == []

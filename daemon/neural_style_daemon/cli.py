@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .errors import DeviceMemoryError, InvalidInputError, StyleTransferError
+from .errors import InvalidInputError, StyleTransferError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -140,12 +140,8 @@ def _run_stylize(args: argparse.Namespace) -> int:
 
 
 def _run_stylize_here(args: argparse.Namespace) -> int:
-    import torch
-
     from .engine import StyleEngine
-    from .engine.memory import NotEnoughMemoryError
-    from .engine.params import MIN_SIDE, Init
-    from .engine.pyramid import processing_long_side
+    from .engine.params import Init
     from .imageio import load_image, output_format, save_image
 
     params = _params_from_args(args)  # bad options fail before anything slow happens
@@ -156,22 +152,9 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     styles = [load_image(path, f"style image {i}") for i, path in enumerate(args.styles, 1)]
     init_image = load_image(Path(args.init), "init image") if params.init is Init.IMAGE else None
     engine = StyleEngine(args.weights, args.device)
-    try:
-        with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
-            result = engine.stylize(content, styles, params, init_image=init_image,
-                                    on_progress=bar.update, should_cancel=interrupt.requested)
-    except torch.OutOfMemoryError as error:
-        height, width = content.shape[:2]
-        size = processing_long_side(width, height, params.size)
-        if isinstance(error, NotEnoughMemoryError):  # the CPU's check, before any work
-            advice = "close other programs"
-            if error.fitting_side >= MIN_SIDE:
-                advice = f"try --size {error.fitting_side} or smaller, or {advice}"
-            raise DeviceMemoryError(
-                f"out of memory on {engine.device} at {size} px: {error}: {advice}") from None
-        raise DeviceMemoryError(
-            f"out of memory on {engine.device} at {size} px: try a smaller --size, or close "
-            f"other programs that use the GPU") from None
+    with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
+        result = engine.stylize(content, styles, params, init_image=init_image,
+                                on_progress=bar.update, should_cancel=interrupt.requested)
     save_image(result.image, args.output)
     if result.cancelled:
         print(f"interrupted: saved the image after {result.steps} steps to {args.output}",

@@ -22,7 +22,12 @@ class DeviceError(StyleTransferError):
 
 class DeviceMemoryError(StyleTransferError):
     """The device ran out of memory for a job, after the engine's own fallback (a shorter
-    L-BFGS history): a smaller size would fit."""
+    L-BFGS history); `fitting_side` is a processing size (long side) that would fit, where it
+    is known (the CPU's check before a job), else None."""
+
+    def __init__(self, message: str, fitting_side: int | None = None) -> None:
+        super().__init__(message)
+        self.fitting_side = fitting_side
 
 
 class DaemonError(StyleTransferError):

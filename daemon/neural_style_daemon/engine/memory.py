@@ -5,7 +5,7 @@ daemon answers with retries). On a Linux CPU memory is overcommitted: the job's 
 all succeed, and the kernel's out-of-memory killer ends the process when the pages are
 touched, minutes into the job. So on the CPU the engine compares an estimate of the job's
 peak with the memory the kernel says is available, and refuses a job that cannot fit with the
-same out-of-memory error, before any work is done.
+error the engine gives for running out (DeviceMemoryError), before any work is done.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import replace
 
 import torch
 
+from ..errors import DeviceMemoryError
 from .optimize import shorter_lbfgs_history
-from .params import Optimizer, StyleParams
+from .params import MIN_SIDE, Optimizer, StyleParams
 
 # Peak bytes per processed pixel of a job's largest scale beyond what the engine holds at rest,
 # with no L-BFGS history, on the CPU (bf16 under autocast, or fp32): the evaluation's
@@ -31,21 +32,12 @@ BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
 
 
-class NotEnoughMemoryError(torch.OutOfMemoryError):
-    """A job whose estimated peak exceeds the memory available for it; `fitting_side` is the
-    processing size (long side) that would fit, 0 if none would."""
-
-    def __init__(self, message: str, fitting_side: int) -> None:
-        super().__init__(message)
-        self.fitting_side = fitting_side
-
-
 def fit_in_memory(
     size: tuple[int, int], params: StyleParams, mixed_precision: bool, available: int,
     warn: Callable[[str], None],
 ) -> StyleParams:
     """`params` for a job whose largest scale is `size` (width, height), with the short L-BFGS
-    history (and a warning) where only that fits in `available` bytes; NotEnoughMemoryError
+    history (and a warning) where only that fits in `available` bytes; DeviceMemoryError
     where neither does."""
     width, height = size
     pairs = params.lbfgs_history if params.optimizer is Optimizer.LBFGS else 1
@@ -61,9 +53,11 @@ def fit_in_memory(
             return replace(params, lbfgs_history=shorter)
         pairs = shorter
         needed = job_memory_bytes(width * height, pairs, mixed_precision)
-    raise NotEnoughMemoryError(
-        f"a {width}x{height} px job needs about {gib(needed)} of memory and {gib(available)} "
-        f"are free", fitting_long_side(size, pairs, mixed_precision, available))
+    fits = fitting_long_side(size, pairs, mixed_precision, available)
+    advice = f"a size of {fits} px or less would fit" if fits >= MIN_SIDE else "close programs"
+    raise DeviceMemoryError(
+        f"not enough memory at {max(size)} px: a {width}x{height} px job needs about "
+        f"{gib(needed)} and {gib(available)} are free: {advice}", fits)
 
 
 def job_memory_bytes(pixels: int, pairs: int, mixed_precision: bool) -> int:

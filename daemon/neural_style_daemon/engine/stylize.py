@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidInputError
+from ..errors import DeviceMemoryError, InvalidInputError
 from . import color
 from .cache import TargetCache, image_digest
 from .devices import (
@@ -152,7 +152,7 @@ class StyleEngine:
     ) -> StylizeResult:
         """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4).
         What the job had to change to finish (a scale run again after running out of memory)
-        goes to `on_warning`, else to this module's log."""
+        goes to `on_warning`, else to this module's log; out of memory still, DeviceMemoryError."""
         params = params or StyleParams()
         _check_image(content, "content image")
         for i, style in enumerate(styles, start=1):
@@ -168,7 +168,13 @@ class StyleEngine:
             raise InvalidInputError("init 'image' needs an init image")
         job = _Job(self, content, styles, blend, params, init_image, on_progress, should_cancel,
                    on_warning)
-        return job.run()
+        try:
+            return job.run()
+        except torch.OutOfMemoryError:
+            users = "the GPU" if self.device.type == "cuda" else "memory"
+            raise DeviceMemoryError(
+                f"out of memory on {self.device} at {max(job.sizes[-1])} px: try a smaller "
+                f"size, or close other programs that use {users}") from None
 
 
 def _check_image(array: np.ndarray, what: str) -> None:

@@ -31,7 +31,7 @@ from ..engine.devices import free_unused_memory, release_free_heap
 from ..engine.optimize import shorter_lbfgs_history
 from ..engine.params import MIN_SIDE, StyleParams
 from ..engine.pyramid import processing_long_side
-from ..errors import InvalidInputError, StyleTransferError
+from ..errors import DeviceMemoryError, InvalidInputError, StyleTransferError
 from ..imageio import load_image
 from .events import (
     CancelJob,
@@ -296,8 +296,8 @@ class JobRunner:
             return self._stylize(job, params, check, warn)
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
-        except torch.OutOfMemoryError:  # CUDA's, or the CPU's check (engine/memory.py)
-            return JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, "out of memory")
+        except DeviceMemoryError as error:  # after the engine's own fallback
+            return JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, str(error))
         except StyleTransferError as error:
             return JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))
         except _BROKER_GONE:
