@@ -54,7 +54,9 @@ def fit_in_memory(
         pairs = shorter
         needed = job_memory_bytes(width * height, pairs, mixed_precision)
     fits = fitting_long_side(size, pairs, mixed_precision, available)
-    advice = f"a size of {fits} px or less would fit" if fits >= MIN_SIDE else "close programs"
+    advice = "close other programs that use memory"
+    if fits >= MIN_SIDE:
+        advice = f"a size of {fits} px or less would fit"
     raise DeviceMemoryError(
         f"not enough memory at {max(size)} px: a {width}x{height} px job needs about "
         f"{gib(needed)} and {gib(available)} are free: {advice}", fits)
