@@ -5,6 +5,7 @@ torch."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import subprocess
 import sys
 from dataclasses import fields
@@ -12,12 +13,16 @@ from dataclasses import fields
 import numpy as np
 import pytest
 import torch
+from daemon_support import content_image, style_png
 from PIL import Image
 
-from neural_style_daemon.engine import Progress, StyleParams
+from neural_style_daemon.engine import Progress, StyleParams, stylize
+from neural_style_daemon.engine.memory import job_memory_bytes
 from neural_style_daemon.errors import InvalidInputError
+from neural_style_daemon.server.events import JobDone, RunJob, WorkerConfig
 from neural_style_daemon.server.job_params import to_style_params
 from neural_style_daemon.server.worker import (
+    JobRunner,
     RateLimit,
     StyleCache,
     fail_at_step,
@@ -125,3 +130,26 @@ def test_out_of_memory_retries_halve_the_pixels_down_to_the_floor() -> None:
         sizes.append(size)
     assert sizes == [1448, 1023, 723, 511, 361, 256]
     assert retry_size(200, 256) is None
+
+
+def test_out_of_memory_retries_at_the_size_the_engine_reckoned_would_fit() -> None:
+    assert retry_size(6000, 256, fitting=3882) == 3882
+    assert retry_size(6000, 256, fitting=6000) == 4242  # none smaller given: half the pixels
+    assert retry_size(6000, 256, fitting=100) == 256  # never under the floor
+
+
+def test_a_cpu_job_too_large_for_the_free_memory_runs_at_the_largest_size_that_fits(
+        engine, monkeypatch) -> None:
+    # The free memory of a small machine, as the kernel would report it: enough for the job
+    # at 40 x 30 px with the short L-BFGS history, and a tenth to spare.
+    free = int(job_memory_bytes(40 * 30, 5, engine.model.mixed_precision) / 0.9) + 1
+    monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: free)
+    ours, theirs = multiprocessing.Pipe()
+    runner = JobRunner(engine, theirs, WorkerConfig(oom_min_size=16))
+    content, _ = content_image(64, 48)
+    done = runner.run(RunJob("too-large", content, (style_png(),), JobParams(iterations=3)))
+    assert isinstance(done, JobDone), done
+    assert done.warnings == ("out of memory at 64 px: retried at 40 px",)
+    assert (done.image.width, done.image.height) == (64, 48)  # the content's size
+    assert done.steps == 3
+    ours.close()

@@ -61,7 +61,8 @@ def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
     def needed(long_side: int) -> int:
         width, height = scaled_size(*size, long_side)
         return job_memory_bytes(width * height, pairs, True)
-    assert needed(side) <= available < needed(side + 2)
+    # The largest that fits in nine tenths of the free memory: what is free moves.
+    assert needed(side) <= 0.9 * available < needed(side + 2)
 
 
 def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_elsewhere():

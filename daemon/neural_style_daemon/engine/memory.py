@@ -30,6 +30,10 @@ BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
 # Each L-BFGS pair holds two fp32 image vectors (s and y) on the CPU; Adam's two moments
 # are as large as one pair.
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
+# The size offered as one that would fit leaves this share of the free memory to spare: what
+# is free moves (the next attempt's own copies of the images, other programs), and a daemon's
+# retry at the size that exactly fitted was refused again (docs/benchmarks.md).
+FITTING_SHARE = 0.9
 
 
 def fit_in_memory(
@@ -73,9 +77,9 @@ def fitting_long_side(
     size: tuple[int, int], pairs: int, mixed_precision: bool, available: int
 ) -> int:
     """The largest long side, at the aspect ratio of `size` (width, height), whose job fits in
-    `available` bytes."""
+    FITTING_SHARE of `available` bytes."""
     width, height = size
-    pixels = available / job_memory_bytes(1, pairs, mixed_precision)
+    pixels = FITTING_SHARE * available / job_memory_bytes(1, pairs, mixed_precision)
     return math.floor(max(width, height) * math.sqrt(pixels / (width * height)))
 
 

@@ -189,12 +189,15 @@ def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[
     return check_or_fail
 
 
-def retry_size(size: int, floor: int) -> int | None:
-    """The processing size to retry at after running out of memory at `size`: a half of the
-    pixels (the long side over sqrt 2), not under `floor`; None when `size` is the floor."""
+def retry_size(size: int, floor: int, fitting: int | None = None) -> int | None:
+    """The processing size to retry at after running out of memory at `size`: `fitting`, the
+    size the engine reckoned would fit (the CPU's check), where it gave one under `size`, else
+    half the pixels (the long side over sqrt 2); not under `floor`; None when `size` is the
+    floor."""
     if size <= floor:
         return None
-    return max(floor, int(size / math.sqrt(2)))
+    smaller = fitting if fitting is not None and fitting < size else int(size / math.sqrt(2))
+    return max(floor, smaller)
 
 
 def progress_event(job_id: str, progress: Progress) -> JobProgress:
@@ -256,13 +259,17 @@ class JobRunner:
             warnings.append(message)
             log.warning("job %s: %s", job.job_id, message)
 
+        fitting_tried = False  # the size the engine reckoned would fit: tried once at most
         while True:
-            outcome = self._attempt(job, size, history, check, warn)
-            if not (isinstance(outcome, JobFailed) and outcome.code is ErrorCode.OUT_OF_MEMORY):
+            try:
+                outcome = self._attempt(job, size, history, check, warn)
                 break
+            except DeviceMemoryError as error:
+                fitting = None if fitting_tried else error.fitting_side
             # Here, outside the except block whose frames held the failed attempt's tensors.
             free_unused_memory(self.engine.device)
-            smaller = retry_size(size, self.config.oom_min_size)
+            smaller = retry_size(size, self.config.oom_min_size, fitting)
+            fitting_tried = fitting_tried or fitting is not None
             if smaller is None or watch.cancelled:
                 users = "use the GPU" if self.engine.device.type == "cuda" else "use memory"
                 outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, (
@@ -289,6 +296,8 @@ class JobRunner:
 
     def _attempt(self, job: RunJob, size: int, history: int | None,
                  check: Callable[[], bool], warn: Callable[[str], None]) -> JobDone | JobFailed:
+        """One run of the job at `size`; a bad input or a bug becomes a JobFailed, running out
+        of memory a DeviceMemoryError."""
         try:
             params = replace(to_style_params(job.params), size=size)
             if history is not None:
@@ -296,8 +305,8 @@ class JobRunner:
             return self._stylize(job, params, check, warn)
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_PARAM, str(error))
-        except DeviceMemoryError as error:  # after the engine's own fallback
-            return JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, str(error))
+        except DeviceMemoryError:
+            raise  # for `run` to retry smaller
         except StyleTransferError as error:
             return JobFailed(job.job_id, ErrorCode.INTERNAL, str(error))
         except _BROKER_GONE:
