@@ -243,9 +243,10 @@ class JobRunner:
 
     def run(self, job: RunJob) -> JobDone | JobFailed:
         """Run the job; out of memory, free what the failed attempt held and retry at smaller
-        processing sizes (the result keeps the content's size: the engine resizes it back).
-        The engine has already tried a shorter L-BFGS history where that could help (on the
-        scale that ran out, or before starting on a CPU): the smaller sizes keep it."""
+        processing sizes (`retry_size`; the result keeps the content's size: the engine
+        resizes it back). The engine has already tried a shorter L-BFGS history where that
+        could help (on the scale that ran out, or before starting on a CPU): the smaller sizes
+        keep it."""
         watch = CancelWatch(self.conn, job.job_id, ignore=self.config.faults.ignore_cancel)
         check = self._check(watch)
         size = processing_long_side(job.content.width, job.content.height, job.params.size)
