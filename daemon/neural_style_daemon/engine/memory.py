@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import DeviceMemoryError
-from .optimize import shorter_lbfgs_history
+from .optimize import lbfgs_history, shorter_lbfgs_history
 from .params import MIN_SIDE, Optimizer, StyleParams
 
 # Peak bytes per processed pixel of a job's largest scale beyond what the engine holds at rest,
@@ -44,19 +44,20 @@ def fit_in_memory(
     history (and a warning) where only that fits in `available` bytes; DeviceMemoryError
     where neither does."""
     width, height = size
-    pairs = params.lbfgs_history if params.optimizer is Optimizer.LBFGS else 1
+    image = torch.empty(1, 3, height, width, device="meta")  # a shape, for the optimiser's cap
+    pairs = lbfgs_history(image, params.lbfgs_history) if params.optimizer is Optimizer.LBFGS else 1
     needed = job_memory_bytes(width * height, pairs, mixed_precision)
     if needed <= available:
         return params
     shorter = shorter_lbfgs_history(params)
-    if shorter is not None:
-        if job_memory_bytes(width * height, shorter, mixed_precision) <= available:
+    short_pairs = pairs if shorter is None else lbfgs_history(image, shorter)
+    if short_pairs < pairs:
+        if job_memory_bytes(width * height, short_pairs, mixed_precision) <= available:
             warn(f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
                  f"(about {gib(needed)} needed, {gib(available)} free): running with "
-                 f"{shorter} steps")
-            return replace(params, lbfgs_history=shorter)
-        pairs = shorter
-        needed = job_memory_bytes(width * height, pairs, mixed_precision)
+                 f"{short_pairs} steps")
+            return replace(params, lbfgs_history=short_pairs)
+        pairs, needed = short_pairs, job_memory_bytes(width * height, short_pairs, mixed_precision)
     fits = fitting_long_side(size, pairs, mixed_precision, available)
     advice = "close other programs that use memory"
     if fits >= MIN_SIDE:
