@@ -153,6 +153,7 @@ def lbfgs_histories(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         optimizer = make_optimizer(*args, **kwargs)
         histories.append(optimizer.history)
         return optimizer
+
     monkeypatch.setattr(optimize, "make_optimizer", recording)
     return histories
 

@@ -41,8 +41,9 @@ def daemon_env(runtime: Path) -> dict[str, str]:
     return env
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.05) -> object:
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> object:
     """Poll `condition` until it returns something true; AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -64,12 +65,25 @@ class DaemonProcess:
         self.connection_file = self.folder / "daemon.json"
         self.log_file = self.folder / "daemon.log"
         self.stderr_path = runtime / "serve.stderr"
-        command = [sys.executable, "-m", "neural_style_daemon.cli", "serve", "--weights",
-                   "random", "--device", "cpu", *options]
+        command = [
+            sys.executable,
+            "-m",
+            "neural_style_daemon.cli",
+            "serve",
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            *options,
+        ]
         with open(self.stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(command, env=daemon_env(runtime),
-                                            stdin=subprocess.DEVNULL, stdout=stderr,
-                                            stderr=stderr)
+            self.process = subprocess.Popen(
+                command,
+                env=daemon_env(runtime),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+            )
 
     @property
     def pid(self) -> int:
@@ -86,10 +100,12 @@ class DaemonProcess:
 
     def wait_listening(self, timeout: float = READY_TIMEOUT) -> None:
         """Until the connection file names this process and it answers a ping."""
+
         def listening() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.process.returncode}):\n"
-                                     f"{self.stderr()}")
+                raise AssertionError(
+                    f"the daemon exited ({self.process.returncode}):\n{self.stderr()}"
+                )
             try:
                 if self.info().pid != self.pid:
                     return False
@@ -98,16 +114,19 @@ class DaemonProcess:
             except (OSError, ValueError, ClientError, ConnectionFileError):
                 return False
             return True
+
         wait_until(listening, timeout, "the daemon to listen")
 
-    def wait_worker(self, state: WorkerState = WorkerState.IDLE,
-                    timeout: float = READY_TIMEOUT) -> StatusReply:
+    def wait_worker(
+        self, state: WorkerState = WorkerState.IDLE, timeout: float = READY_TIMEOUT
+    ) -> StatusReply:
         with self.client() as client:
+
             def reached() -> StatusReply | None:
                 reply = client.status()
                 return reply if reply.worker_state is state else None
-            return wait_until(reached, timeout, f"the worker to be {state.value}",
-                              interval=0.1)  # type: ignore[return-value]
+
+            return wait_until(reached, timeout, f"the worker to be {state.value}", interval=0.1)  # type: ignore[return-value]
 
     def worker_pid(self) -> int:
         """The spawned worker: the child of the daemon whose command line is multiprocessing's."""
@@ -129,8 +148,9 @@ class DaemonProcess:
 
 
 @contextmanager
-def running_daemon(runtime: Path, *options: str,
-                   idle_worker: bool = False) -> Iterator[DaemonProcess]:
+def running_daemon(
+    runtime: Path, *options: str, idle_worker: bool = False
+) -> Iterator[DaemonProcess]:
     """A daemon that answers (with its worker idle, if asked), stopped afterwards: an exit
     code other than 0 fails the test, with the daemon's stderr."""
     process = DaemonProcess(runtime, *options)
@@ -163,8 +183,9 @@ def content_image(width: int = 40, height: int = 32, seed: int = 0) -> tuple[Raw
     """An RGBA content image with a varied alpha channel, as sent and as an array."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, rng.integers(0, 256, (height, width))],
-                   axis=-1)
+    rgb = np.stack(
+        [x * 255 // width, y * 255 // height, rng.integers(0, 256, (height, width))], axis=-1
+    )
     alpha = rng.integers(0, 256, (height, width))
     pixels = np.dstack([rgb, alpha]).astype(np.uint8)
     return RawImage(pixels.tobytes(), width, height, 4), pixels
@@ -174,8 +195,9 @@ def style_png(width: int = 48, height: int = 48, seed: int = 1) -> bytes:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
     stripes = ((x + y) // 4 % 2)[..., None] * np.array([200, -150, 30])
-    pixels = np.clip(np.array([30, 180, 120]) + stripes + rng.normal(0, 10, (height, width, 3)),
-                     0, 255).astype(np.uint8)
+    pixels = np.clip(
+        np.array([30, 180, 120]) + stripes + rng.normal(0, 10, (height, width, 3)), 0, 255
+    ).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()

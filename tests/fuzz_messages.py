@@ -21,14 +21,29 @@ Frames = list[bytes]
 
 FUZZ_JOB = "fuzz-job"
 # The client's message types, and made-up ones; never "shutdown".
-HEADER_TYPES = ["ping", "status", "cancel", "submit", "pong", "result", "error", "accepted",
-                "progress", "status_reply", "", "PING", "shutdown\x00", "submit "]
+HEADER_TYPES = [
+    "ping",
+    "status",
+    "cancel",
+    "submit",
+    "pong",
+    "result",
+    "error",
+    "accepted",
+    "progress",
+    "status_reply",
+    "",
+    "PING",
+    "shutdown\x00",
+    "submit ",
+]
 HEADER_KEYS = ["version", "type", "msg_id", "session", "time", "parent_id", "extra"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=16,
 )
 # A small, valid style (the daemon decodes the styles of valid jobs).
@@ -37,8 +52,12 @@ STYLE = style_png(16, 16)
 
 def base_messages() -> list[Message]:
     """Valid client messages to start from (a fresh signature each time they are sent)."""
-    return [Ping(), StatusRequest(), Cancel(FUZZ_JOB),
-            Submit(FUZZ_JOB, content_image(20, 16)[0], (STYLE,), QUICK)]
+    return [
+        Ping(),
+        StatusRequest(),
+        Cancel(FUZZ_JOB),
+        Submit(FUZZ_JOB, content_image(20, 16)[0], (STYLE,), QUICK),
+    ]
 
 
 def _as_bytes(frames: list) -> Frames:
@@ -64,6 +83,7 @@ def _set(name: str, value: object, delete: bool) -> Callable[[dict], None]:
             obj.pop(name, None)
         else:
             obj[name] = value
+
     return edit
 
 
@@ -72,32 +92,56 @@ def messages(key: bytes) -> st.SearchStrategy[Frames]:
     index = st.integers(0, len(base_messages()) - 1)
     raw = st.lists(st.binary(max_size=64), min_size=1, max_size=20)
     after_delimiter = st.lists(st.binary(max_size=64), max_size=8).map(
-        lambda frames: [DELIMITER, *frames])
+        lambda frames: [DELIMITER, *frames]
+    )
     signed_json = st.builds(
-        lambda header, content, buffers: _resign(key, json.dumps(header).encode(),
-                                                 json.dumps(content).encode(), buffers),
-        json_values, json_values, st.lists(st.binary(max_size=32), max_size=3))
+        lambda header, content, buffers: _resign(
+            key, json.dumps(header).encode(), json.dumps(content).encode(), buffers
+        ),
+        json_values,
+        json_values,
+        st.lists(st.binary(max_size=32), max_size=3),
+    )
     body_value = st.builds(
-        lambda i, name, value, delete: _edit(key, base_messages()[i], 3, _set(name, value,
-                                                                              delete)),
-        index, st.sampled_from(["job_id", "content", "styles", "params", "extra"]),
-        json_values, st.booleans())
+        lambda i, name, value, delete: _edit(key, base_messages()[i], 3, _set(name, value, delete)),
+        index,
+        st.sampled_from(["job_id", "content", "styles", "params", "extra"]),
+        json_values,
+        st.booleans(),
+    )
     param_value = st.builds(
-        lambda name, value, delete: _edit(key, base_messages()[3], 3,
-                                          lambda body: _set(name, value, delete)(body["params"])),
-        st.sampled_from([*JobParams().to_wire(), "extra"]), json_values, st.booleans())
+        lambda name, value, delete: _edit(
+            key, base_messages()[3], 3, lambda body: _set(name, value, delete)(body["params"])
+        ),
+        st.sampled_from([*JobParams().to_wire(), "extra"]),
+        json_values,
+        st.booleans(),
+    )
     header_value = st.builds(
-        lambda i, name, value, delete: _edit(key, base_messages()[i], 2, _set(name, value,
-                                                                              delete)),
-        index, st.sampled_from(HEADER_KEYS),
-        (st.sampled_from(HEADER_TYPES) | json_values).map(_not_shutdown), st.booleans())
-    flipped = st.builds(_flip_bit(key), index, st.integers(0, 7), st.integers(0, 2**16),
-                        st.integers(0, 7))
+        lambda i, name, value, delete: _edit(key, base_messages()[i], 2, _set(name, value, delete)),
+        index,
+        st.sampled_from(HEADER_KEYS),
+        (st.sampled_from(HEADER_TYPES) | json_values).map(_not_shutdown),
+        st.booleans(),
+    )
+    flipped = st.builds(
+        _flip_bit(key), index, st.integers(0, 7), st.integers(0, 2**16), st.integers(0, 7)
+    )
     extra_frames = st.builds(
         lambda i, frames: [*_as_bytes(serialize(base_messages()[i], key)), *frames],
-        index, st.lists(st.binary(max_size=16), min_size=1, max_size=16))
-    return st.one_of(raw, after_delimiter, signed_json, body_value, param_value, header_value,
-                     flipped, extra_frames)
+        index,
+        st.lists(st.binary(max_size=16), min_size=1, max_size=16),
+    )
+    return st.one_of(
+        raw,
+        after_delimiter,
+        signed_json,
+        body_value,
+        param_value,
+        header_value,
+        flipped,
+        extra_frames,
+    )
 
 
 def _not_shutdown(value: object) -> object:
@@ -115,4 +159,5 @@ def _flip_bit(key: bytes) -> Callable[[int, int, int, int], Frames]:
             data[position % len(data)] ^= 1 << bit
         frames[target] = bytes(data)
         return frames
+
     return flip

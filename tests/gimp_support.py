@@ -62,8 +62,14 @@ class Gimp3:
                     subprocess.run(["umount", "-l", str(target)])  # busy: detach it anyway
 
     def command(self, argv: list[str], env: dict[str, str]) -> list[str]:
-        clean = ["/usr/bin/env", "-i", f"PATH={_PATH}", "LANG=C.UTF-8",
-                 *(f"{key}={value}" for key, value in env.items()), *argv]
+        clean = [
+            "/usr/bin/env",
+            "-i",
+            f"PATH={_PATH}",
+            "LANG=C.UTF-8",
+            *(f"{key}={value}" for key, value in env.items()),
+            *argv,
+        ]
         return clean if self.root == Path("/") else ["chroot", str(self.root), *clean]
 
 
@@ -72,8 +78,9 @@ def setup_gimp3() -> tuple[Gimp3 | None, str]:
     if sys.platform != "linux" or os.geteuid() != 0:
         return None, "the GIMP 3 tests need Linux and root (debootstrap, chroot, apt-get)"
     try:
-        done = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True,
-                              timeout=SETUP_TIMEOUT)
+        done = subprocess.run(
+            ["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=SETUP_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         return None, f"setting up GIMP 3 took over {SETUP_TIMEOUT} s"
     if done.returncode != 0:
@@ -112,8 +119,18 @@ class GimpWorkspace:
         """`neural-style install-gimp-plugin` into this HOME's GIMP folder, as a user would."""
         from neural_style_daemon.cli import main
 
-        assert main(["install-gimp-plugin", "--gimp-dir", str(self.gimp_dir),
-                     "--gimp-python", self.gimp.python()]) == 0
+        assert (
+            main(
+                [
+                    "install-gimp-plugin",
+                    "--gimp-dir",
+                    str(self.gimp_dir),
+                    "--gimp-python",
+                    self.gimp.python(),
+                ]
+            )
+            == 0
+        )
 
     @property
     def gimp_dir(self) -> Path:
@@ -129,27 +146,47 @@ class GimpWorkspace:
         path.write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
         return self.gimp.inside(path)
 
-    def batch_command(self, code: str, runtime: Path | None = None,
-                      display: str | None = None) -> list[str]:
+    def batch_command(
+        self, code: str, runtime: Path | None = None, display: str | None = None
+    ) -> list[str]:
         """GIMP running `code` (Python, with batch_helpers' names imported and FOLDER set), then
         quitting: gimp-console-3.0, or the full GIMP on `display`. A failing batch exits 64."""
         script = self.folder / f"batch-{uuid.uuid4().hex[:8]}.py"
         inside = self.gimp.inside(self.folder)
-        script.write_text(f"import sys\nsys.path.insert(0, {inside!r})\n"
-                          f"from batch_helpers import *\nFOLDER = {inside!r}\n{code}\n")
-        env = {"HOME": self.gimp.inside(self.home),
-               "XDG_RUNTIME_DIR": self.gimp.inside(runtime or self.runtime)}
+        script.write_text(
+            f"import sys\nsys.path.insert(0, {inside!r})\n"
+            f"from batch_helpers import *\nFOLDER = {inside!r}\n{code}\n"
+        )
+        env = {
+            "HOME": self.gimp.inside(self.home),
+            "XDG_RUNTIME_DIR": self.gimp.inside(runtime or self.runtime),
+        }
         gimp = ["gimp-console-3.0", "-i"]
         if display is not None:
             env["DISPLAY"], gimp = display, ["gimp-3.0"]
-        return self.gimp.command([*gimp, "-d", "-f", "--batch-interpreter=python-fu-eval", "-b",
-                                  f"exec(open({self.gimp.inside(script)!r}).read())", "--quit"],
-                                 env)
+        return self.gimp.command(
+            [
+                *gimp,
+                "-d",
+                "-f",
+                "--batch-interpreter=python-fu-eval",
+                "-b",
+                f"exec(open({self.gimp.inside(script)!r}).read())",
+                "--quit",
+            ],
+            env,
+        )
 
-    def run_batch(self, code: str, runtime: Path | None = None,
-                  timeout: float = GIMP_TIMEOUT) -> subprocess.CompletedProcess:
-        return subprocess.run(self.batch_command(code, runtime), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+    def run_batch(
+        self, code: str, runtime: Path | None = None, timeout: float = GIMP_TIMEOUT
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.batch_command(code, runtime),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def report(self) -> dict:
         return json.loads((self.folder / "report.json").read_text())
@@ -159,12 +196,14 @@ class GimpWorkspace:
         facts = json.loads((self.folder / f"{tag}.json").read_text())
         for index, layer in enumerate(facts):
             raw = (self.folder / f"{tag}.{index}.raw").read_bytes()
-            layer["pixels"] = np.frombuffer(raw, np.uint8).reshape(layer["height"],
-                                                                   layer["width"], 4)
+            layer["pixels"] = np.frombuffer(raw, np.uint8).reshape(
+                layer["height"], layer["width"], 4
+            )
             mask = self.folder / f"{tag}.{index}.raw.mask"
             if mask.exists():
                 layer["mask_pixels"] = np.frombuffer(mask.read_bytes(), np.uint8).reshape(
-                    layer["height"], layer["width"])
+                    layer["height"], layer["width"]
+                )
         return facts
 
     def composite(self, tag: str, width: int, height: int) -> np.ndarray:
@@ -196,24 +235,38 @@ class VirtualScreen:
         number = next(n for n in range(90, 200) if not (sockets / f"X{n}").exists())
         self.display = f":{number}"
         self.process = subprocess.Popen(
-            gimp.command(["Xvfb", self.display, "-screen", "0", "1280x900x24", "-nolisten",
-                          "tcp"], {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gimp.command(
+                ["Xvfb", self.display, "-screen", "0", "1280x900x24", "-nolisten", "tcp"], {}
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(lambda: (sockets / f"X{number}").exists(), 30, "Xvfb to start", interval=0.2)
 
     def run(self, *argv: str) -> str:
-        done = subprocess.run(self.gimp.command(list(argv), {"DISPLAY": self.display}),
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            self.gimp.command(list(argv), {"DISPLAY": self.display}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return done.stdout if done.returncode == 0 else ""
 
     def window(self, name: str, timeout: float) -> str:
         """The id of the first window whose title matches the regular expression `name`."""
-        found = wait_until(lambda: self.run("xdotool", "search", "--name", name).split(),
-                         timeout, f"a window named {name!r}", interval=0.2)
+        found = wait_until(
+            lambda: self.run("xdotool", "search", "--name", name).split(),
+            timeout,
+            f"a window named {name!r}",
+            interval=0.2,
+        )
         return found[0]
 
     def size(self, window: str) -> tuple[int, int]:
-        shell = dict(line.split("=", 1) for line in
-                     self.run("xdotool", "getwindowgeometry", "--shell", window).split())
+        shell = dict(
+            line.split("=", 1)
+            for line in self.run("xdotool", "getwindowgeometry", "--shell", window).split()
+        )
         return int(shell["WIDTH"]), int(shell["HEIGHT"])
 
     def click(self, window: str, x: int, y: int) -> None:
@@ -230,4 +283,3 @@ class VirtualScreen:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
-

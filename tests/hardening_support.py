@@ -20,8 +20,10 @@ from neural_style_protocol.messages import Result
 FULL_ENV = "NEURAL_STYLE_FULL_HARDENING"
 FULL = os.environ.get(FULL_ENV, "") == "1"
 PING_BOUND = 1.0  # seconds: the issue's bound on a ping answered during faults and load
-HTTP_POST = (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-             b"Content-Length: 8\r\n\r\nshutdown")
+HTTP_POST = (
+    b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 8\r\n\r\nshutdown"
+)
 
 
 def scaled(reduced: int, full: int) -> int:
@@ -43,8 +45,7 @@ class PingMonitor(threading.Thread):
     """Pings the daemon every `interval` seconds from its own client until stopped; the
     slowest round trip, and each ping that got no answer within `timeout`, are kept."""
 
-    def __init__(self, daemon: DaemonProcess, interval: float = 0.05,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, daemon: DaemonProcess, interval: float = 0.05, timeout: float = 5.0) -> None:
         super().__init__(name="ping-monitor", daemon=True)
         self.info = daemon.info()
         self.interval, self.timeout = interval, timeout
@@ -96,7 +97,7 @@ def assert_served(daemon: DaemonProcess, job_id: str) -> None:
 
 def raw_tcp(info: ConnectionInfo, payload: bytes) -> bytes:
     """Send bytes on a plain TCP connection; what came back before the daemon hung up."""
-    host, port = info.endpoint[len("tcp://"):].rsplit(":", 1)
+    host, port = info.endpoint[len("tcp://") :].rsplit(":", 1)
     answer = b""
     with sockets.create_connection((host, int(port)), timeout=5.0) as peer:
         peer.sendall(payload)

@@ -23,8 +23,13 @@ from neural_style_daemon.engine.optimize import Objective, layer_features, layer
 from neural_style_daemon.engine.stylize import to_tensor
 
 REQUIRED_KEYS = {
-    "size", "ms_per_iter", "naive_ms_per_iter", "seconds_to_naive_loss", "naive_seconds",
-    "speedup", "peak_mem_mb",
+    "size",
+    "ms_per_iter",
+    "naive_ms_per_iter",
+    "seconds_to_naive_loss",
+    "naive_seconds",
+    "speedup",
+    "peak_mem_mb",
 }
 
 
@@ -36,10 +41,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_json_reports_one_consistent_row_per_size(image_files, capsys):
     content, style = image_files
-    args = parse([
-        "--device", "cpu", "--weights", "random", "--sizes", "64", "--naive-iterations", "8",
-        "--preset", "draft", "--content", str(content), "--style", str(style), "--json",
-    ])
+    args = parse(
+        [
+            "--device",
+            "cpu",
+            "--weights",
+            "random",
+            "--sizes",
+            "64",
+            "--naive-iterations",
+            "8",
+            "--preset",
+            "draft",
+            "--content",
+            str(content),
+            "--style",
+            str(style),
+            "--json",
+        ]
+    )
     assert run_from_args(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1
@@ -65,11 +85,28 @@ def test_json_reports_one_consistent_row_per_size(image_files, capsys):
 
 def test_table_names_the_comparison(image_files, capsys):
     content, style = image_files
-    args = parse([
-        "--device", "cpu", "--weights", "random", "--sizes", "48", "--naive-iterations", "3",
-        "--naive-arch", "vgg16", "--preset", "draft", "--content", str(content),
-        "--style", str(style), "--engine-precision", "fp32",
-    ])
+    args = parse(
+        [
+            "--device",
+            "cpu",
+            "--weights",
+            "random",
+            "--sizes",
+            "48",
+            "--naive-iterations",
+            "3",
+            "--naive-arch",
+            "vgg16",
+            "--preset",
+            "draft",
+            "--content",
+            str(content),
+            "--style",
+            str(style),
+            "--engine-precision",
+            "fp32",
+        ]
+    )
     assert run_from_args(args) == 0
     out = capsys.readouterr().out
     assert "naive: VGG16" in out and "| speedup |" in out
@@ -103,16 +140,18 @@ def test_matched_weights_make_the_engine_objective_a_multiple_of_the_reference(
         assert math.isfinite(engine_total) and engine_total > 0
 
 
-def test_engine_arm_counts_steps_between_spaced_reads(make_content, make_style, engine,
-                                                      monkeypatch):
+def test_engine_arm_counts_steps_between_spaced_reads(
+    make_content, make_style, engine, monkeypatch
+):
     """With the loss read every third step (as on CUDA), the arm still counts
     every step and times each output-size step after the first report."""
     monkeypatch.setattr(engine, "steps_between_reads", 3)
     content, style = make_content(48, 40), make_style(48, 48)
     reference = ReferenceLoss(engine.model, content, style)
     params = StyleParams(iterations=8, min_size=512, **matched_weights(reference))
-    run = engine_arm.run_engine(engine, content, style, params, reference, target=0.0,
-                                stop_at_target=False)
+    run = engine_arm.run_engine(
+        engine, content, style, params, reference, target=0.0, stop_at_target=False
+    )
     assert run.steps == 8
     assert [s.step for s in run.snapshots] == [3, 6, 8]
     assert len(run.output_step_seconds) == 8 - 3 and min(run.output_step_seconds) > 0

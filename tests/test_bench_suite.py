@@ -53,9 +53,27 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
     content, style = image_files
     out_dir = tmp_path / "out"
     cache_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    args = parse(["--suite", "gpu", "--smoke", "--device", "cpu", "--weights", "random",
-                  "--compile-backend", "aot_eager", "--large-size", "96", "--content",
-                  str(content), "--style", str(style), "--out", str(out_dir)])
+    args = parse(
+        [
+            "--suite",
+            "gpu",
+            "--smoke",
+            "--device",
+            "cpu",
+            "--weights",
+            "random",
+            "--compile-backend",
+            "aot_eager",
+            "--large-size",
+            "96",
+            "--content",
+            str(content),
+            "--style",
+            str(style),
+            "--out",
+            str(out_dir),
+        ]
+    )
     assert run_from_args(args) == 0
     out = capsys.readouterr().out
     blob = json_blob(out)
@@ -101,8 +119,11 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
     assert blob["daemon_load_seconds"] >= blob["daemon_start_seconds"] > 0
     jobs = blob["jobs"]
     assert [j["job"] for j in jobs] == [
-        "warm-up (content mirrored)", "first job with this content", "repeat (targets cached)",
-        "another size (the content's left three quarters)"]
+        "warm-up (content mirrored)",
+        "first job with this content",
+        "repeat (targets cached)",
+        "another size (the content's left three quarters)",
+    ]
     new_shape = jobs.pop()
     assert new_shape["status"] == "ok" and (new_shape["width"], new_shape["height"]) == (48, 51)
     assert new_shape["reference_loss"] is None and "not scored" in new_shape["note"]
@@ -132,10 +153,14 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
     assert blob["large"]["peak_mem_mb"] > 0
 
     # Tables for every part, the header with the command, the JSON also in --out.
-    for heading in ("One iteration: eager and CUDA graph", "End to end at 64 px",
-                    "The engine's speed-ups one at a time: whole jobs in process at 64 px",
-                    "A 96 px job through the warm daemon", "One iteration under torch.compile",
-                    "Issue 5 targets"):
+    for heading in (
+        "One iteration: eager and CUDA graph",
+        "End to end at 64 px",
+        "The engine's speed-ups one at a time: whole jobs in process at 64 px",
+        "A 96 px job through the warm daemon",
+        "One iteration under torch.compile",
+        "Issue 5 targets",
+    ):
         assert f"### {heading}" in out
     assert "- command: `" in out and "torch " + torch.__version__ in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["report.md", "results.json"]
@@ -145,9 +170,26 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
 
 def test_a_spent_budget_skips_every_part_with_a_note(image_files, capsys, quiet_threads):
     content, style = image_files
-    args = parse(["--suite", "gpu", "--smoke", "--device", "cpu", "--weights", "random",
-                  "--budget-seconds", "0", "--large-size", "96", "--content", str(content),
-                  "--style", str(style), "--json"])
+    args = parse(
+        [
+            "--suite",
+            "gpu",
+            "--smoke",
+            "--device",
+            "cpu",
+            "--weights",
+            "random",
+            "--budget-seconds",
+            "0",
+            "--large-size",
+            "96",
+            "--content",
+            str(content),
+            "--style",
+            str(style),
+            "--json",
+        ]
+    )
     assert run_from_args(args) == 0
     blob = json.loads(capsys.readouterr().out)
     assert len(blob["step"]) == len(VARIANTS)

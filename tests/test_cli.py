@@ -42,8 +42,14 @@ def write_image(path: Path, width: int, height: int, mode: str = "RGB", seed: in
     rng = np.random.default_rng(seed)
     channels = {"RGB": 3, "RGBA": 4}[mode]
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                     rng.integers(0, 256, (height, width))], axis=-1)
+    base = np.stack(
+        [
+            (x * 255 // max(width - 1, 1)),
+            (y * 255 // max(height - 1, 1)),
+            rng.integers(0, 256, (height, width)),
+        ],
+        axis=-1,
+    )
     if channels == 4:
         base = np.dstack([base, (x + y) % 256])
     Image.fromarray(base.astype(np.uint8), mode).save(path)
@@ -62,8 +68,9 @@ def run_cli(*args: object) -> int:
     return main([str(a) for a in args])
 
 
-@pytest.mark.parametrize("ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"),
-                                      ("webp", "WEBP")])
+@pytest.mark.parametrize(
+    "ext, fmt", [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"), ("webp", "WEBP")]
+)
 def test_stylize_writes_the_format_of_the_extension(images, tmp_path, ext, fmt):
     out = tmp_path / f"out.{ext}"
     assert run_cli("stylize", images["content"], images["style"], "-o", out, *FAST) == 0
@@ -76,8 +83,9 @@ def test_stylize_keeps_alpha_and_blends_two_styles(tmp_path, images):
     content = write_image(tmp_path / "rgba.png", 50, 37, "RGBA")
     second = write_image(tmp_path / "style2.png", 40, 70, seed=2)
     out = tmp_path / "out.png"
-    code = run_cli("stylize", content, images["style"], second, "--style-weights", "3,1",
-                   "-o", out, *FAST)
+    code = run_cli(
+        "stylize", content, images["style"], second, "--style-weights", "3,1", "-o", out, *FAST
+    )
     assert code == 0
     source, result = np.array(Image.open(content)), np.array(Image.open(out))
     assert result.shape == source.shape
@@ -87,8 +95,12 @@ def test_stylize_keeps_alpha_and_blends_two_styles(tmp_path, images):
 
 def test_a_shorter_lbfgs_history_runs_to_a_result(tmp_path, images):
     out = tmp_path / "out.png"
-    assert run_cli("stylize", images["content"], images["style"], "-o", out,
-                   "--lbfgs-history", "1", *FAST) == 0
+    assert (
+        run_cli(
+            "stylize", images["content"], images["style"], "-o", out, "--lbfgs-history", "1", *FAST
+        )
+        == 0
+    )
     with Image.open(images["content"]) as source, Image.open(out) as result:
         assert result.size == source.size
         assert not np.array_equal(np.array(result), np.array(source.convert("RGB")))
@@ -163,8 +175,15 @@ def test_each_bad_input_gets_one_clear_line_and_exit_2(tmp_path, images, capsys)
 
 def test_unknown_preset_is_a_usage_error(images, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli("stylize", images["content"], images["style"], "-o", tmp_path / "o.png",
-                "--preset", "fast")
+        run_cli(
+            "stylize",
+            images["content"],
+            images["style"],
+            "-o",
+            tmp_path / "o.png",
+            "--preset",
+            "fast",
+        )
     assert exit_info.value.code == 2
     assert "invalid choice: 'fast'" in capsys.readouterr().err
 
@@ -176,8 +195,16 @@ def test_offline_without_cached_weights_says_what_to_do(images, tmp_path, monkey
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    code = run_cli("stylize", images["content"], images["style"], "-o", tmp_path / "o.png",
-                   "--device", "cpu", "-q")
+    code = run_cli(
+        "stylize",
+        images["content"],
+        images["style"],
+        "-o",
+        tmp_path / "o.png",
+        "--device",
+        "cpu",
+        "-q",
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
@@ -188,45 +215,58 @@ def test_offline_without_cached_weights_says_what_to_do(images, tmp_path, monkey
 def _console(*args: object, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "neural_style_daemon.cli", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
 def test_out_of_memory_is_one_clear_line_after_the_engines_retry_and_writes_nothing(
-        tmp_path, images, monkeypatch, capsys, caplog):
+    tmp_path, images, monkeypatch, capsys, caplog
+):
     # Every step runs out of memory, as the allocator would say it: the engine's run again
     # with a shorter L-BFGS history too.
     def out_of_memory(_self):
         raise torch.OutOfMemoryError("out of memory (raised by the test)")
+
     monkeypatch.setattr(cli._CancelOnInterrupt, "requested", out_of_memory)
     out = tmp_path / "out.png"
-    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local",
-                   *FAST) == 2
+    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local", *FAST) == 2
     assert "retried with a shorter L-BFGS history (5 steps)" in caplog.text
     assert capsys.readouterr().err.strip() == (
         "neural-style: error: out of memory on cpu at 61 px: try a smaller size, or close "
-        "other programs that use memory")
+        "other programs that use memory"
+    )
     assert not out.exists()
 
 
 def test_a_job_too_large_for_the_free_memory_is_refused_before_it_starts_with_a_size_to_try(
-        tmp_path, images, monkeypatch, capsys):
+    tmp_path, images, monkeypatch, capsys
+):
     # The free memory of a small machine, as the kernel would report it.
     monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: 2**20)
     out = tmp_path / "out.png"
-    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local",
-                   *FAST) == 2
+    assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local", *FAST) == 2
     bf16 = has_fast_bf16(torch.device("cpu"))  # the engine's precision here
     assert capsys.readouterr().err.strip() == (
         f"neural-style: error: not enough memory at 61 px: a 61x45 px job needs about "
         f"{gib(job_memory_bytes(61 * 45, 5, bf16))} and 1 MiB are free: a size of "
-        f"{fitting_long_side((61, 45), 5, bf16, 2**20)} px or less would fit")
+        f"{fitting_long_side((61, 45), 5, bf16, 2**20)} px or less would fit"
+    )
     assert not out.exists()
 
 
 def test_console_reports_bad_input_without_traceback(tmp_path, images):
-    process = _console("stylize", tmp_path / "missing.png", images["style"], "-o",
-                       tmp_path / "o.png", "--weights", "random")
+    process = _console(
+        "stylize",
+        tmp_path / "missing.png",
+        images["style"],
+        "-o",
+        tmp_path / "o.png",
+        "--weights",
+        "random",
+    )
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
     assert "Traceback" not in err
@@ -235,8 +275,19 @@ def test_console_reports_bad_input_without_traceback(tmp_path, images):
 
 def test_ctrl_c_keeps_the_image_so_far(tmp_path, images):
     out = tmp_path / "interrupted.png"
-    process = _console("stylize", images["content"], images["style"], "-o", out,
-                       "--weights", "random", "--device", "cpu", "--iterations", "100000")
+    process = _console(
+        "stylize",
+        images["content"],
+        images["style"],
+        "-o",
+        out,
+        "--weights",
+        "random",
+        "--device",
+        "cpu",
+        "--iterations",
+        "100000",
+    )
     deadline = time.monotonic() + 120
     seen = ""
     while "step" not in seen and time.monotonic() < deadline:

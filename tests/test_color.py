@@ -48,8 +48,9 @@ def test_match_color_statistics_gives_the_contents_mean_and_covariance(content, 
 
 
 def test_match_color_statistics_of_an_image_with_itself_changes_nothing(content):
-    torch.testing.assert_close(color.match_color_statistics(content, content), content,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        color.match_color_statistics(content, content), content, atol=1e-5, rtol=0
+    )
 
 
 def test_match_color_statistics_keeps_the_result_in_range(content):
@@ -59,8 +60,9 @@ def test_match_color_statistics_keeps_the_result_in_range(content):
 
 
 def test_yiq_round_trip(content):
-    torch.testing.assert_close(color.yiq_to_rgb(color.rgb_to_yiq(content)), content,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        color.yiq_to_rgb(color.rgb_to_yiq(content)), content, atol=1e-5, rtol=0
+    )
 
 
 def test_white_has_full_luminance_and_no_chroma():

@@ -58,8 +58,13 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with running_daemon(tmp_path_factory.mktemp("runtime"), "--endpoint",
-                        "tcp://0.0.0.0:0", "--curve-keys", str(keys / "keys")) as process:
+    with running_daemon(
+        tmp_path_factory.mktemp("runtime"),
+        "--endpoint",
+        "tcp://0.0.0.0:0",
+        "--curve-keys",
+        str(keys / "keys"),
+    ) as process:
         yield process
 
 
@@ -68,8 +73,7 @@ def remote(daemon: DaemonProcess, certificate: Path) -> ConnectionInfo:
     public key, and that machine's own certificate."""
     info = daemon.info()
     port = info.endpoint.rsplit(":", 1)[1]
-    return replace(info, endpoint=f"tcp://127.0.0.1:{port}",
-                   curve_client_key_file=str(certificate))
+    return replace(info, endpoint=f"tcp://127.0.0.1:{port}", curve_client_key_file=str(certificate))
 
 
 def served(client: DaemonClient, job_id: str) -> None:
@@ -78,14 +82,16 @@ def served(client: DaemonClient, job_id: str) -> None:
     assert isinstance(end, Result) and not end.cancelled
 
 
-def test_the_local_connection_file_names_the_daemons_key(daemon: DaemonProcess,
-                                                         keys: Path) -> None:
+def test_the_local_connection_file_names_the_daemons_key(daemon: DaemonProcess, keys: Path) -> None:
     info = daemon.info()
     assert info.endpoint.startswith("tcp://0.0.0.0:") and info.is_local
     server_public = (keys / "keys" / "server.key").read_text()
     assert f'public-key = "{info.curve_server_key}"' in server_public
-    for private in (Path(info.curve_client_key_file), keys / "keys" / "server.key_secret",
-                    daemon.connection_file):
+    for private in (
+        Path(info.curve_client_key_file),
+        keys / "keys" / "server.key_secret",
+        daemon.connection_file,
+    ):
         assert stat.S_IMODE(os.stat(private).st_mode) == 0o600, private
     with DaemonClient.from_connection_file(daemon.connection_file) as client:
         served(client, "local")
@@ -97,14 +103,20 @@ def test_an_allowed_client_key_is_served(daemon: DaemonProcess, keys: Path) -> N
 
 
 def test_an_unknown_key_and_a_client_without_curve_are_refused(
-        daemon: DaemonProcess, tmp_path: Path) -> None:
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
     _, stranger = new_certificate(tmp_path, "stranger")
-    with DaemonClient(remote(daemon, stranger)) as client, \
-            pytest.raises(DaemonUnavailable, match="no answer"):
+    with (
+        DaemonClient(remote(daemon, stranger)) as client,
+        pytest.raises(DaemonUnavailable, match="no answer"),
+    ):
         client.ping(timeout=2.0)
     unknown = (tmp_path / "stranger.key").read_text().split('"')[1]
-    wait_until(lambda: f"refused a CURVE client: unknown key {unknown}" in daemon.stderr(),
-               10.0, "the refusal to be logged")
+    wait_until(
+        lambda: f"refused a CURVE client: unknown key {unknown}" in daemon.stderr(),
+        10.0,
+        "the refusal to be logged",
+    )
     # The right signing key but no CURVE (an old client, or one that skipped it): no handshake.
     plain = replace(remote(daemon, stranger), curve_server_key=None, curve_client_key_file=None)
     with DaemonClient(plain) as client, pytest.raises(DaemonUnavailable, match="no answer"):
@@ -116,7 +128,8 @@ def test_an_unknown_key_and_a_client_without_curve_are_refused(
 
 
 def test_a_certificate_others_can_read_is_refused_by_the_client(
-        daemon: DaemonProcess, keys: Path, tmp_path: Path) -> None:
+    daemon: DaemonProcess, keys: Path, tmp_path: Path
+) -> None:
     _, secret = new_certificate(tmp_path, "careless")
     secret.chmod(0o644)
     with pytest.raises(DaemonUnavailable, match="chmod 600"):
@@ -144,13 +157,25 @@ def test_the_key_folder_is_made_private_and_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["serve", "start"])
-def test_listening_beyond_loopback_without_curve_is_refused(tmp_path: Path,
-                                                            command: str) -> None:
+def test_listening_beyond_loopback_without_curve_is_refused(tmp_path: Path, command: str) -> None:
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    done = subprocess.run([sys.executable, "-m", "neural_style_daemon.cli", command,
-                           "--endpoint", "tcp://0.0.0.0:5599", "--weights", "random"],
-                          env=daemon_env(runtime), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neural_style_daemon.cli",
+            command,
+            "--endpoint",
+            "tcp://0.0.0.0:5599",
+            "--weights",
+            "random",
+        ],
+        env=daemon_env(runtime),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.startswith("neural-style: error: endpoint 'tcp://0.0.0.0:5599'")
     assert "--curve-keys" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -38,14 +38,17 @@ def ended(job_id: str) -> Error:
     return Error(job_id, ErrorCode.CANCELLED, "cancelled")
 
 
-@pytest.mark.parametrize("path", [
-    [JobState.RUNNING, JobState.DONE],
-    [JobState.RUNNING, JobState.CANCELLING, JobState.CANCELLED],
-    [JobState.RUNNING, JobState.CANCELLING, JobState.DONE],  # finished before it noticed
-    [JobState.RUNNING, JobState.FAILED],
-    [JobState.CANCELLED],
-    [JobState.FAILED],
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        [JobState.RUNNING, JobState.DONE],
+        [JobState.RUNNING, JobState.CANCELLING, JobState.CANCELLED],
+        [JobState.RUNNING, JobState.CANCELLING, JobState.DONE],  # finished before it noticed
+        [JobState.RUNNING, JobState.FAILED],
+        [JobState.CANCELLED],
+        [JobState.FAILED],
+    ],
+)
 def test_allowed_lives_of_a_job(path: list[JobState]) -> None:
     subject = job("a")
     for state in path:
@@ -53,14 +56,17 @@ def test_allowed_lives_of_a_job(path: list[JobState]) -> None:
     assert subject.terminal
 
 
-@pytest.mark.parametrize("path", [
-    [JobState.DONE],  # never ran
-    [JobState.CANCELLING],  # was not running
-    [JobState.RUNNING, JobState.QUEUED],
-    [JobState.RUNNING, JobState.CANCELLED],  # a running job is asked first
-    [JobState.RUNNING, JobState.DONE, JobState.RUNNING],
-    [JobState.CANCELLED, JobState.QUEUED],
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        [JobState.DONE],  # never ran
+        [JobState.CANCELLING],  # was not running
+        [JobState.RUNNING, JobState.QUEUED],
+        [JobState.RUNNING, JobState.CANCELLED],  # a running job is asked first
+        [JobState.RUNNING, JobState.DONE, JobState.RUNNING],
+        [JobState.CANCELLED, JobState.QUEUED],
+    ],
+)
 def test_refused_transitions(path: list[JobState]) -> None:
     subject = job("a")
     with pytest.raises(InvalidTransition):
@@ -127,8 +133,7 @@ def test_kept_results_are_bounded_in_bytes_but_the_latest_is_always_kept() -> No
         book.add(job(name))
         book.start_next()
         image = RawImage(bytes(size * size * 4), size, size)
-        book.finish(book.find(name), JobState.DONE, Result(name, image, False,
-                                                           JobStats(1, 0.1, 0)))
+        book.finish(book.find(name), JobState.DONE, Result(name, image, False, JobStats(1, 0.1, 0)))
 
     done("a", 20)  # 1600 bytes
     done("b", 10)  # 400
@@ -170,21 +175,32 @@ def test_exit_descriptions() -> None:
     assert describe_exit(3) == "exit code 3"
 
 
-@pytest.mark.parametrize("endpoint, expected", [
-    ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*"),
-    ("tcp://127.0.0.1:0", "tcp://127.0.0.1:*"),
-    ("tcp://localhost:5599", "tcp://localhost:5599"),
-    ("tcp://[::1]:5599", "tcp://[::1]:5599"),
-    ("ipc:///run/user/1000/ns.sock", "ipc:///run/user/1000/ns.sock"),
-])
+@pytest.mark.parametrize(
+    "endpoint, expected",
+    [
+        ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*"),
+        ("tcp://127.0.0.1:0", "tcp://127.0.0.1:*"),
+        ("tcp://localhost:5599", "tcp://localhost:5599"),
+        ("tcp://[::1]:5599", "tcp://[::1]:5599"),
+        ("ipc:///run/user/1000/ns.sock", "ipc:///run/user/1000/ns.sock"),
+    ],
+)
 def test_loopback_and_ipc_endpoints(endpoint: str, expected: str) -> None:
     assert check_endpoint(endpoint) == expected
 
 
-@pytest.mark.parametrize("endpoint", [
-    "tcp://0.0.0.0:5599", "tcp://192.168.1.2:5599", "tcp://example.com:80", "tcp://127.0.0.1",
-    "tcp://127.0.0.1:70000", "http://127.0.0.1:80", "ipc://",
-])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://0.0.0.0:5599",
+        "tcp://192.168.1.2:5599",
+        "tcp://example.com:80",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:70000",
+        "http://127.0.0.1:80",
+        "ipc://",
+    ],
+)
 def test_other_endpoints_are_refused(endpoint: str) -> None:
     with pytest.raises(EndpointError):
         check_endpoint(endpoint)

@@ -58,20 +58,31 @@ def test_sigterm_cancels_and_reports_jobs_then_exits_cleanly(tmp_path: Path) -> 
 
 
 def run_cli(runtime: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neural_style_daemon.cli", *args],
-                          env=daemon_env(runtime), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "neural_style_daemon.cli", *args],
+        env=daemon_env(runtime),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_stale_connection_file(folder: Path) -> int:
     """A connection file left by a daemon that died without cleaning up."""
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(gone.stdout)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / "daemon.json"
-    path.write_text(json.dumps({"endpoint": "tcp://127.0.0.1:9", "key": "00" * 32, "pid": pid,
-                                "version": "0.0.1"}))
+    path.write_text(
+        json.dumps(
+            {"endpoint": "tcp://127.0.0.1:9", "key": "00" * 32, "pid": pid, "version": "0.0.1"}
+        )
+    )
     path.chmod(0o600)
     return pid
 
@@ -94,16 +105,18 @@ def test_start_status_stylize_stop_from_the_command_line(tmp_path: Path) -> None
         status = run_cli(runtime, "status")
         assert status.returncode == 0, status.stderr
         assert f"pid {info['pid']}" in status.stdout and "worker:" in status.stdout
-        stylized = run_cli(runtime, "stylize", str(content), str(style), "-o", str(output),
-                           "--iterations", "2")
+        stylized = run_cli(
+            runtime, "stylize", str(content), str(style), "-o", str(output), "--iterations", "2"
+        )
         assert stylized.returncode == 0, stylized.stderr
         assert "on the daemon at" in stylized.stderr
         with Image.open(output) as image:
             assert image.size == (40, 32) and image.mode == "RGBA"
             assert np.array_equal(np.asarray(image)[..., 3], content_image(40, 32)[1][..., 3])
         assert "reused" not in stylized.stderr  # the first job computed its targets
-        repeated = run_cli(runtime, "stylize", str(content), str(style), "-o", str(output),
-                           "--iterations", "2")
+        repeated = run_cli(
+            runtime, "stylize", str(content), str(style), "-o", str(output), "--iterations", "2"
+        )
         assert repeated.returncode == 0, repeated.stderr
         assert "style and content targets reused from earlier jobs" in repeated.stderr
     finally:
@@ -139,7 +152,8 @@ def test_a_worker_that_cannot_start_is_given_up_on_and_status_says_so(tmp_path: 
         assert "3 times" in refused[-1].message and "missing.pth" in refused[-1].message
         assert child_pids(daemon.pid) == [] or all(
             b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-            for pid in child_pids(daemon.pid))
+            for pid in child_pids(daemon.pid)
+        )
     finally:
         assert daemon.terminate() == 0, daemon.stderr()
 
@@ -151,8 +165,9 @@ def test_a_client_times_out_when_the_daemon_dies_and_its_worker_exits(tmp_path: 
         daemon.wait_worker(WorkerState.IDLE)
         worker = daemon.worker_pid()
         with daemon.client() as client:
-            stream = client.submit("orphaned", content_image(32, 32)[0], [style_png()], LONG,
-                                   inactivity_timeout=3.0)
+            stream = client.submit(
+                "orphaned", content_image(32, 32)[0], [style_png()], LONG, inactivity_timeout=3.0
+            )
             first_progress(stream)
             daemon.process.kill()  # SIGKILL: no cleanup at all
             daemon.process.wait()

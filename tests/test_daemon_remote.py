@@ -15,34 +15,53 @@ from neural_style_protocol.params import ColorMode, Optimizer, Preset
 
 
 def stylize_args(*options: str):
-    return build_parser().parse_args(["stylize", "c.png", "s.png", "t.png", "-o", "o.png",
-                                      *options])
+    return build_parser().parse_args(
+        ["stylize", "c.png", "s.png", "t.png", "-o", "o.png", *options]
+    )
 
 
 def test_plain_options_go_to_the_daemon() -> None:
-    args = stylize_args("--strength", "0.3", "--preset", "draft", "--iterations", "7",
-                        "--style-weights", "2,1", "--preserve-colors", "luminance",
-                        "--optimizer", "adam", "--seed", "5", "--size", "256")
+    args = stylize_args(
+        "--strength",
+        "0.3",
+        "--preset",
+        "draft",
+        "--iterations",
+        "7",
+        "--style-weights",
+        "2,1",
+        "--preserve-colors",
+        "luminance",
+        "--optimizer",
+        "adam",
+        "--seed",
+        "5",
+        "--size",
+        "256",
+    )
     assert local_only_options(args) == []
     params = job_params(args)
     assert params.strength == pytest.approx(30.0)
-    assert (params.preset, params.iterations, params.size, params.seed) == (
-        Preset.DRAFT, 7, 256, 5)
+    assert (params.preset, params.iterations, params.size, params.seed) == (Preset.DRAFT, 7, 256, 5)
     assert params.style_weights == (2.0, 1.0)
     assert (params.preserve_colors, params.optimizer) == (ColorMode.LUMINANCE, Optimizer.ADAM)
     assert job_params(stylize_args("--strength", "75")).strength == pytest.approx(75.0)
 
 
-@pytest.mark.parametrize("options, named", [
-    (["--min-size", "64"], "--min-size"),
-    (["--init", "start.png"], "--init PATH"),
-    (["--style-layers", "all"], "--style-layers"),
-    (["--lbfgs-history", "5"], "--lbfgs-history"),
-    (["--weights", "random"], "--weights"),
-    (["--device", "cpu"], "--device"),
-])
-def test_options_only_this_process_honours_keep_the_job_here(options: list[str],
-                                                              named: str) -> None:
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--min-size", "64"], "--min-size"),
+        (["--init", "start.png"], "--init PATH"),
+        (["--style-layers", "all"], "--style-layers"),
+        (["--lbfgs-history", "5"], "--lbfgs-history"),
+        (["--weights", "random"], "--weights"),
+        (["--device", "cpu"], "--device"),
+    ],
+)
+def test_options_only_this_process_honours_keep_the_job_here(
+    options: list[str], named: str
+) -> None:
     assert named in local_only_options(stylize_args(*options))
 
 
@@ -51,10 +70,17 @@ def test_values_the_wire_refuses_are_input_errors() -> None:
         job_params(stylize_args("--iterations", "100000"))
 
 
-@pytest.mark.parametrize("argv, daemon", [
-    (["status"], True), (["-v", "serve", "--device", "cpu"], True), (["stop"], True),
-    (["stylize", "a", "b", "-o", "c.png"], False), (["--version"], False), ([], False),
-])
+@pytest.mark.parametrize(
+    "argv, daemon",
+    [
+        (["status"], True),
+        (["-v", "serve", "--device", "cpu"], True),
+        (["stop"], True),
+        (["stylize", "a", "b", "-o", "c.png"], False),
+        (["--version"], False),
+        ([], False),
+    ],
+)
 def test_daemon_commands_are_told_apart_before_parsing(argv: list[str], daemon: bool) -> None:
     assert _is_daemon_command(argv) is daemon
 
@@ -62,9 +88,16 @@ def test_daemon_commands_are_told_apart_before_parsing(argv: list[str], daemon: 
 def test_the_status_text_names_the_essentials() -> None:
     info = ConnectionInfo("tcp://127.0.0.1:5599", "ab" * 16, 4242, "0.1.0")
     running = Progress("job-7", 3, 2, 3, 40, 100, 0.5, {"total": 1.0}, 12.0, 12.0)
-    text = format_status(info, StatusReply("0.1.0", "cuda:0 (H100)", True, 3 << 30, 1, 8,
-                                           WorkerState.BUSY, running))
-    for expected in ("pid 4242", "tcp://127.0.0.1:5599", "cuda:0 (H100); model loaded",
-                     "3072 MiB", "worker: busy", "1 waiting (limit 8)",
-                     "job job-7, scale 2/3, step 40/100, 50% done, about 12 s left"):
+    text = format_status(
+        info, StatusReply("0.1.0", "cuda:0 (H100)", True, 3 << 30, 1, 8, WorkerState.BUSY, running)
+    )
+    for expected in (
+        "pid 4242",
+        "tcp://127.0.0.1:5599",
+        "cuda:0 (H100); model loaded",
+        "3072 MiB",
+        "worker: busy",
+        "1 waiting (limit 8)",
+        "job job-7, scale 2/3, step 40/100, 50% done, about 12 s left",
+    ):
         assert expected in text

@@ -69,11 +69,18 @@ def start(daemons: list[DaemonProcess], runtime: Path, *options: str) -> DaemonP
     return daemon
 
 
-def running_job(daemon: DaemonProcess, client: DaemonClient, job_id: str,
-                policy: ResubmitPolicy) -> object:
+def running_job(
+    daemon: DaemonProcess, client: DaemonClient, job_id: str, policy: ResubmitPolicy
+) -> object:
     """A MEDIUM job submitted with `policy`, read up to its first progress."""
-    stream = client.submit(job_id, content_image(32, 32)[0], [style_png()], MEDIUM,
-                           resubmit=policy, inactivity_timeout=10.0)
+    stream = client.submit(
+        job_id,
+        content_image(32, 32)[0],
+        [style_png()],
+        MEDIUM,
+        resubmit=policy,
+        inactivity_timeout=10.0,
+    )
     first_progress(stream)
     return stream
 
@@ -81,7 +88,7 @@ def running_job(daemon: DaemonProcess, client: DaemonClient, job_id: str,
 def assert_resubmitted_once(events: list[object], to: DaemonProcess) -> Result:
     notes = [event for event in events if isinstance(event, Resubmitted)]
     assert len(notes) == 1 and notes[0].pid == to.pid, events
-    after = events[events.index(notes[0]) + 1:]
+    after = events[events.index(notes[0]) + 1 :]
     assert isinstance(after[0], Accepted) and any(isinstance(e, Progress) for e in after)
     result = events[-1]
     assert isinstance(result, Result) and not result.cancelled
@@ -90,15 +97,15 @@ def assert_resubmitted_once(events: list[object], to: DaemonProcess) -> Result:
 
 
 def test_a_job_is_resubmitted_to_a_daemon_restarted_after_sigkill(
-        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
     runtime = tmp_path / "runtime"
     first = start(daemons, runtime)
     first.wait_listening()
     with DaemonClient.from_connection_file(first.connection_file) as client:
         stream = running_job(first, client, "survivor", PATIENT)
         # A second job of the same client, queued behind the first.
-        queued = client.submit("queued", content_image()[0], [style_png()], QUICK,
-                               resubmit=PATIENT)
+        queued = client.submit("queued", content_image()[0], [style_png()], QUICK, resubmit=PATIENT)
         assert isinstance(next(queued), Accepted)
         first.process.kill()  # no cleanup: the connection file still names it
         first.process.wait()
@@ -129,7 +136,8 @@ def test_a_job_survives_stop_then_start(tmp_path: Path, daemons: list[DaemonProc
 
 
 def test_without_a_new_daemon_the_client_says_so_within_a_bound(
-        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
     daemon = start(daemons, tmp_path / "runtime")
     daemon.wait_listening()
     with DaemonClient.from_connection_file(daemon.connection_file) as client:
@@ -137,14 +145,17 @@ def test_without_a_new_daemon_the_client_says_so_within_a_bound(
         daemon.process.kill()
         daemon.process.wait()
         began = time.monotonic()
-        with pytest.raises((DaemonUnavailable, DaemonTimeout),
-                           match=r"has exited.*no new daemon was started within 2 s"):
+        with pytest.raises(
+            (DaemonUnavailable, DaemonTimeout),
+            match=r"has exited.*no new daemon was started within 2 s",
+        ):
             read_all(stream)
         assert time.monotonic() - began < 30.0
 
 
 def test_a_job_over_an_ipc_endpoint_and_a_restart_on_the_same_path(
-        daemons: list[DaemonProcess]) -> None:
+    daemons: list[DaemonProcess],
+) -> None:
     # A short folder: a Unix socket path must fit in about 100 bytes.
     with tempfile.TemporaryDirectory(prefix="ns-") as folder:
         endpoint = f"ipc://{folder}/daemon.sock"
@@ -167,7 +178,8 @@ def test_a_job_over_an_ipc_endpoint_and_a_restart_on_the_same_path(
 
 
 def test_stylize_on_the_command_line_outlives_its_daemon(
-        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
     runtime = tmp_path / "runtime"
     content, style, output = tmp_path / "content.png", tmp_path / "style.png", tmp_path / "out.png"
     Image.fromarray(content_image(40, 32)[1]).save(content)
@@ -175,9 +187,25 @@ def test_stylize_on_the_command_line_outlives_its_daemon(
     first = start(daemons, runtime)
     first.wait_listening()
     stylize = subprocess.Popen(
-        [sys.executable, "-m", "neural_style_daemon.cli", "stylize", str(content), str(style),
-         "-o", str(output), "--iterations", "60", "--optimizer", "adam"],
-        env=daemon_env(runtime), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "neural_style_daemon.cli",
+            "stylize",
+            str(content),
+            str(style),
+            "-o",
+            str(output),
+            "--iterations",
+            "60",
+            "--optimizer",
+            "adam",
+        ],
+        env=daemon_env(runtime),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with first.client() as probe:
             wait_until(lambda: probe.status().running is not None, 60.0, "the job to run")
@@ -198,8 +226,9 @@ def test_stylize_on_the_command_line_outlives_its_daemon(
 
 def test_which_endings_and_which_files_mean_a_restart(tmp_path: Path) -> None:
     """The pure rules, without a daemon: what counts as "stopped under us" and as a successor."""
-    partial = Result("j", RawImage(bytes(4), 1, 1), True, JobStats(3, 0.1, 0),
-                     warnings=(SHUTDOWN_WARNING,))
+    partial = Result(
+        "j", RawImage(bytes(4), 1, 1), True, JobStats(3, 0.1, 0), warnings=(SHUTDOWN_WARNING,)
+    )
     assert ended_by_shutdown(partial, cancel_sent=False)
     assert not ended_by_shutdown(partial, cancel_sent=True)  # the user's own cancel
     assert not ended_by_shutdown(replace(partial, warnings=()), cancel_sent=False)

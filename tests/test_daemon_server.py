@@ -57,9 +57,16 @@ QUEUE_LENGTH = 2
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with running_daemon(tmp_path_factory.mktemp("runtime"), "--client-timeout",
-                        str(CLIENT_TIMEOUT), "--queue-length", str(QUEUE_LENGTH),
-                        "--max-side", "512", idle_worker=True) as process:
+    with running_daemon(
+        tmp_path_factory.mktemp("runtime"),
+        "--client-timeout",
+        str(CLIENT_TIMEOUT),
+        "--queue-length",
+        str(QUEUE_LENGTH),
+        "--max-side",
+        "512",
+        idle_worker=True,
+    ) as process:
         yield process
 
 
@@ -73,9 +80,11 @@ def client(daemon: DaemonProcess) -> Iterator[DaemonClient]:
 def assert_idle(daemon: DaemonProcess) -> None:
     """No job left running or queued (a test that leaks one would slow the next)."""
     with daemon.client() as probe:
+
         def idle() -> bool:
             reply = probe.status()
             return reply.running is None and reply.queue_length == 0
+
         wait_until(idle, 20.0, "the daemon to be idle")
 
 
@@ -93,8 +102,9 @@ def test_a_job_streams_accepted_progress_and_a_result(client: DaemonClient) -> N
     assert result.stats.steps == 3
 
 
-def test_ping_and_status_are_answered_while_a_job_runs(client: DaemonClient,
-                                                       daemon: DaemonProcess) -> None:
+def test_ping_and_status_are_answered_while_a_job_runs(
+    client: DaemonClient, daemon: DaemonProcess
+) -> None:
     stream = client.submit("busy", content_image(32, 32)[0], [style_png()], LONG)
     first_progress(stream)
     with daemon.client() as other:
@@ -105,14 +115,16 @@ def test_ping_and_status_are_answered_while_a_job_runs(client: DaemonClient,
     # The worker's resident memory (VGG16's weights alone are 59 MB), read as it is now.
     assert status.memory_bytes is not None and status.memory_bytes > 59 * 2**20
     assert max(times) < 5.0
-    print(f"ping during a job: median {sorted(times)[10] * 1e3:.1f} ms, "
-          f"max {max(times) * 1e3:.1f} ms")
+    print(
+        f"ping during a job: median {sorted(times)[10] * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms"
+    )
     assert client.cancel("busy").code is ErrorCode.CANCELLED
     assert read_all(stream)[-1].cancelled
 
 
 def test_cancel_a_running_job_returns_its_partial_image_and_twice_is_harmless(
-        client: DaemonClient) -> None:
+    client: DaemonClient,
+) -> None:
     content, pixels = content_image(32, 32)
     stream = client.submit("to-cancel", content, [style_png()], LONG)
     first_progress(stream)
@@ -157,8 +169,7 @@ def test_two_clients_at_once(daemon: DaemonProcess, client: DaemonClient) -> Non
     params = JobParams(iterations=10)
     with daemon.client() as other:
         first = client.submit("one", content_image(40, 32, seed=1)[0], [style_png()], params)
-        second = other.submit("two", content_image(32, 40, seed=2)[0], [style_png(seed=3)],
-                              params)
+        second = other.submit("two", content_image(32, 40, seed=2)[0], [style_png(seed=3)], params)
         results = {}
         for stream in (first, second):
             events = read_all(stream)
@@ -172,7 +183,8 @@ def test_two_clients_at_once(daemon: DaemonProcess, client: DaemonClient) -> Non
 
 
 def test_a_resubmitted_finished_id_gets_the_kept_result_without_a_second_run(
-        client: DaemonClient, daemon: DaemonProcess) -> None:
+    client: DaemonClient, daemon: DaemonProcess
+) -> None:
     content = content_image()[0]
     first = read_all(client.submit("kept", content, [style_png()], QUICK))[-1]
     with daemon.client() as reconnected:
@@ -182,8 +194,9 @@ def test_a_resubmitted_finished_id_gets_the_kept_result_without_a_second_run(
     assert bytes(again[0].image.data) == bytes(first.image.data)
 
 
-def test_a_resubmitted_running_id_joins_the_job(client: DaemonClient,
-                                                daemon: DaemonProcess) -> None:
+def test_a_resubmitted_running_id_joins_the_job(
+    client: DaemonClient, daemon: DaemonProcess
+) -> None:
     content = content_image(32, 32)[0]
     stream = client.submit("shared", content, [style_png()], LONG)
     first_progress(stream)
@@ -197,8 +210,10 @@ def test_a_resubmitted_running_id_joins_the_job(client: DaemonClient,
 
 
 def test_a_full_queue_answers_busy(client: DaemonClient) -> None:
-    streams = [client.submit(f"fill-{index}", content_image(32, 32)[0], [style_png()], LONG)
-               for index in range(QUEUE_LENGTH + 1)]
+    streams = [
+        client.submit(f"fill-{index}", content_image(32, 32)[0], [style_png()], LONG)
+        for index in range(QUEUE_LENGTH + 1)
+    ]
     first_progress(streams[0])
     for stream in streams[1:]:
         assert isinstance(next(stream), Accepted)
@@ -213,8 +228,9 @@ def test_a_style_that_is_not_an_image_fails_that_job_only(client: DaemonClient) 
     events = read_all(client.submit("bad-style", content_image()[0], [b"not an image"], QUICK))
     assert isinstance(events[-1], Error) and events[-1].code is ErrorCode.INVALID_IMAGE
     assert "style image 1" in events[-1].message
-    assert isinstance(read_all(client.submit("after", content_image()[0], [style_png()],
-                                             QUICK))[-1], Result)
+    assert isinstance(
+        read_all(client.submit("after", content_image()[0], [style_png()], QUICK))[-1], Result
+    )
 
 
 def test_the_connection_file_is_private(daemon: DaemonProcess) -> None:
@@ -240,8 +256,11 @@ def test_a_client_that_stops_heart_beating_has_its_job_cancelled(daemon: DaemonP
         with daemon.client() as probe:
             wait_until(lambda: probe.status().running is not None, 30.0, "the job to start")
             started = time.monotonic()
-            wait_until(lambda: probe.status().running is None, 10 * CLIENT_TIMEOUT,
-                       "the job of the silent client to be cancelled")
+            wait_until(
+                lambda: probe.status().running is None,
+                10 * CLIENT_TIMEOUT,
+                "the job of the silent client to be cancelled",
+            )
         assert time.monotonic() - started < 10 * CLIENT_TIMEOUT
     finally:
         socket.close(0)
@@ -255,8 +274,9 @@ def test_a_client_that_disconnects_has_its_job_cancelled(daemon: DaemonProcess) 
     assert_idle(daemon)
 
 
-def test_a_killed_worker_fails_its_job_and_is_replaced(daemon: DaemonProcess,
-                                                       client: DaemonClient) -> None:
+def test_a_killed_worker_fails_its_job_and_is_replaced(
+    daemon: DaemonProcess, client: DaemonClient
+) -> None:
     stream = client.submit("doomed", content_image(32, 32)[0], [style_png()], LONG)
     first_progress(stream)
     os.kill(daemon.worker_pid(), signal.SIGKILL)
@@ -264,13 +284,15 @@ def test_a_killed_worker_fails_its_job_and_is_replaced(daemon: DaemonProcess,
     assert isinstance(end, Error) and end.code is ErrorCode.WORKER_FAILED
     assert "SIGKILL" in end.message
     daemon.wait_worker(WorkerState.IDLE)
-    result = read_all(client.submit("after-the-crash", content_image()[0], [style_png()],
-                                    QUICK))[-1]
+    result = read_all(client.submit("after-the-crash", content_image()[0], [style_png()], QUICK))[
+        -1
+    ]
     assert isinstance(result, Result) and not result.cancelled
 
 
-def test_a_wrong_key_gets_no_answer_and_the_daemon_keeps_serving(daemon: DaemonProcess,
-                                                                 client: DaemonClient) -> None:
+def test_a_wrong_key_gets_no_answer_and_the_daemon_keeps_serving(
+    daemon: DaemonProcess, client: DaemonClient
+) -> None:
     info = daemon.info()
     forged = type(info)(info.endpoint, "ab" * 32, info.pid, info.version)
     with DaemonClient(forged) as intruder, pytest.raises(DaemonUnavailable):
@@ -308,13 +330,19 @@ def test_tampered_unsigned_and_replayed_messages_get_no_answer(daemon: DaemonPro
 
 def test_a_signed_but_invalid_message_gets_an_error_reply(daemon: DaemonProcess) -> None:
     info = daemon.info()
-    frames = serialize(Submit("too-many", content_image()[0], (style_png(),), QUICK),
-                       info.key_bytes)
+    frames = serialize(
+        Submit("too-many", content_image()[0], (style_png(),), QUICK), info.key_bytes
+    )
     content = json.loads(bytes(frames[3]))
     content["body"]["params"]["iterations"] = 10**6
     content_bytes = json.dumps(content).encode()
-    forged = [frames[0], sign(info.key_bytes, bytes(frames[2]), content_bytes), frames[2],
-              content_bytes, *frames[4:]]
+    forged = [
+        frames[0],
+        sign(info.key_bytes, bytes(frames[2]), content_bytes),
+        frames[2],
+        content_bytes,
+        *frames[4:],
+    ]
     context = zmq.Context()
     socket = client_socket(context, info.endpoint)
     try:
@@ -327,14 +355,19 @@ def test_a_signed_but_invalid_message_gets_an_error_reply(daemon: DaemonProcess)
     assert isinstance(error, Error) and error.code is ErrorCode.INVALID_PARAM
 
 
-@pytest.mark.parametrize("payload", [
-    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-    b"Content-Length: 11\r\n\r\nhello world",
-    b"\x01\x00" + b"\x0c\x00<NSP|MSG>xx",  # ZMTP 1.0 framing: an empty identity, one frame
-], ids=["http-post", "zmtp-1.0"])
-def test_non_zmtp3_peers_are_refused(daemon: DaemonProcess, client: DaemonClient,
-                                     payload: bytes) -> None:
-    host, port = daemon.info().endpoint[len("tcp://"):].rsplit(":", 1)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 11\r\n\r\nhello world",
+        b"\x01\x00" + b"\x0c\x00<NSP|MSG>xx",  # ZMTP 1.0 framing: an empty identity, one frame
+    ],
+    ids=["http-post", "zmtp-1.0"],
+)
+def test_non_zmtp3_peers_are_refused(
+    daemon: DaemonProcess, client: DaemonClient, payload: bytes
+) -> None:
+    host, port = daemon.info().endpoint[len("tcp://") :].rsplit(":", 1)
     with sockets.create_connection((host, int(port)), timeout=5.0) as peer:
         peer.sendall(payload)
         # The daemon closes the connection (libzmq refuses the handshake): end of stream.
@@ -346,14 +379,16 @@ def test_non_zmtp3_peers_are_refused(daemon: DaemonProcess, client: DaemonClient
     assert client.ping() < 5.0
 
 
-def test_an_oversize_frame_drops_only_that_peer(daemon: DaemonProcess,
-                                                client: DaemonClient) -> None:
+def test_an_oversize_frame_drops_only_that_peer(
+    daemon: DaemonProcess, client: DaemonClient
+) -> None:
     info = daemon.info()
     context = zmq.Context()
     socket = client_socket(context, info.endpoint)
     try:
-        frames = serialize(Submit("huge", content_image()[0], (style_png(),), QUICK),
-                           info.key_bytes)
+        frames = serialize(
+            Submit("huge", content_image()[0], (style_png(),), QUICK), info.key_bytes
+        )
         # --max-side 512: frames up to 1 MiB. This one is twice that.
         assert _raw_exchange(socket, [*frames[:4], bytes(2 << 20)]) is None
     finally:
@@ -362,13 +397,25 @@ def test_an_oversize_frame_drops_only_that_peer(daemon: DaemonProcess,
     assert client.ping() < 5.0
 
 
-def test_a_second_daemon_on_the_same_runtime_folder_refuses_to_start(
-        daemon: DaemonProcess) -> None:
+def test_a_second_daemon_on_the_same_runtime_folder_refuses_to_start(daemon: DaemonProcess) -> None:
     before = daemon.connection_file.read_bytes()
     second = subprocess.run(
-        [sys.executable, "-m", "neural_style_daemon.cli", "serve", "--weights", "random",
-         "--device", "cpu", "--no-log-file"],
-        env=daemon_env(daemon.runtime), capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "neural_style_daemon.cli",
+            "serve",
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            "--no-log-file",
+        ],
+        env=daemon_env(daemon.runtime),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 2
     assert f"already running (pid {daemon.pid}" in second.stderr
     assert daemon.connection_file.read_bytes() == before
@@ -376,8 +423,7 @@ def test_a_second_daemon_on_the_same_runtime_folder_refuses_to_start(
         assert client.ping() < 5.0
 
 
-def test_a_repeated_edit_with_the_same_style_reuses_the_warm_targets(
-        client: DaemonClient) -> None:
+def test_a_repeated_edit_with_the_same_style_reuses_the_warm_targets(client: DaemonClient) -> None:
     content = content_image(36, 28, seed=11)[0]
     first = read_all(client.submit("warm-1", content, [style_png(seed=5)], QUICK))[-1]
     again = read_all(client.submit("warm-2", content, [style_png(seed=5)], QUICK))[-1]

@@ -55,9 +55,18 @@ def test_style_weights_become_the_style_blend() -> None:
 
 def test_progress_events_carry_finite_losses_and_an_rgb_preview() -> None:
     preview = np.zeros((6, 8, 3), np.uint8)
-    progress = Progress(scale=1, scales=2, size=(64, 48), iteration=3, iterations=10,
-                        work_done=1.0000001, losses={"total": 1.5, "style": float("nan")},
-                        elapsed=2.0, peak_memory_bytes=10, preview=preview)
+    progress = Progress(
+        scale=1,
+        scales=2,
+        size=(64, 48),
+        iteration=3,
+        iterations=10,
+        work_done=1.0000001,
+        losses={"total": 1.5, "style": float("nan")},
+        elapsed=2.0,
+        peak_memory_bytes=10,
+        preview=preview,
+    )
     event = progress_event("job", progress)
     assert event.losses == {"total": 1.5} and event.work_done == 1.0
     assert (event.preview.width, event.preview.height, event.preview.channels) == (8, 6, 3)
@@ -108,8 +117,9 @@ print(" ".join(sorted(name for name in ("torch", "numpy", "PIL") if name in sys.
 
 
 def test_the_broker_side_imports_neither_torch_nor_numpy() -> None:
-    result = subprocess.run([sys.executable, "-c", BROKER_IMPORTS], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", BROKER_IMPORTS], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == []
 
 
@@ -139,7 +149,8 @@ def test_out_of_memory_retries_at_the_size_the_engine_reckoned_would_fit() -> No
 
 
 def test_a_cpu_job_too_large_for_the_free_memory_runs_at_the_largest_size_that_fits(
-        engine, monkeypatch) -> None:
+    engine, monkeypatch
+) -> None:
     # The free memory of a small machine, as the kernel would report it: enough for the job
     # at 40 x 30 px with the short L-BFGS history, and a tenth to spare.
     free = int(job_memory_bytes(40 * 30, 5, engine.model.mixed_precision) / 0.9) + 1

@@ -71,9 +71,7 @@ def test_total_loss_falls_by_the_stated_factor(
         (151, 17, None),  # extreme aspect ratio (about 9:1), short side near the minimum
     ],
 )
-def test_output_has_exactly_the_content_size(
-    engine, make_content, make_style, width, height, size
-):
+def test_output_has_exactly_the_content_size(engine, make_content, make_style, width, height, size):
     job = StyleParams(size=size, iterations=1, min_size=32)
     result = engine.stylize(make_content(width, height), [make_style(40, 40)], job)
     assert result.image.shape == (height, width, 3)
@@ -170,9 +168,7 @@ def test_histogram_mode_runs_end_to_end(engine, make_content, make_style, params
 
 
 @pytest.mark.parametrize("init", ["content", "noise"])
-def test_same_seed_gives_bit_identical_results(
-    engine, make_content, make_style, params, init
-):
+def test_same_seed_gives_bit_identical_results(engine, make_content, make_style, params, init):
     content, style = make_content(32, 32), make_style(32, 32)
     job = params(seed=7, init=init)
     first = engine.stylize(content, [style], job)
@@ -198,8 +194,11 @@ def test_cancel_stops_after_the_step_it_was_asked_at(
     progress_log.cancel_after = cancel_after
     content = make_content(37, 29, alpha=True)
     result = engine.stylize(
-        content, [make_style(32, 32)], params(iterations=10),
-        on_progress=progress_log, should_cancel=progress_log.should_cancel,
+        content,
+        [make_style(32, 32)],
+        params(iterations=10),
+        on_progress=progress_log,
+        should_cancel=progress_log.should_cancel,
     )
     assert result.cancelled
     assert result.steps == cancel_after
@@ -208,14 +207,15 @@ def test_cancel_stops_after_the_step_it_was_asked_at(
     np.testing.assert_array_equal(result.image[..., 3], content[..., 3])
 
 
-def test_cancel_during_a_later_scale_skips_the_rest(
-    engine, make_content, make_style, progress_log
-):
+def test_cancel_during_a_later_scale_skips_the_rest(engine, make_content, make_style, progress_log):
     progress_log.cancel_after = 3  # the first step of scale 2 (scale 1 has 2)
     job = StyleParams(initial_iterations=2, iterations=2, min_size=32)
     result = engine.stylize(
-        make_content(64, 48), [make_style(32, 32)], job,
-        on_progress=progress_log, should_cancel=progress_log.should_cancel,
+        make_content(64, 48),
+        [make_style(32, 32)],
+        job,
+        on_progress=progress_log,
+        should_cancel=progress_log.should_cancel,
     )
     assert len(result.sizes) == 3
     assert result.cancelled and result.steps == 3
@@ -228,8 +228,11 @@ def test_a_job_that_is_not_cancelled_runs_every_step(
 ):
     job = StyleParams(initial_iterations=2, iterations=1, min_size=32)
     result = engine.stylize(
-        make_content(64, 48), [make_style(32, 32)], job,
-        on_progress=progress_log, should_cancel=progress_log.should_cancel,
+        make_content(64, 48),
+        [make_style(32, 32)],
+        job,
+        on_progress=progress_log,
+        should_cancel=progress_log.should_cancel,
     )
     assert not result.cancelled
     assert result.steps == 2 + 1 * (len(result.sizes) - 1)
@@ -248,6 +251,7 @@ def out_of_memory_at_check(n: int):
         if next(checks) == n:
             raise torch.cuda.OutOfMemoryError("out of memory (raised by the test)")
         return False
+
     return check
 
 
@@ -257,13 +261,24 @@ def test_out_of_memory_runs_that_scale_again_with_a_short_lbfgs_history_and_not_
     warnings = []
     job = StyleParams(initial_iterations=2, iterations=2, min_size=32)
     result = engine.stylize(
-        make_content(64, 48), [make_style(32, 32)], job, on_progress=progress_log,
-        should_cancel=out_of_memory_at_check(5), on_warning=warnings.append,
+        make_content(64, 48),
+        [make_style(32, 32)],
+        job,
+        on_progress=progress_log,
+        should_cancel=out_of_memory_at_check(5),
+        on_warning=warnings.append,
     )
     assert len(result.sizes) == 3 and not result.cancelled
     # Step 5, the first of scale 3, ran out: scale 3 ran again, scales 1 and 2 did not.
     assert [(r.scale, r.iteration) for r in progress_log.reports] == [
-        (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 1), (3, 2)]
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+        (3, 1),
+        (3, 1),
+        (3, 2),
+    ]
     assert result.steps == 6
     assert lbfgs_histories == [20, 20, 20, 5]
     assert warnings == ["out of memory at 64 px: retried with a shorter L-BFGS history (5 steps)"]
@@ -276,10 +291,16 @@ def test_out_of_memory_without_a_longer_history_to_shorten_reaches_the_caller(
 ):
     warnings = []
     with pytest.raises(DeviceMemoryError) as refused:
-        engine.stylize(make_content(37, 29), [make_style(32, 32)], params(**changes),
-                       should_cancel=out_of_memory_at_check(2), on_warning=warnings.append)
-    assert str(refused.value) == ("out of memory on cpu at 37 px: try a smaller size, or close "
-                                  "other programs that use memory")
+        engine.stylize(
+            make_content(37, 29),
+            [make_style(32, 32)],
+            params(**changes),
+            should_cancel=out_of_memory_at_check(2),
+            on_warning=warnings.append,
+        )
+    assert str(refused.value) == (
+        "out of memory on cpu at 37 px: try a smaller size, or close other programs that use memory"
+    )
     assert refused.value.fitting_side is None
     assert warnings == []
 
@@ -352,7 +373,13 @@ def test_progress_reports_scales_iterations_losses_and_work_done(
     reports = progress_log.reports
     assert result.sizes == [(32, 24), (45, 34), (64, 48)]
     assert [(r.scale, r.iteration, r.iterations) for r in reports] == [
-        (1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 2), (2, 2, 2), (3, 1, 2), (3, 2, 2),
+        (1, 1, 3),
+        (1, 2, 3),
+        (1, 3, 3),
+        (2, 1, 2),
+        (2, 2, 2),
+        (3, 1, 2),
+        (3, 2, 2),
     ]
     assert all(r.scales == 3 and r.size == result.sizes[r.scale - 1] for r in reports)
     for r in reports:
@@ -381,8 +408,9 @@ def test_work_done_weighs_steps_by_pixels(engine, make_content, make_style, prog
 def test_a_preview_arrives_every_n_steps_at_the_requested_size(
     engine, make_content, make_style, progress_log
 ):
-    job = StyleParams(initial_iterations=3, iterations=2, min_size=32, preview_every=2,
-                      preview_size=24)
+    job = StyleParams(
+        initial_iterations=3, iterations=2, min_size=32, preview_every=2, preview_size=24
+    )
     engine.stylize(
         make_content(64, 48, alpha=True), [make_style(32, 32)], job, on_progress=progress_log
     )
@@ -432,7 +460,9 @@ def test_image_init_needs_an_init_image(engine, make_content, make_style):
 def test_an_init_image_of_another_size_is_resized(engine, make_content, make_style, params):
     content = make_content(40, 32)
     result = engine.stylize(
-        content, [make_style(32, 32)], params(init="image", iterations=1),
+        content,
+        [make_style(32, 32)],
+        params(init="image", iterations=1),
         init_image=make_content(64, 64, seed=5),
     )
     assert result.image.shape == content.shape
@@ -513,8 +543,9 @@ def test_a_cpu_engine_makes_large_tensors_reuse_freed_memory(warm_engine):
     assert max(faults[-2:]) < pages // 10, faults
 
 
-def test_warm_up_runs_a_tiny_job_and_leaves_nothing_cached(engine, make_content, make_style,
-                                                           params):
+def test_warm_up_runs_a_tiny_job_and_leaves_nothing_cached(
+    engine, make_content, make_style, params
+):
     assert engine.warm_up() > 0
     assert len(engine.targets) == 0
     result = engine.stylize(make_content(32, 32), [make_style(32, 32)], params())

@@ -76,17 +76,26 @@ image.clean_all()
 """
     try:
         daemon.wait_listening()
-        gimp = subprocess.Popen(workspace.batch_command(code, display=screen.display),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        gimp = subprocess.Popen(
+            workspace.batch_command(code, display=screen.display),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             dialog = screen.window("^Neural Style$", 120)
-            width, height = wait_until(lambda: (size := screen.size(dialog))[1] > 300 and size,
-                                     30, "the dialog to be laid out", interval=0.2)
+            width, height = wait_until(
+                lambda: (size := screen.size(dialog))[1] > 300 and size,
+                30,
+                "the dialog to be laid out",
+                interval=0.2,
+            )
             shot = workspace.folder / "dialog.png"
             screen.screenshot(dialog, gimp3.inside(shot))
             screen.click(dialog, width - OK_FROM_CORNER[0], height - OK_FROM_CORNER[1])
-            wait_until((workspace.folder / "await-undo").exists, 120, "the in-place run",
-                       interval=0.2)
+            wait_until(
+                (workspace.folder / "await-undo").exists, 120, "the in-place run", interval=0.2
+            )
             screen.keys(screen.window("GIMP$", 10), "ctrl+z")
             (workspace.folder / "undone").touch()
             output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
@@ -115,4 +124,5 @@ image.clean_all()
         if layer_before["name"] in ("Second", "Photo"):
             assert not np.array_equal(layer_styled["pixels"], layer_before["pixels"])
         assert np.array_equal(layer_undone["pixels"], layer_before["pixels"]), (
-            f"{layer_before['name']} is not restored by one undo")
+            f"{layer_before['name']} is not restored by one undo"
+        )

@@ -63,22 +63,29 @@ def style_path(workspace: GimpWorkspace) -> str:
 
 
 def test_the_installer_finds_gimp_3s_python_ready(gimp3, tmp_path, capsys):
-    assert neural_style(["install-gimp-plugin", "--gimp-dir", str(tmp_path),
-                         "--gimp-python", gimp3.python()]) == 0
+    assert (
+        neural_style(
+            ["install-gimp-plugin", "--gimp-dir", str(tmp_path), "--gimp-python", gimp3.python()]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert "has GIMP 3's gi and pyzmq" in out.out
     assert "warning" not in out.err
 
 
 def test_both_procedures_are_in_the_filters_menu(workspace):
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 found = {{}}
 for name in ({NEW_LAYER!r}, {IN_PLACE!r}):
     procedure = Gimp.get_pdb().lookup_procedure(name)
     found[name] = [procedure.get_menu_label(), procedure.get_menu_paths(),
                    procedure.get_image_types(), [arg.name for arg in procedure.get_arguments()]]
 report(FOLDER, **found)
-""")
+""",
+    )
     assert report[NEW_LAYER][:3] == ["_Neural Style...", ["<Image>/Filters/Artistic"], "RGB*"]
     assert report[IN_PLACE][:2] == ["Neural Style (_in place)...", ["<Image>/Filters/Artistic"]]
     for name in (NEW_LAYER, IN_PLACE):
@@ -87,7 +94,9 @@ report(FOLDER, **found)
 
 def test_new_layer_above_an_rgb_layer_with_offsets(workspace, daemon):
     pixels = content(48, 40, alpha=False)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("rgb", pixels)!r}, 48, 40, (7, 5),
                   alpha=False)
@@ -95,7 +104,8 @@ status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style
                                 quality="draft")
 dump(image, FOLDER, "rgb")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     new, source = workspace.layers("rgb")
     assert new["name"] == "Photo (style)"
@@ -109,14 +119,17 @@ report(FOLDER, status=status, message=message)
 
 def test_new_layer_keeps_the_alpha_of_an_rgba_layer(workspace, daemon):
     pixels = content(40, 36, seed=3)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(40, 36, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Cut-out", {workspace.write_pixels("rgba", pixels)!r}, 40, 36)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
                                 quality="draft", seed=7)
 dump(image, FOLDER, "rgba")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     new, _source = workspace.layers("rgba")
     assert np.array_equal(new["pixels"][..., 3], pixels[..., 3])
@@ -126,7 +139,9 @@ report(FOLDER, status=status, message=message)
 
 def test_a_selection_limits_the_change_to_it(workspace, daemon):
     pixels = content(64, 48, seed=5, alpha=False)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("sel", pixels)!r}, 64, 48, alpha=False)
 image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 8, 30, 20)
@@ -135,7 +150,8 @@ status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style
                                 quality="draft")
 dump(image, FOLDER, "sel-after")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     new, _source = workspace.layers("sel-after")
     assert new["mask"]
@@ -149,7 +165,9 @@ report(FOLDER, status=status, message=message)
 
 def test_in_place_changes_every_selected_layer_with_or_without_alpha(workspace, daemon):
     lower, upper = content(40, 32, seed=1, alpha=False), content(30, 26, seed=2)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(60, 50, Gimp.ImageBaseType.RGB)
 a = add_layer(image, "Lower", {workspace.write_pixels("lower", lower)!r}, 40, 32, (0, 0),
               alpha=False)
@@ -158,20 +176,22 @@ status, message = run_procedure({IN_PLACE!r}, image, [a, b], style_file={style_p
                                 quality="draft")
 dump(image, FOLDER, "inplace")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     top, bottom = workspace.layers("inplace")
     assert [top["name"], bottom["name"]] == ["Upper", "Lower"]  # no layer added
     for layer, original in ((top, upper), (bottom, lower)):
         assert np.array_equal(layer["pixels"][..., 3], original[..., 3])
         visible = original[..., 3] > 0
-        assert np.abs(layer["pixels"][visible, :3].astype(int)
-                      - original[visible, :3]).mean() > 5
+        assert np.abs(layer["pixels"][visible, :3].astype(int) - original[visible, :3]).mean() > 5
 
 
 def test_in_place_with_a_selection_changes_only_the_selected_pixels(workspace, daemon):
     pixels = content(48, 40, seed=6)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("sel-in-place", pixels)!r}, 48, 40,
                   (8, 4))
@@ -180,11 +200,12 @@ status, message = run_procedure({IN_PLACE!r}, image, [layer], style_file={style_
                                 quality="draft")
 dump(image, FOLDER, "sel-in-place")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     (layer,) = workspace.layers("sel-in-place")
     inside = np.zeros((40, 48), bool)
-    inside[10 - 4:30 - 4, 20 - 8:44 - 8] = True  # the selection in the layer's coordinates
+    inside[10 - 4 : 30 - 4, 20 - 8 : 44 - 8] = True  # the selection in the layer's coordinates
     after = layer["pixels"].astype(int)
     assert np.array_equal(after[~inside], pixels[~inside])
     visible = inside & (pixels[..., 3] > 0)
@@ -193,7 +214,9 @@ report(FOLDER, status=status, message=message)
 
 def test_style_from_a_layer_of_another_open_image(workspace, daemon):
     pixels, painting = content(36, 30, seed=4, alpha=False), content(50, 50, seed=9, alpha=False)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(36, 30, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("photo", pixels)!r}, 36, 30,
                   alpha=False)
@@ -203,7 +226,8 @@ art = add_layer(gallery, "Painting", {workspace.write_pixels("art", painting)!r}
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_layer=art, quality="draft")
 dump(image, FOLDER, "from-layer")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     new, _source = workspace.layers("from-layer")
     assert new["name"] == "Photo (Painting)"
@@ -212,7 +236,9 @@ report(FOLDER, status=status, message=message)
 
 def test_a_high_precision_image_works(workspace, daemon):
     pixels = content(40, 30, seed=8)
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new_with_precision(40, 30, Gimp.ImageBaseType.RGB,
                                       Gimp.Precision.FLOAT_LINEAR)
 layer = add_layer(image, "Linear", {workspace.write_pixels("float", pixels)!r}, 40, 30)
@@ -220,7 +246,8 @@ status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style
                                 quality="draft")
 dump(image, FOLDER, "float")
 report(FOLDER, status=status, message=message)
-""")
+""",
+    )
     assert report["status"] == "success", report["message"]
     new, source = workspace.layers("float")
     # Pixels travel as 8-bit sRGB; float storage keeps them, so alpha survives exactly.
@@ -232,7 +259,9 @@ report(FOLDER, status=status, message=message)
 def test_bad_input_gets_a_message_and_changes_nothing(workspace, daemon):
     (workspace.folder / "garbled.png").write_bytes(b"not a picture at all")
     garbled = workspace.gimp.inside(workspace.folder / "garbled.png")
-    report = run(workspace, f"""
+    report = run(
+        workspace,
+        f"""
 image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("plain", content(32, 32))!r}, 32, 32)
 no_style = run_procedure({NEW_LAYER!r}, image, [layer])
@@ -253,12 +282,16 @@ grouped = run_procedure({NEW_LAYER!r}, image, [group], style_file={style_path(wo
 garbled = run_procedure({NEW_LAYER!r}, image, [layer], style_file={garbled!r})
 report(FOLDER, no_style=no_style, grayscale=grayscale, palette=palette, grouped=grouped,
        garbled=garbled, layers=len(image.get_layers()))
-""")
+""",
+    )
     assert report["no_style"][0] == "execution-error"
     assert "No style chosen" in report["no_style"][1]
-    for case, words in (("grayscale", "this one is grayscale"), ("palette", "this one is indexed"),
-                        ("grouped", "is a layer group"),
-                        ("garbled", "could not use an image")):
+    for case, words in (
+        ("grayscale", "this one is grayscale"),
+        ("palette", "this one is indexed"),
+        ("grouped", "is a layer group"),
+        ("garbled", "could not use an image"),
+    ):
         status, message = report[case]
         assert status == "execution-error", (case, message)
         assert words in message, (case, message)
@@ -272,7 +305,8 @@ def test_out_of_memory_retries_smaller_or_says_to_choose_a_smaller_size(workspac
     daemon = DaemonProcess(runtime, "--oom-min-size", "64")
     try:
         daemon.wait_listening()
-        done = workspace.run_batch(f"""
+        done = workspace.run_batch(
+            f"""
 image = Gimp.Image.new(128, 96, Gimp.ImageBaseType.RGB)
 big = add_layer(image, "Big", {workspace.write_pixels("oom-big", content(128, 96))!r}, 128, 96)
 small = add_layer(image, "Small", {workspace.write_pixels("oom-small", content(48, 40))!r},
@@ -282,15 +316,16 @@ retried = run_procedure({NEW_LAYER!r}, image, [big], style_file={style_path(work
 failed = run_procedure({NEW_LAYER!r}, image, [small], style_file={style_path(workspace)!r},
                        quality="draft")
 report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
-""", runtime)
+""",
+            runtime,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     finally:
         daemon.terminate()
     report = workspace.report()
     assert report["retried"] == ["success", None], report
     output = done.stdout + done.stderr
-    assert ("Neural Style: out of memory at 128 px: retried with a shorter L-BFGS history"
-            in output)
+    assert "Neural Style: out of memory at 128 px: retried with a shorter L-BFGS history" in output
     assert "Neural Style: out of memory at 128 px: retried at" in output
     status, message = report["failed"]
     assert status == "execution-error"
@@ -306,19 +341,34 @@ def test_the_plugin_starts_the_daemon_when_none_runs(gimp3):
     runtime.mkdir(mode=0o700)
     repository = Path(__file__).resolve().parents[1]
     try:
-        assert neural_style(["install-gimp-plugin", "--gimp-dir", str(space.gimp_dir),
-                             "--gimp-python", gimp3.python(),
-                             "--daemon-options", "--weights random --device cpu"]) == 0
+        assert (
+            neural_style(
+                [
+                    "install-gimp-plugin",
+                    "--gimp-dir",
+                    str(space.gimp_dir),
+                    "--gimp-python",
+                    gimp3.python(),
+                    "--daemon-options",
+                    "--weights random --device cpu",
+                ]
+            )
+            == 0
+        )
         (space.folder / "style.png").write_bytes(style_png(48, 48))
         with gimp3.sharing(repository, Path(sys.prefix), Path(sys.base_prefix)):
             try:
-                report = run(space, f"""
+                report = run(
+                    space,
+                    f"""
 image = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {space.write_pixels("first", content(40, 30))!r}, 40, 30)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft",
                                 style_file={gimp3.inside(space.folder / "style.png")!r})
 report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
-""", runtime=runtime)
+""",
+                    runtime=runtime,
+                )
             finally:
                 started = _stop_daemon_in(runtime / "neural-style" / "daemon.json")
     finally:
@@ -335,26 +385,38 @@ def _stop_daemon_in(connection_file: Path) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists()
-               or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), 60,
-               "the started daemon to exit")
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        ),
+        60,
+        "the started daemon to exit",
+    )
     return True
 
 
 def test_a_daemon_that_cannot_be_started_is_a_clear_error(workspace, tmp_path):
     settings = workspace.plugin_dir / "daemon.json"
     recorded = settings.read_text()
-    settings.write_text(json.dumps({"start_command": ["/nonexistent/python3", "-m",
-                                                      "neural_style_daemon.cli", "start"]}))
+    settings.write_text(
+        json.dumps(
+            {"start_command": ["/nonexistent/python3", "-m", "neural_style_daemon.cli", "start"]}
+        )
+    )
     empty = workspace.folder / "no-daemon"
     empty.mkdir(mode=0o700)
     try:
-        report = run(workspace, f"""
+        report = run(
+            workspace,
+            f"""
 image = Gimp.Image.new(32, 32, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("alone", content(32, 32))!r}, 32, 32)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r})
 report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
-""", runtime=empty)
+""",
+            runtime=empty,
+        )
     finally:
         settings.write_text(recorded)
     assert report["status"] == "execution-error"
@@ -377,17 +439,25 @@ status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style
                                 quality="best")
 report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
 """
-        gimp = subprocess.Popen(workspace.batch_command(code, runtime), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        gimp = subprocess.Popen(
+            workspace.batch_command(code, runtime),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             with daemon.client() as client:
                 wait_until(lambda: client.status().running, 120, "the job to run")
-                plugin = wait_until(lambda: _processes_running("neural-style.py"), 10,
-                                    "the plug-in's process")
+                plugin = wait_until(
+                    lambda: _processes_running("neural-style.py"), 10, "the plug-in's process"
+                )
                 for pid in plugin:
                     os.kill(pid, signal.SIGKILL)
-                wait_until(lambda: client.status().running is None, 30,
-                           "the daemon to cancel the job of the vanished plug-in")
+                wait_until(
+                    lambda: client.status().running is None,
+                    30,
+                    "the daemon to cancel the job of the vanished plug-in",
+                )
             output, _ = gimp.communicate(timeout=120)
         finally:
             if gimp.poll() is None:

@@ -20,8 +20,10 @@ def plugin_dir(gimp_dir):
 
 def test_install_copies_a_runnable_self_contained_plugin(tmp_path, capsys):
     gimp_dir = tmp_path / "GIMP" / "3.0"
-    assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir),
-                 "--gimp-python", sys.executable]) == 0
+    assert (
+        main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir), "--gimp-python", sys.executable])
+        == 0
+    )
     out = capsys.readouterr()
     folder = plugin_dir(gimp_dir)
     assert f"installed the GIMP plug-in in {folder}" in out.out
@@ -38,22 +40,29 @@ def test_install_copies_a_runnable_self_contained_plugin(tmp_path, capsys):
     settings = json.loads((folder / "daemon.json").read_text())
     assert settings["start_command"] == [sys.executable, "-m", "neural_style_daemon.cli", "start"]
     # The copy imports on its own (no site-packages): what GIMP's Python will do with it.
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import neural_style_gimp.arguments, "
-             "neural_style_gimp.progress, neural_style_gimp.png; "
-             "print(neural_style_gimp.arguments.__file__)")
-    done = subprocess.run([sys.executable, "-S", "-c", probe, str(folder)], capture_output=True,
-                          text=True, check=True)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import neural_style_gimp.arguments, "
+        "neural_style_gimp.progress, neural_style_gimp.png; "
+        "print(neural_style_gimp.arguments.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(folder)], capture_output=True, text=True, check=True
+    )
     assert done.stdout.startswith(str(folder))
 
 
 def test_reinstall_replaces_the_old_copy_and_uninstall_removes_it(tmp_path, capsys):
     gimp_dir = tmp_path / "gimp"
-    assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir),
-                 "--gimp-python", sys.executable]) == 0
+    assert (
+        main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir), "--gimp-python", sys.executable])
+        == 0
+    )
     stale = plugin_dir(gimp_dir) / "neural_style_gimp" / "from_an_old_version.py"
     stale.write_text("")
-    assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir),
-                 "--gimp-python", sys.executable]) == 0
+    assert (
+        main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir), "--gimp-python", sys.executable])
+        == 0
+    )
     assert not stale.exists()
     assert [p.name for p in (gimp_dir / "plug-ins").iterdir()] == ["neural-style"]
     assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir), "--uninstall"]) == 0
@@ -75,28 +84,50 @@ def test_a_folder_that_is_not_ours_is_left_alone(tmp_path, capsys):
 
 def test_a_gimp_python_without_pyzmq_gets_the_command_to_fix_it(tmp_path, capsys):
     # `-S`: no site-packages, so no pyzmq, as in a GIMP whose Python lacks it.
-    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path),
-                 "--gimp-python", f"{sys.executable} -S"]) == 0
+    assert (
+        main(
+            [
+                "install-gimp-plugin",
+                "--gimp-dir",
+                str(tmp_path),
+                "--gimp-python",
+                f"{sys.executable} -S",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "needs pyzmq" in err
     assert f"{sys.executable} -S -m pip install" in err
 
 
-@pytest.mark.parametrize("python, on_path, shebang", [
-    (["/usr/bin/python3"], "/usr/bin/python3", "#!/usr/bin/env python3"),
-    (["/usr/bin/python3"], "/opt/conda/bin/python3", "#!/usr/bin/python3"),
-    (["/usr/bin/python3"], None, "#!/usr/bin/python3"),
-    (None, "/opt/conda/bin/python3", "#!/usr/bin/env python3"),
-    (["chroot", "/root", "/usr/bin/python3"], None, "#!/usr/bin/env python3"),
-])
-def test_the_launcher_is_pinned_to_gimps_python_when_path_finds_another(python, on_path,
-                                                                        shebang):
+@pytest.mark.parametrize(
+    "python, on_path, shebang",
+    [
+        (["/usr/bin/python3"], "/usr/bin/python3", "#!/usr/bin/env python3"),
+        (["/usr/bin/python3"], "/opt/conda/bin/python3", "#!/usr/bin/python3"),
+        (["/usr/bin/python3"], None, "#!/usr/bin/python3"),
+        (None, "/opt/conda/bin/python3", "#!/usr/bin/env python3"),
+        (["chroot", "/root", "/usr/bin/python3"], None, "#!/usr/bin/env python3"),
+    ],
+)
+def test_the_launcher_is_pinned_to_gimps_python_when_path_finds_another(python, on_path, shebang):
     assert launcher_shebang(python, on_path) == shebang
 
 
 def test_a_gimp_python_that_does_not_run_is_reported(tmp_path, capsys):
-    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path),
-                 "--gimp-python", str(tmp_path / "no-python")]) == 0
+    assert (
+        main(
+            [
+                "install-gimp-plugin",
+                "--gimp-dir",
+                str(tmp_path),
+                "--gimp-python",
+                str(tmp_path / "no-python"),
+            ]
+        )
+        == 0
+    )
     assert "could not run GIMP's Python" in capsys.readouterr().err
 
 
@@ -116,13 +147,40 @@ def test_the_default_gimp_dir_is_the_newest_3x(tmp_path, monkeypatch):
 
 
 def test_daemon_options_are_recorded_and_checked(tmp_path, capsys):
-    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path), "--gimp-python",
-                 sys.executable, "--daemon-options", "--weights /w/vgg16.pth --device cuda:1"]) == 0
+    assert (
+        main(
+            [
+                "install-gimp-plugin",
+                "--gimp-dir",
+                str(tmp_path),
+                "--gimp-python",
+                sys.executable,
+                "--daemon-options",
+                "--weights /w/vgg16.pth --device cuda:1",
+            ]
+        )
+        == 0
+    )
     settings = json.loads((plugin_dir(tmp_path) / "daemon.json").read_text())
-    assert settings["start_command"][-5:] == ["start", "--weights", "/w/vgg16.pth", "--device",
-                                              "cuda:1"]
+    assert settings["start_command"][-5:] == [
+        "start",
+        "--weights",
+        "/w/vgg16.pth",
+        "--device",
+        "cuda:1",
+    ]
     capsys.readouterr()
-    assert main(["install-gimp-plugin", "--gimp-dir", str(tmp_path / "other"),
-                 "--daemon-options", "--wieghts x"]) == 2
+    assert (
+        main(
+            [
+                "install-gimp-plugin",
+                "--gimp-dir",
+                str(tmp_path / "other"),
+                "--daemon-options",
+                "--wieghts x",
+            ]
+        )
+        == 2
+    )
     assert "not options of `neural-style start`" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()  # nothing installed with a typo

@@ -76,7 +76,11 @@ def test_argument_table_matches_the_protocol():
     # The defaults are the daemon's own.
     defaults = job_params({"style-file": "a.png"}, 4000, 3000, 1, "cpu")
     assert (defaults.preset, defaults.strength, defaults.preserve_colors, defaults.seed) == (
-        JobParams().preset, JobParams().strength, JobParams().preserve_colors, JobParams().seed)
+        JobParams().preset,
+        JobParams().strength,
+        JobParams().preserve_colors,
+        JobParams().seed,
+    )
 
 
 def test_the_dialog_shows_every_argument_once():
@@ -91,14 +95,21 @@ def test_choose_styles_in_order_file_or_layer():
     assert choose_styles({"style-layer": layer}) == [StyleChoice(layer=layer)]
 
 
-@pytest.mark.parametrize("values, message", [
-    ({}, "No style chosen"),
-    ({"second-style-file": "b.png"}, "second style is chosen but no first one"),
-    ({"style-file": "a.png", "style-layer": object()}, "Both a file and a layer are chosen for "
-                                                       "the style"),
-    ({"style-file": "a.png", "second-style-file": "b.png", "second-style-layer": object()},
-     "the second style"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({}, "No style chosen"),
+        ({"second-style-file": "b.png"}, "second style is chosen but no first one"),
+        (
+            {"style-file": "a.png", "style-layer": object()},
+            "Both a file and a layer are chosen for the style",
+        ),
+        (
+            {"style-file": "a.png", "second-style-file": "b.png", "second-style-layer": object()},
+            "the second style",
+        ),
+    ],
+)
 def test_style_choices_that_cannot_run_say_why(values, message):
     with pytest.raises(PluginError, match=message):
         choose_styles(values)
@@ -114,16 +125,23 @@ def test_reading_a_style_file_names_the_problem(tmp_path):
         read_style_file(str(tmp_path))
 
 
-@pytest.mark.parametrize("size, expected", [(4000, None), (5000, None), (3999, 3999),
-                                            (512, 512), (1, MIN_SIZE)])
+@pytest.mark.parametrize(
+    "size, expected", [(4000, None), (5000, None), (3999, 3999), (512, 512), (1, MIN_SIZE)]
+)
 def test_processing_size_never_enlarges_the_layer(size, expected):
     assert processing_size(4000, 3000, size, "cpu") == expected
     assert processing_size(4000, 3000, size, "cuda:0 (NVIDIA H100 80GB HBM3)") == expected
 
 
-@pytest.mark.parametrize("device, expected", [
-    ("cuda:0 (NVIDIA H100 80GB HBM3)", AUTOMATIC_SIZE_ON_GPU), ("cuda", AUTOMATIC_SIZE_ON_GPU),
-    ("cpu", AUTOMATIC_SIZE_ELSEWHERE), ("mps", AUTOMATIC_SIZE_ELSEWHERE)])
+@pytest.mark.parametrize(
+    "device, expected",
+    [
+        ("cuda:0 (NVIDIA H100 80GB HBM3)", AUTOMATIC_SIZE_ON_GPU),
+        ("cuda", AUTOMATIC_SIZE_ON_GPU),
+        ("cpu", AUTOMATIC_SIZE_ELSEWHERE),
+        ("mps", AUTOMATIC_SIZE_ELSEWHERE),
+    ],
+)
 def test_size_zero_is_chosen_for_the_daemons_device(device, expected):
     # On a CPU a 1024 px job takes minutes: 0, the default, asks for less there.
     assert AUTOMATIC_SIZE_ELSEWHERE < AUTOMATIC_SIZE_ON_GPU
@@ -136,9 +154,20 @@ def test_size_zero_is_chosen_for_the_daemons_device(device, expected):
 
 
 def test_job_params_from_the_dialog_values():
-    params = job_params({"quality": "best", "strength": 80.0, "size": 512,
-                         "preserve-colors": "luminance", "seed": 42,
-                         "second-style-share": 25.0}, 2000, 1000, 2, "cpu")
+    params = job_params(
+        {
+            "quality": "best",
+            "strength": 80.0,
+            "size": 512,
+            "preserve-colors": "luminance",
+            "seed": 42,
+            "second-style-share": 25.0,
+        },
+        2000,
+        1000,
+        2,
+        "cpu",
+    )
     assert params.preset is Preset.BEST
     assert params.strength == 80.0
     assert params.size == 512
@@ -148,12 +177,15 @@ def test_job_params_from_the_dialog_values():
     assert job_params({}, 100, 100, 1, "cpu").style_weights is None  # one style: no blend
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"second-style-share": 100.0}, "leaves nothing of the first style"),
-    ({"second-style-share": 0.0}, "leaves nothing of the second style"),
-    ({"quality": "ultra"}, "Invalid setting: params.preset"),
-    ({"strength": 250.0}, "Invalid setting: params.strength"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"second-style-share": 100.0}, "leaves nothing of the first style"),
+        ({"second-style-share": 0.0}, "leaves nothing of the second style"),
+        ({"quality": "ultra"}, "Invalid setting: params.preset"),
+        ({"strength": 250.0}, "Invalid setting: params.strength"),
+    ],
+)
 def test_bad_values_from_scripts_are_clear_errors(values, message):
     with pytest.raises(PluginError, match=message):
         job_params(values, 100, 100, 2, "cpu")
@@ -241,23 +273,40 @@ def test_no_daemon_and_nothing_to_start_it_with(no_daemon, tmp_path):
         open_daemon(str(tmp_path / "elsewhere.json"), None)
     with pytest.raises(PluginError, match="/gone/python3 does not exist"):
         open_daemon("", InstallSettings(("/gone/python3", "-m", "neural_style_daemon.cli")))
-    failing = (sys.executable, "-c", "import sys; print('weights missing', file=sys.stderr); "
-                                     "sys.exit(3)")
+    failing = (
+        sys.executable,
+        "-c",
+        "import sys; print('weights missing', file=sys.stderr); sys.exit(3)",
+    )
     with pytest.raises(PluginError, match=r"exited with code 3\).*weights missing"):
         open_daemon("", InstallSettings(failing))
 
 
 def test_the_recorded_command_starts_a_daemon_that_then_runs_a_job(no_daemon):
-    command = (sys.executable, "-m", "neural_style_daemon.cli", "start", "--weights", "random",
-               "--device", "cpu")
+    command = (
+        sys.executable,
+        "-m",
+        "neural_style_daemon.cli",
+        "start",
+        "--weights",
+        "random",
+        "--device",
+        "cpu",
+    )
     shown: list[tuple[str, float]] = []
     client = open_daemon("", InstallSettings(command), lambda *args: shown.append(args))
     try:
         assert "starting the style daemon" in shown[0][0]
         assert daemon_device(client) == "cpu"
         image, pixels = content_image(24, 20)
-        result = stylize(client, image, [style_png()], JobParams(iterations=2), ProgressReport(),
-                         lambda *args: shown.append(args))
+        result = stylize(
+            client,
+            image,
+            [style_png()],
+            JobParams(iterations=2),
+            ProgressReport(),
+            lambda *args: shown.append(args),
+        )
         assert isinstance(result, Result) and not result.cancelled
         out = np.frombuffer(result.image.data, np.uint8).reshape(20, 24, 4)
         assert np.array_equal(out[..., 3], pixels[..., 3])
@@ -266,8 +315,14 @@ def test_the_recorded_command_starts_a_daemon_that_then_runs_a_job(no_daemon):
         assert any("scale 1/1, step" in text for text, _ in shown)
         # A broken style file comes back as the daemon's reason, not a traceback.
         with pytest.raises(PluginError, match="could not use an image"):
-            stylize(client, image, [b"not an image"], JobParams(iterations=1), ProgressReport(),
-                    lambda *args: None)
+            stylize(
+                client,
+                image,
+                [b"not an image"],
+                JobParams(iterations=1),
+                ProgressReport(),
+                lambda *args: None,
+            )
     finally:
         client.shutdown()
         client.close()
@@ -294,9 +349,14 @@ def test_a_job_cancelled_elsewhere_is_reported_not_applied(tmp_path):
                         other.cancel(running.job_id)
 
             with pytest.raises(PluginError, match="cancelled the job"):
-                stylize(client, image, [style_png()],
-                        JobParams(iterations=10_000, optimizer="adam"), ProgressReport(),
-                        cancel_once_running)
+                stylize(
+                    client,
+                    image,
+                    [style_png()],
+                    JobParams(iterations=10_000, optimizer="adam"),
+                    ProgressReport(),
+                    cancel_once_running,
+                )
     finally:
         daemon.terminate()
 
@@ -312,6 +372,7 @@ def test_a_daemon_gone_before_the_job_is_a_message_not_a_traceback(tmp_path):
                 daemon_device(client)  # waits out the client's request timeout (5 s)
     finally:
         daemon.terminate()
+
 
 def test_plugin_folder_holds_the_launcher():
     launcher = Path(__import__("neural_style_gimp").__file__).parent / "neural-style.py"

@@ -37,8 +37,9 @@ KILLS = scaled(3, 20)
 MAX_FAILURES = 3  # the supervisor's consecutive failures before it gives up
 
 
-def kill_mid_job(daemon: DaemonProcess, client: DaemonClient,
-                 job_id: str) -> tuple[Error, float, int]:
+def kill_mid_job(
+    daemon: DaemonProcess, client: DaemonClient, job_id: str
+) -> tuple[Error, float, int]:
     """Run a long job, SIGKILL the worker at its first progress; the job's ending, how long
     after the kill it came, and the killed worker's pid."""
     stream = client.submit(job_id, content_image(32, 32)[0], [style_png()], LONG)
@@ -53,12 +54,14 @@ def kill_mid_job(daemon: DaemonProcess, client: DaemonClient,
 
 def new_worker(daemon: DaemonProcess, old: int) -> int:
     """The pid of the worker started after `old` died."""
+
     def started() -> int | None:
         try:
             pid = daemon.worker_pid()
         except (AssertionError, OSError):
             return None  # between two workers, or a child that exited while being read
         return pid if pid != old else None
+
     return wait_until(started, 60.0, "a new worker process")  # type: ignore[return-value]
 
 
@@ -77,8 +80,9 @@ def test_repeated_sigkills_mid_job_end_clearly_and_pings_stay_fast(tmp_path: Pat
                 reported.append(after)
                 # The same job again: it waits for the restarted worker, then finishes.
                 began = time.monotonic()
-                again = read_all(client.submit(job_id, content_image()[0], [style_png()],
-                                               QUICK))[-1]
+                again = read_all(client.submit(job_id, content_image()[0], [style_png()], QUICK))[
+                    -1
+                ]
                 assert isinstance(again, Result) and not again.cancelled, again
                 recovered.append(time.monotonic() - began)
             assert client.status().worker_state is WorkerState.IDLE
@@ -86,10 +90,12 @@ def test_repeated_sigkills_mid_job_end_clearly_and_pings_stay_fast(tmp_path: Pat
         assert pings.slowest < PING_BOUND, f"a ping took {pings.slowest:.3f} s"
     finally:
         assert daemon.terminate() == 0, daemon.stderr()
-    report(f"worker SIGKILLs: {KILLS} mid-job kills, {KILLS} clear worker_failed errors, "
-           f"{KILLS} resubmitted jobs finished; error within {max(reported):.2f} s of the "
-           f"kill, job done within {max(recovered):.1f} s of resubmitting; "
-           f"{len(pings.latencies)} pings, slowest {pings.slowest * 1e3:.0f} ms")
+    report(
+        f"worker SIGKILLs: {KILLS} mid-job kills, {KILLS} clear worker_failed errors, "
+        f"{KILLS} resubmitted jobs finished; error within {max(reported):.2f} s of the "
+        f"kill, job done within {max(recovered):.1f} s of resubmitting; "
+        f"{len(pings.latencies)} pings, slowest {pings.slowest * 1e3:.0f} ms"
+    )
 
 
 def test_a_worker_that_keeps_dying_is_given_up_on_and_reported(tmp_path: Path) -> None:
@@ -105,8 +111,9 @@ def test_a_worker_that_keeps_dying_is_given_up_on_and_reported(tmp_path: Path) -
                 os.kill(worker, signal.SIGKILL)
             status = daemon.wait_worker(WorkerState.FAILED, timeout=60)
             assert not status.model_loaded
-            refused = read_all(client.submit("too-late", content_image()[0], [style_png()],
-                                             QUICK))[-1]
+            refused = read_all(client.submit("too-late", content_image()[0], [style_png()], QUICK))[
+                -1
+            ]
             assert isinstance(refused, Error) and refused.code is ErrorCode.WORKER_FAILED
             assert f"{MAX_FAILURES} times" in refused.message and "SIGKILL" in refused.message
             # Given up: no worker process is left, and none is started again.

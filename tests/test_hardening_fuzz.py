@@ -43,8 +43,15 @@ REPLY_TIMEOUT_MS = 10_000
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     # Small images and a short queue: a fuzzed job that happens to be valid stays cheap.
-    with running_daemon(tmp_path_factory.mktemp("runtime"), "--max-side", "64",
-                        "--queue-length", "2", "--client-timeout", "5") as process:
+    with running_daemon(
+        tmp_path_factory.mktemp("runtime"),
+        "--max-side",
+        "64",
+        "--queue-length",
+        "2",
+        "--client-timeout",
+        "5",
+    ) as process:
         yield process
     assert "Traceback" not in process.stderr(), process.stderr()
 
@@ -83,13 +90,16 @@ class FuzzSender:
         self.socket.send_multipart(serialize(Ping(), self.key, msg_id=msg_id))
         while True:
             if not self.socket.poll(REPLY_TIMEOUT_MS):
-                raise AssertionError(f"no pong within {REPLY_TIMEOUT_MS} ms after "
-                                     f"{self.sent} fuzzed messages:\n{self.daemon.stderr()}")
+                raise AssertionError(
+                    f"no pong within {REPLY_TIMEOUT_MS} ms after "
+                    f"{self.sent} fuzzed messages:\n{self.daemon.stderr()}"
+                )
             received = receive(self.socket, 64)
             assert received is not None
             try:
-                envelope = deserialize_envelope(received.frames, self.key, self.replay,
-                                                accept=DaemonMessage)
+                envelope = deserialize_envelope(
+                    received.frames, self.key, self.replay, accept=DaemonMessage
+                )
             except ProtocolError as error:
                 raise AssertionError(f"the daemon sent an invalid reply: {error}") from None
             message = envelope.message
@@ -110,8 +120,12 @@ class FuzzSender:
 def test_fuzzed_messages_never_crash_the_daemon(daemon: DaemonProcess) -> None:
     sender = FuzzSender(daemon)
 
-    @settings(max_examples=MESSAGES // PER_EXAMPLE, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=MESSAGES // PER_EXAMPLE,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.lists(messages(sender.key), min_size=PER_EXAMPLE, max_size=PER_EXAMPLE))
     def send_batch(batch: list[Frames]) -> None:
         sender.send(batch)
@@ -125,8 +139,10 @@ def test_fuzzed_messages_never_crash_the_daemon(daemon: DaemonProcess) -> None:
     refusals = sum(n for kind, n in sender.replies.items() if kind.startswith("error"))
     # The signed ones were answered with refusals (the others were dropped, unanswered).
     assert refusals > 0 and sender.replies[f"error {ErrorCode.BAD_SIGNATURE.value}"] == 0
-    report(f"fuzz: {sender.sent} messages sent, daemon alive; replies: "
-           f"{dict(sorted(sender.replies.items()))}")
+    report(
+        f"fuzz: {sender.sent} messages sent, daemon alive; replies: "
+        f"{dict(sorted(sender.replies.items()))}"
+    )
 
 
 def _throw(port: int, payload: bytes) -> int:

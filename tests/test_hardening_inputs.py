@@ -26,8 +26,9 @@ MAX_SIDE = 512
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with running_daemon(tmp_path_factory.mktemp("runtime"), "--max-side", str(MAX_SIDE),
-                        idle_worker=True) as process:
+    with running_daemon(
+        tmp_path_factory.mktemp("runtime"), "--max-side", str(MAX_SIDE), idle_worker=True
+    ) as process:
         yield process
 
 
@@ -49,29 +50,46 @@ def bad_inputs(folder: Path) -> dict[str, tuple[list[object], str]]:
         "bomb as style": ([content, bomb], "a decompression bomb?) (invalid_image)"),
         "1x1 style": ([content, tiny], "style image 1 is 1x1"),
         "1x1 content": ([tiny, style], "content image is 1x1"),
-        "content over the daemon's limit": ([wide, style], f"[1, {MAX_SIDE}], not {MAX_SIDE + 88} "
-                                                           f"(invalid_image)"),
-        "size over the daemon's limit": ([content, style, "--size", "1000"],
-                                         f"over the limit of {MAX_SIDE} (invalid_param)"),
+        "content over the daemon's limit": (
+            [wide, style],
+            f"[1, {MAX_SIDE}], not {MAX_SIDE + 88} (invalid_image)",
+        ),
+        "size over the daemon's limit": (
+            [content, style, "--size", "1000"],
+            f"over the limit of {MAX_SIDE} (invalid_param)",
+        ),
         "bomb as content": ([bomb, style], "megapixels"),
         "missing style": ([content, folder / "nope.png"], "file not found"),
-        "blend weights for no style": ([content, style, "--style-weights", "1,2"],
-                                       "2 style weights for 1 style images"),
+        "blend weights for no style": (
+            [content, style, "--style-weights", "1,2"],
+            "2 style weights for 1 style images",
+        ),
         "nan strength": ([content, style, "--strength", "nan"], "strength"),
         "too many iterations": ([content, style, "--iterations", "100000"], "iterations"),
     }
 
 
 def test_bad_inputs_through_the_daemon_each_get_one_clear_line_and_nothing_written(
-        daemon: DaemonProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: DaemonProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(daemon.runtime))  # `stylize` finds the daemon
     output = tmp_path / "existing.png"
     output.write_bytes(b"precious")
     cases = bad_inputs(tmp_path)
     for name, (words, expected) in cases.items():
-        code = main(["stylize", *map(str, words), "-o", str(output), "-q",
-                     *(["--iterations", "2"] if "--iterations" not in words else [])])
+        code = main(
+            [
+                "stylize",
+                *map(str, words),
+                "-o",
+                str(output),
+                "-q",
+                *(["--iterations", "2"] if "--iterations" not in words else []),
+            ]
+        )
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2, (name, lines)
         assert len(lines) == 1 and lines[0].startswith("neural-style: error: "), (name, lines)

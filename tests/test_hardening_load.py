@@ -44,9 +44,14 @@ RETRY_WAIT = 0.2  # seconds before a refused client tries again
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with running_daemon(tmp_path_factory.mktemp("runtime"), "--queue-length",
-                        str(QUEUE_LENGTH), "--client-timeout", str(CLIENT_TIMEOUT),
-                        idle_worker=True) as process:
+    with running_daemon(
+        tmp_path_factory.mktemp("runtime"),
+        "--queue-length",
+        str(QUEUE_LENGTH),
+        "--client-timeout",
+        str(CLIENT_TIMEOUT),
+        idle_worker=True,
+    ) as process:
         yield process
 
 
@@ -70,8 +75,9 @@ class ClientRun(threading.Thread):
                 self.start_line.wait(30.0)
                 deadline = time.monotonic() + 120.0
                 while True:
-                    stream = client.submit(self.job_id, content_image(seed=self.index)[0],
-                                           [style_png()], QUICK)
+                    stream = client.submit(
+                        self.job_id, content_image(seed=self.index)[0], [style_png()], QUICK
+                    )
                     first = next(stream)
                     if self.first is None:
                         self.first = first  # type: ignore[assignment]
@@ -104,7 +110,8 @@ class QueueWatch(threading.Thread):
 
 
 def test_sixteen_clients_at_once_are_all_answered_within_the_queue_bound(
-        daemon: DaemonProcess) -> None:
+    daemon: DaemonProcess,
+) -> None:
     info = daemon.info()
     with daemon.client() as holder, PingMonitor(daemon) as pings:
         # The worker is held, so that the 16 arrive at a full house: exactly QUEUE_LENGTH fit.
@@ -136,11 +143,13 @@ def test_sixteen_clients_at_once_are_all_answered_within_the_queue_bound(
         assert run.end.job_id == run.job_id
     assert 0 < watch.longest <= QUEUE_LENGTH
     assert not pings.failures and pings.slowest < PING_BOUND
-    report(f"load: {CLIENTS} clients at once, queue bound {QUEUE_LENGTH}: {len(accepted)} "
-           f"queued, {len(busy)} refused busy at first, all {CLIENTS} served "
-           f"({sum(run.refusals for run in runs)} busy answers in all); longest queue seen "
-           f"{watch.longest} in {watch.samples} samples; slowest ping "
-           f"{pings.slowest * 1e3:.0f} ms")
+    report(
+        f"load: {CLIENTS} clients at once, queue bound {QUEUE_LENGTH}: {len(accepted)} "
+        f"queued, {len(busy)} refused busy at first, all {CLIENTS} served "
+        f"({sum(run.refusals for run in runs)} busy answers in all); longest queue seen "
+        f"{watch.longest} in {watch.samples} samples; slowest ping "
+        f"{pings.slowest * 1e3:.0f} ms"
+    )
 
 
 VANISHING_CLIENT = """
@@ -163,21 +172,27 @@ for event in stream:
 
 
 def test_a_client_process_killed_mid_job_has_its_job_cancelled(
-        daemon: DaemonProcess, tmp_path: Path) -> None:
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
     style = tmp_path / "style.png"
     style.write_bytes(style_png())
-    with subprocess.Popen([sys.executable, "-c", VANISHING_CLIENT,
-                           str(daemon.connection_file), str(style)],
-                          env=daemon_env(daemon.runtime), stdout=subprocess.PIPE,
-                          text=True) as client:
+    with subprocess.Popen(
+        [sys.executable, "-c", VANISHING_CLIENT, str(daemon.connection_file), str(style)],
+        env=daemon_env(daemon.runtime),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as client:
         try:
             assert client.stdout is not None and client.stdout.readline() == "running\n"
             client.send_signal(signal.SIGKILL)
             client.wait(30)
             killed = time.monotonic()
             with daemon.client() as probe:
-                wait_until(lambda: probe.status().running is None, CLIENT_TIMEOUT / 2,
-                           "the job of the killed client to be cancelled")
+                wait_until(
+                    lambda: probe.status().running is None,
+                    CLIENT_TIMEOUT / 2,
+                    "the job of the killed client to be cancelled",
+                )
                 gone = time.monotonic() - killed
                 assert probe.status().queue_length == 0
         finally:
@@ -186,5 +201,7 @@ def test_a_client_process_killed_mid_job_has_its_job_cancelled(
     log = daemon.stderr()
     assert "job vanishing: cancelling it, its client disconnected" in log
     assert "job vanishing cancelled" in log
-    report(f"client vanished: job cancelled {gone:.2f} s after its client was SIGKILLed "
-           f"(client timeout {CLIENT_TIMEOUT:g} s)")
+    report(
+        f"client vanished: job cancelled {gone:.2f} s after its client was SIGKILLed "
+        f"(client timeout {CLIENT_TIMEOUT:g} s)"
+    )

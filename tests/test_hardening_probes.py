@@ -44,8 +44,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 def zmtp3_probes(info: ConnectionInfo) -> dict[str, list[bytes]]:
     """Messages a ZeroMQ peer without the key could send: each an order that would matter."""
-    genuine_submit = [bytes(f) for f in serialize(
-        Submit("replayed", content_image()[0], (style_png(),), LONG), info.key_bytes)]
+    genuine_submit = [
+        bytes(f)
+        for f in serialize(
+            Submit("replayed", content_image()[0], (style_png(),), LONG), info.key_bytes
+        )
+    ]
     tampered = [bytes(f) for f in serialize(StatusRequest(), info.key_bytes)]
     tampered[2] = tampered[2].replace(b'"status"', b'"shutdown"')
     unsigned = [bytes(f) for f in serialize(Shutdown(), info.key_bytes)]
@@ -99,8 +103,11 @@ def test_probes_get_no_answer_and_change_nothing(daemon: DaemonProcess) -> None:
             for name, frames in probes.items():
                 assert no_answer(raw, frames), name
                 refused += 1
-            wait_until(lambda: drops(daemon) == before + 1 + len(probes), 10.0,
-                       "every probe to be logged as dropped")
+            wait_until(
+                lambda: drops(daemon) == before + 1 + len(probes),
+                10.0,
+                "every probe to be logged as dropped",
+            )
             status = owner.status()
             assert status.running is not None and status.running.job_id == "victim"
             assert status.queue_length == 0  # the replayed submit did not come back
@@ -112,5 +119,7 @@ def test_probes_get_no_answer_and_change_nothing(daemon: DaemonProcess) -> None:
         context.term()
     log = daemon.stderr()
     assert "bad signature" in log and "unsigned message" in log and "replayed" in log
-    report(f"probes: {refused} refused of {refused} (HTTP POST, ZMTP 1.0, wrong-key shutdown "
-           f"and cancel, tampered, unsigned, replayed submit); 0 answered, 0 acted on")
+    report(
+        f"probes: {refused} refused of {refused} (HTTP POST, ZMTP 1.0, wrong-key shutdown "
+        f"and cancel, tampered, unsigned, replayed submit); 0 answered, 0 acted on"
+    )

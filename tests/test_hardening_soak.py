@@ -67,14 +67,15 @@ def test_large_layers_in_a_row_leak_nothing_and_shutdown_never_hangs(tmp_path: P
         began = time.monotonic()
         with daemon.client() as client:
             for index in range(JOBS):
-                end = read_all(client.submit(f"soak-{index}", large_layer(index), [style_png()],
-                                             SOAK))[-1]
+                end = read_all(
+                    client.submit(f"soak-{index}", large_layer(index), [style_png()], SOAK)
+                )[-1]
                 assert isinstance(end, Result) and not end.cancelled, end
                 assert (end.image.width, end.image.height) == (SIDE, SIDE)
                 samples.append(rss_bytes(daemon.pid) + rss_bytes(worker))
         took = time.monotonic() - began
         assert daemon.worker_pid() == worker  # one warm worker throughout
-        after_warm_up = statistics.median(samples[WARM_UP:WARM_UP + WINDOW])
+        after_warm_up = statistics.median(samples[WARM_UP : WARM_UP + WINDOW])
         at_the_end = statistics.median(samples[-WINDOW:])
         growth = at_the_end - after_warm_up
         assert growth <= MAX_GROWTH, " ".join(f"{s / 2**20:.0f}" for s in samples)
@@ -85,12 +86,14 @@ def test_large_layers_in_a_row_leak_nothing_and_shutdown_never_hangs(tmp_path: P
         client_took = _queue_a_large_submit_and_close(stuck)
     finally:
         daemon.terminate()
-    report(f"soak: {JOBS} jobs of {SIDE}x{SIDE} RGBA ({SIDE * SIDE * 4 >> 20} MiB each way) in "
-           f"{took:.0f} s; broker+worker RSS {samples[0] / 2**20:.0f} MiB after the first job, "
-           f"{after_warm_up / 2**20:.0f} MiB after {WARM_UP} (warm-up), "
-           f"{at_the_end / 2**20:.0f} MiB at the end: growth {growth / 1e6:+.1f} MB; "
-           f"SIGTERM with a large reply unread: exit in {exit_took:.2f} s; client close "
-           f"with a large message queued: {client_took:.3f} s")
+    report(
+        f"soak: {JOBS} jobs of {SIDE}x{SIDE} RGBA ({SIDE * SIDE * 4 >> 20} MiB each way) in "
+        f"{took:.0f} s; broker+worker RSS {samples[0] / 2**20:.0f} MiB after the first job, "
+        f"{after_warm_up / 2**20:.0f} MiB after {WARM_UP} (warm-up), "
+        f"{at_the_end / 2**20:.0f} MiB at the end: growth {growth / 1e6:+.1f} MB; "
+        f"SIGTERM with a large reply unread: exit in {exit_took:.2f} s; client close "
+        f"with a large message queued: {client_took:.3f} s"
+    )
 
 
 def _leave_a_large_reply_unread(daemon: DaemonProcess) -> tuple[zmq.Socket, zmq.Context]:
@@ -98,8 +101,9 @@ def _leave_a_large_reply_unread(daemon: DaemonProcess) -> tuple[zmq.Socket, zmq.
     info = daemon.info()
     context = zmq.Context()
     socket = client_socket(context, info.endpoint)
-    socket.send_multipart(serialize(Submit("unread", large_layer(JOBS), (style_png(),),
-                                           SOAK), info.key_bytes))
+    socket.send_multipart(
+        serialize(Submit("unread", large_layer(JOBS), (style_png(),), SOAK), info.key_bytes)
+    )
     with daemon.client() as probe:
         wait_until(lambda: probe.status().running is not None, 60.0, "the unread job to start")
         wait_until(lambda: probe.status().running is None, 60.0, "the unread job to end")
@@ -109,6 +113,10 @@ def _leave_a_large_reply_unread(daemon: DaemonProcess) -> tuple[zmq.Socket, zmq.
 def _queue_a_large_submit_and_close(stuck: tuple[zmq.Socket, zmq.Context]) -> float:
     """The daemon is gone: a large submit waits in the client's queue; closing must not."""
     socket, context = stuck
-    socket.send_multipart(serialize(Submit("orphan", large_layer(7), (style_png(),), SOAK),
-                                    b"no daemon to check this"), zmq.NOBLOCK)
+    socket.send_multipart(
+        serialize(
+            Submit("orphan", large_layer(7), (style_png(),), SOAK), b"no daemon to check this"
+        ),
+        zmq.NOBLOCK,
+    )
     return closes_promptly(socket, context)

@@ -201,8 +201,14 @@ def test_declared_size_patch_is_read_by_pillow():
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("out.png", "PNG"), ("out.jpg", "JPEG"), ("out.JPEG", "JPEG"), ("out.tif", "TIFF"),
-     ("out.tiff", "TIFF"), ("out.webp", "WEBP")],
+    [
+        ("out.png", "PNG"),
+        ("out.jpg", "JPEG"),
+        ("out.JPEG", "JPEG"),
+        ("out.tif", "TIFF"),
+        ("out.tiff", "TIFF"),
+        ("out.webp", "WEBP"),
+    ],
 )
 def test_save_picks_the_format_by_extension(tmp_path, gradient, name, fmt):
     path = tmp_path / name

@@ -44,8 +44,9 @@ def test_iterates_match_torch_lbfgs_given_the_same_first_step():
     torch_first_scale = min(1.0, 1.0 / float(g0.abs().sum()))  # torch's first step: t * -g
 
     theirs = start.clone().requires_grad_(True)
-    reference = torch.optim.LBFGS([theirs], lr=1, max_iter=1, history_size=5,
-                                  tolerance_grad=-1, tolerance_change=-1)
+    reference = torch.optim.LBFGS(
+        [theirs], lr=1, max_iter=1, history_size=5, tolerance_grad=-1, tolerance_change=-1
+    )
     ours = start.clone().requires_grad_(True)
     optimizer = LBFGS(ours, history=5, first_step=torch_first_scale * float(g0.abs().max()))
     for step in range(25):
@@ -199,8 +200,10 @@ def test_bf16_pairs_halve_the_history_and_fit_twice_as_many_entries():
     assert lbfgs_history(huge, 100, torch.bfloat16) in (2 * in_fp32, 2 * in_fp32 + 1)
 
 
-@pytest.mark.skipif(not has_fast_bf16(torch.device("cpu")),
-                    reason="this CPU has no bf16 units: the engine runs fp32 here")
+@pytest.mark.skipif(
+    not has_fast_bf16(torch.device("cpu")),
+    reason="this CPU has no bf16 units: the engine runs fp32 here",
+)
 def test_the_engine_runs_bf16_on_this_cpu_and_ends_near_fp32(
     make_content, make_style, params, one_thread
 ):

@@ -54,9 +54,9 @@ def test_gram_matrix_of_bfloat16_features_is_float32_within_one_bf16_rounding(fe
     gram = gram_matrix(features.bfloat16())
     assert gram.dtype == torch.float32
     expected = numpy_gram(features.bfloat16().float().numpy())
-    np.testing.assert_allclose(gram.numpy(), expected, rtol=2**-8,
-                               atol=1e-3 * np.abs(expected).max())
-
+    np.testing.assert_allclose(
+        gram.numpy(), expected, rtol=2**-8, atol=1e-3 * np.abs(expected).max()
+    )
 
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
@@ -104,8 +104,9 @@ def test_gram_matrix_of_one_image_in_bfloat16_is_within_its_rounding(one_image_f
     (gradient,) = torch.autograd.grad((gram * weights).sum(), features)
     (exact,) = torch.autograd.grad((expected * weights.double()).sum(), reference)
     assert gradient.dtype == torch.bfloat16
-    torch.testing.assert_close(gradient.double(), exact, rtol=2**-7,
-                               atol=1e-3 * exact.abs().max().item())
+    torch.testing.assert_close(
+        gradient.double(), exact, rtol=2**-7, atol=1e-3 * exact.abs().max().item()
+    )
 
 
 def test_content_loss_is_zero_at_its_target_and_positive_elsewhere(features):
@@ -144,8 +145,11 @@ def test_style_loss_matches_a_numpy_reference(features):
 
 
 def loss_for(kind: str, target_features: torch.Tensor) -> ContentLoss | StyleLoss:
-    return ContentLoss(target_features) if kind == "content" else StyleLoss(
-        gram_matrix(target_features))
+    return (
+        ContentLoss(target_features)
+        if kind == "content"
+        else StyleLoss(gram_matrix(target_features))
+    )
 
 
 @pytest.mark.parametrize("kind", ["content", "style"])
@@ -153,8 +157,9 @@ def loss_for(kind: str, target_features: torch.Tensor) -> ContentLoss | StyleLos
 def test_a_loss_tap_passes_the_features_on_and_gives_the_losses_value_and_gradient(kind, layout):
     loss = loss_for(kind, fp64_features(layout, seed=1))
     features = fp64_features(layout, seed=2).requires_grad_(True)
-    from_above = torch.randn(features.shape, dtype=torch.float64,
-                             generator=torch.Generator().manual_seed(3))
+    from_above = torch.randn(
+        features.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
     passed, value = loss.tap(features)
     # The next layer gets the same values in the same layout (channels-last stays so).
     assert torch.equal(passed, features) and passed.stride() == features.stride()
@@ -189,19 +194,23 @@ def test_a_loss_tap_at_the_last_layer_gives_the_loss_gradient_alone():
 def test_a_loss_taps_bfloat16_gradient_is_within_its_rounding():
     target = fp64_features("channels-last", seed=8)
     features = fp64_features("channels-last", seed=9)
-    from_above = torch.randn(features.shape, dtype=torch.float64,
-                             generator=torch.Generator().manual_seed(10))
+    from_above = torch.randn(
+        features.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(10)
+    )
     exact_features = features.clone().requires_grad_(True)
     exact = torch.autograd.grad(
         StyleLoss(gram_matrix(target))(exact_features) + (exact_features * from_above).sum(),
-        exact_features)[0]
+        exact_features,
+    )[0]
     rounded = features.bfloat16().requires_grad_(True)
     passed, value = StyleLoss(gram_matrix(target.bfloat16())).tap(rounded)
-    (gradient,) = torch.autograd.grad(value + (passed * from_above.bfloat16()).float().sum(),
-                                      rounded)
+    (gradient,) = torch.autograd.grad(
+        value + (passed * from_above.bfloat16()).float().sum(), rounded
+    )
     assert gradient.dtype == torch.bfloat16
-    torch.testing.assert_close(gradient.double(), exact, rtol=2**-6,
-                               atol=2**-6 * exact.abs().max().item())
+    torch.testing.assert_close(
+        gradient.double(), exact, rtol=2**-6, atol=2**-6 * exact.abs().max().item()
+    )
 
 
 def test_total_variation_matches_numpy_and_is_zero_for_a_flat_image():
@@ -248,8 +257,9 @@ def evaluate(objective: Objective, image: torch.Tensor):
 
 def test_content_loss_is_zero_at_the_content_image(engine, make_content, make_style):
     content = tensor(make_content(40, 32))
-    objective = objective_for(engine, content, tensor(make_style(40, 32)),
-                              content_layers=("relu2_2", "relu4_2"))
+    objective = objective_for(
+        engine, content, tensor(make_style(40, 32)), content_layers=("relu2_2", "relu4_2")
+    )
     terms = evaluate(objective, content)
     assert terms.content.item() == pytest.approx(0.0, abs=1e-9)
     assert terms.style.item() > 0
@@ -266,15 +276,19 @@ def test_objective_weights_scale_their_terms(engine, make_content, make_style):
     content, style = tensor(make_content(32, 32)), tensor(make_style(32, 32))
     image = tensor(make_content(32, 32, seed=4))[None]
     base = floats(objective_for(engine, content, style, style_weight=1.0)(image))
-    heavy = floats(objective_for(engine, content, style, style_weight=10.0, content_weight=3.0,
-                                 tv_weight=0.5)(image))
+    heavy = floats(
+        objective_for(engine, content, style, style_weight=10.0, content_weight=3.0, tv_weight=0.5)(
+            image
+        )
+    )
     assert heavy["style"] == pytest.approx(10 * base["style"], rel=1e-5)
     assert heavy["content"] == pytest.approx(3 * base["content"], rel=1e-5)
     assert heavy["tv"] == pytest.approx(0.5 * base["tv"], rel=1e-5)
 
 
 def test_objective_gradient_with_the_taps_is_the_losses_own_gradient(
-        engine, make_content, make_style):
+    engine, make_content, make_style
+):
     """fp32 throughout, so that the two orders of summation agree to rounding."""
     content, style = tensor(make_content(40, 32)), tensor(make_style(40, 32))
     objective = objective_for(engine, content, style, style_layers="all")
@@ -282,17 +296,20 @@ def test_objective_gradient_with_the_taps_is_the_losses_own_gradient(
     (tapped,) = torch.autograd.grad(objective(image).total, image)
     features = engine.model(image, objective.layers)
     plain = objective.content_weight * sum(
-        loss(features[name]) for name, loss in objective.content_losses.items())
+        loss(features[name]) for name, loss in objective.content_losses.items()
+    )
     plain = plain + objective.style_weight * sum(
         objective.style_layer_weights[name] * loss(features[name])
-        for name, loss in objective.style_losses.items())
+        for name, loss in objective.style_losses.items()
+    )
     plain = plain + objective.tv_weight * total_variation(image)
     (expected,) = torch.autograd.grad(plain, image)
     torch.testing.assert_close(tapped, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
 
 def test_each_style_layers_gradient_is_summed_into_the_gradient_from_above(
-        engine, make_content, make_style, monkeypatch):
+    engine, make_content, make_style, monkeypatch
+):
     """The memory saving: no loss gradient is made before the backward pass reaches its layer,
     where the gradient from the layers above is already there to be added to."""
     given_from_above = []

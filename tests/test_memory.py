@@ -42,7 +42,8 @@ def test_a_job_that_fits_only_with_the_short_history_gets_it_and_a_warning():
     assert warnings == [
         f"not enough free memory at 2048 px for a 20-step L-BFGS history (about "
         f"{gib(job_memory_bytes(2048 * 1536, 20, True))} needed, {gib(available)} free): "
-        f"running with 5 steps"]
+        f"running with 5 steps"
+    ]
 
 
 @pytest.mark.parametrize("params", [StyleParams(), StyleParams(optimizer="adam")])
@@ -56,11 +57,13 @@ def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
     assert str(refused.value) == (
         f"not enough memory at 4096 px: a 4096x3072 px job needs about "
         f"{gib(job_memory_bytes(4096 * 3072, pairs, True))} and 6.0 GiB are free: a size of "
-        f"{side} px or less would fit")
+        f"{side} px or less would fit"
+    )
 
     def needed(long_side: int) -> int:
         width, height = scaled_size(*size, long_side)
         return job_memory_bytes(width * height, pairs, True)
+
     # The largest that fits in nine tenths of the free memory: what is free moves.
     assert needed(side) <= 0.9 * available < needed(side + 2)
 
@@ -68,28 +71,33 @@ def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
 def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_elsewhere():
     available = available_memory_bytes(torch.device("cpu"))
     with open("/proc/meminfo") as meminfo:
-        total = next(int(line.split()[1]) * 1024 for line in meminfo
-                     if line.startswith("MemTotal:"))
+        total = next(
+            int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:")
+        )
     assert available is not None and 0 < available <= total
     assert available_memory_bytes(torch.device("cuda")) is None
 
 
 def test_the_engine_refuses_a_job_too_large_for_the_free_memory_before_any_step(
-        engine, make_content, make_style, params, progress_log, monkeypatch):
+    engine, make_content, make_style, params, progress_log, monkeypatch
+):
     # The machine's free memory, as the kernel would report it on a small machine.
     monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: 2**20)
     with pytest.raises(DeviceMemoryError, match="a 64x48 px job needs about"):
-        engine.stylize(make_content(64, 48), [make_style(32, 32)], params(),
-                       on_progress=progress_log)
+        engine.stylize(
+            make_content(64, 48), [make_style(32, 32)], params(), on_progress=progress_log
+        )
     assert progress_log.reports == []
 
 
 def test_the_engine_runs_a_job_that_fits_only_with_the_short_history_with_it(
-        engine, make_content, make_style, params, lbfgs_histories, monkeypatch):
+    engine, make_content, make_style, params, lbfgs_histories, monkeypatch
+):
     free = job_memory_bytes(64 * 48, 5, engine.model.mixed_precision)
     monkeypatch.setattr(stylize, "available_memory_bytes", lambda device: free)
     warnings = []
-    result = engine.stylize(make_content(64, 48), [make_style(32, 32)], params(),
-                            on_warning=warnings.append)
+    result = engine.stylize(
+        make_content(64, 48), [make_style(32, 32)], params(), on_warning=warnings.append
+    )
     assert result.steps == 3 and lbfgs_histories == [5]
     assert len(warnings) == 1 and "running with 5 steps" in warnings[0]

@@ -26,8 +26,12 @@ def objective(engine, make_content, make_style) -> Objective:
     model = engine.model
     content = to_tensor(make_content(40, 32), torch.device("cpu"))[None]
     style = to_tensor(make_style(40, 40), torch.device("cpu"))[None]
-    return Objective(model, layer_features(model, content, params.content_layers),
-                     layer_grams(model, style, params.style_layers), params)
+    return Objective(
+        model,
+        layer_features(model, content, params.content_layers),
+        layer_grams(model, style, params.style_layers),
+        params,
+    )
 
 
 @pytest.fixture
@@ -73,8 +77,9 @@ def test_a_plateau_ends_the_scale_at_the_next_read(objective, start):
     params = StyleParams()
     every_step, every_fourth = Reads(), Reads()
     _, losses_1 = optimize_scale(objective, start, 60, params, every_step, tolerance=0.2)
-    _, losses_4 = optimize_scale(objective, start, 60, params, every_fourth, tolerance=0.2,
-                                 read_every=4)
+    _, losses_4 = optimize_scale(
+        objective, start, 60, params, every_fourth, tolerance=0.2, read_every=4
+    )
     stalled_at = every_step.steps[-1]
     assert 10 < stalled_at < 60, "the tolerance should end this scale early"
     assert every_fourth.steps[-1] == 4 * -(-stalled_at // 4)  # the first read at or after it
@@ -98,8 +103,9 @@ def test_no_step_reads_from_the_device_between_reads(objective, start, optimizer
     with FakeTensorMode(allow_non_fake_inputs=True) as fake:
         fake_start = fake.from_tensor(start)
         with pytest.raises(DataDependentOutputException):
-            optimize_scale(objective, fake_start, 12, StyleParams(optimizer=optimizer),
-                           Reads(), read_every=12)
+            optimize_scale(
+                objective, fake_start, 12, StyleParams(optimizer=optimizer), Reads(), read_every=12
+            )
     assert len(evaluations) == 12
 
 
@@ -122,17 +128,32 @@ def test_the_engine_reports_progress_and_previews_at_each_read(
     monkeypatch.setattr(engine, "steps_between_reads", 3)
     job = StyleParams(initial_iterations=7, iterations=4, min_size=32, preview_every=5)
     result = engine.stylize(
-        make_content(64, 48), [make_style(32, 32)], job, on_progress=progress_log,
+        make_content(64, 48),
+        [make_style(32, 32)],
+        job,
+        on_progress=progress_log,
         should_cancel=progress_log.should_cancel,
     )
     reports = progress_log.reports
     assert [(r.scale, r.iteration) for r in reports] == [
-        (1, 3), (1, 6), (1, 7), (2, 3), (2, 4), (3, 3), (3, 4),
+        (1, 3),
+        (1, 6),
+        (1, 7),
+        (2, 3),
+        (2, 4),
+        (3, 3),
+        (3, 4),
     ]
     assert result.steps == 7 + 4 + 4
     # Steps done after each report: 3, 6, 7, 10, 11, 14, 15; multiples of 5 passed at 6, 10, 15.
     assert [r.preview is not None for r in reports] == [
-        False, True, False, True, False, False, True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
     ]
     assert progress_log.cancel_checks == len(reports)
     assert reports[-1].work_done == pytest.approx(1.0)

@@ -22,9 +22,16 @@ from neural_style_protocol.wire import DELIMITER, deserialize_envelope, sign, sp
 def _signed_pong_with_an_unknown_key(key: bytes, parent_id: str) -> list[bytes]:
     """What a newer daemon might send: a correctly signed pong whose body this side does not
     know."""
-    header = json.dumps({"version": PROTOCOL_VERSION, "type": "pong",
-                         "msg_id": uuid.uuid4().hex, "session": uuid.uuid4().hex,
-                         "time": time.time(), "parent_id": parent_id}).encode()
+    header = json.dumps(
+        {
+            "version": PROTOCOL_VERSION,
+            "type": "pong",
+            "msg_id": uuid.uuid4().hex,
+            "session": uuid.uuid4().hex,
+            "time": time.time(),
+            "parent_id": parent_id,
+        }
+    ).encode()
     content = json.dumps({"body": {"from_the_future": 1}, "buffers": []}).encode()
     return [DELIMITER, sign(key, header, content), header, content]
 

@@ -78,8 +78,9 @@ def test_writing_is_atomic_and_replaces_an_open_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.json"]  # no temporary left
 
 
-def test_a_failed_write_leaves_no_temporary(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(fd: int, data: bytes) -> int:
         raise OSError("disk full")
 
@@ -105,10 +106,18 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
         read_connection_file(tmp_path / "daemon.json")
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"not json", b"\xff\xfe", b"[]", b"{}", b'{"endpoint": "tcp://127.0.0.1:1"}',
-    b"[" * 10_000,
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+        b'{"endpoint": "tcp://127.0.0.1:1"}',
+        b"[" * 10_000,
+    ],
+)
 def test_a_garbled_file_says_so(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "daemon.json"
     path.write_bytes(content)
@@ -117,11 +126,20 @@ def test_a_garbled_file_says_so(tmp_path: Path, content: bytes) -> None:
         read_connection_file(path)
 
 
-@pytest.mark.parametrize("changes", [
-    {"key": "short"}, {"key": "ZZ" * 32}, {"pid": "123"}, {"pid": True}, {"pid": 0},
-    {"transport": "udp"}, {"endpoint": "ipc:///tmp/x"}, {"signature_scheme": "none"},
-    {"protocol_version": 1.0},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"key": "short"},
+        {"key": "ZZ" * 32},
+        {"pid": "123"},
+        {"pid": True},
+        {"pid": 0},
+        {"transport": "udp"},
+        {"endpoint": "ipc:///tmp/x"},
+        {"signature_scheme": "none"},
+        {"protocol_version": 1.0},
+    ],
+)
 def test_wrong_values_in_the_file_are_refused(tmp_path: Path, changes: dict) -> None:
     path = write_connection_file(info(), tmp_path / "daemon.json")
     data = {**json.loads(path.read_text()), **changes}
@@ -175,8 +193,9 @@ def test_process_liveness() -> None:
 # ---- the runtime folder ----------------------------------------------------------------------
 
 
-def test_the_runtime_folder_under_xdg_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 umask: None) -> None:
+def test_the_runtime_folder_under_xdg_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: None
+) -> None:
     os.umask(0o000)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     folder = runtime_dir()
@@ -185,8 +204,9 @@ def test_the_runtime_folder_under_xdg_is_private(tmp_path: Path, monkeypatch: py
     assert connection.default_connection_file() == folder / "daemon.json"
 
 
-def test_without_xdg_a_per_user_folder_in_tmp(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_xdg_a_per_user_folder_in_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     folder = runtime_dir()
@@ -194,8 +214,9 @@ def test_without_xdg_a_per_user_folder_in_tmp(tmp_path: Path,
     assert mode(folder) == 0o700 and folder.stat().st_uid == os.getuid()
 
 
-def test_an_open_runtime_folder_of_ours_is_closed(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_open_runtime_folder_of_ours_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     (tmp_path / "neural-style").mkdir(mode=0o755)
     (tmp_path / "neural-style").chmod(0o755)
@@ -211,10 +232,13 @@ def test_a_planted_symlink_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
         runtime_dir()
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                    reason="needs root to make a folder that another user owns")
-def test_a_folder_owned_by_another_user_is_refused(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root to make a folder that another user owns",
+)
+def test_a_folder_owned_by_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     folder = tmp_path / "neural-style"
     folder.mkdir(mode=0o700)

@@ -34,8 +34,15 @@ from neural_style_protocol.transport import (
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
 
-LOOPBACK_FIELDS = {"endpoint", "key", "pid", "version", "protocol_version", "transport",
-                   "signature_scheme"}
+LOOPBACK_FIELDS = {
+    "endpoint",
+    "key",
+    "pid",
+    "version",
+    "protocol_version",
+    "transport",
+    "signature_scheme",
+}
 
 
 def keys() -> CurveKeys:
@@ -43,8 +50,10 @@ def keys() -> CurveKeys:
 
 
 def certificate(path: Path, pair: CurveKeys, mode: int = 0o600) -> Path:
-    path.write_text(f'curve\n    public-key = "{pair.public.decode()}"\n'
-                    f'    secret-key = "{pair.secret.decode()}"\n')
+    path.write_text(
+        f'curve\n    public-key = "{pair.public.decode()}"\n'
+        f'    secret-key = "{pair.secret.decode()}"\n'
+    )
     path.chmod(mode)
     return path
 
@@ -61,8 +70,11 @@ def test_a_loopback_daemons_file_has_exactly_the_fields_it_always_had(tmp_path: 
 
 def test_the_curve_fields_round_trip_and_are_checked(tmp_path: Path) -> None:
     server = keys().public.decode()
-    written = info("tcp://0.0.0.0:5599", curve_server_key=server,
-                   curve_client_key_file=str(tmp_path / "me.key_secret"))
+    written = info(
+        "tcp://0.0.0.0:5599",
+        curve_server_key=server,
+        curve_client_key_file=str(tmp_path / "me.key_secret"),
+    )
     assert read_connection_file(write_connection_file(written, tmp_path / "d.json")) == written
     with pytest.raises(ValueError, match="go together"):
         info(curve_server_key=server)
@@ -70,10 +82,17 @@ def test_the_curve_fields_round_trip_and_are_checked(tmp_path: Path) -> None:
         info(curve_server_key="not a key", curve_client_key_file="x")
 
 
-@pytest.mark.parametrize("endpoint, local", [
-    ("tcp://127.0.0.1:1", True), ("tcp://[::1]:1", True), ("tcp://localhost:1", True),
-    ("tcp://0.0.0.0:1", True), ("tcp://192.168.1.20:1", False), ("tcp://studio.lan:1", False),
-])
+@pytest.mark.parametrize(
+    "endpoint, local",
+    [
+        ("tcp://127.0.0.1:1", True),
+        ("tcp://[::1]:1", True),
+        ("tcp://localhost:1", True),
+        ("tcp://0.0.0.0:1", True),
+        ("tcp://192.168.1.20:1", False),
+        ("tcp://studio.lan:1", False),
+    ],
+)
 def test_only_a_local_daemons_pid_says_whether_it_is_gone(endpoint: str, local: bool) -> None:
     gone = replace(info(endpoint), pid=2**22 + 12345)  # beyond Linux's pid_max default
     assert gone.is_local is local
@@ -113,9 +132,11 @@ def test_a_curve_server_without_a_zap_handler_lets_nobody_in() -> None:
     context = zmq.Context()
     server, endpoint = server_socket(context, "tcp://127.0.0.1:*", curve=server_keys)
     client = client_socket(context, endpoint, curve=(server_keys.public, client_keys))
-    monitor = client.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                                        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                        | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    monitor = client.get_monitor_socket(
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    )
     try:
         client.send_multipart([b"hello"])
         assert not server.poll(1000)  # nothing delivered

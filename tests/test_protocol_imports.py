@@ -14,8 +14,9 @@ import pytest
 
 SHARED = Path(__file__).parents[1] / "shared"
 PACKAGE = SHARED / "neural_style_protocol"
-MODULES = sorted(f"neural_style_protocol.{p.stem}" for p in PACKAGE.glob("*.py")
-                 if p.stem != "__init__")
+MODULES = sorted(
+    f"neural_style_protocol.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"
+)
 # The transport and the client import pyzmq; the pure modules must never need it.
 TRANSPORT_MODULES = {"neural_style_protocol.transport", "neural_style_protocol.client"}
 
@@ -46,8 +47,12 @@ print("ok", sys.version_info[:2])
 
 def test_the_pure_modules_import_only_the_standard_library() -> None:
     pure = [m for m in MODULES if m not in TRANSPORT_MODULES]
-    result = subprocess.run([sys.executable, "-c", NEW_MODULES, "neural_style_protocol", *pure],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", NEW_MODULES, "neural_style_protocol", *pure],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     added = {name.split(".")[0] for name in result.stdout.split()}
     foreign = added - set(sys.stdlib_module_names) - {"neural_style_protocol"}
     assert not foreign, f"non-standard imports: {sorted(foreign)}"
@@ -56,12 +61,19 @@ def test_the_pure_modules_import_only_the_standard_library() -> None:
 
 def python39() -> str | None:
     """A working Python 3.9 interpreter, if this machine has one."""
-    candidates = [os.environ.get("NEURAL_STYLE_PYTHON39"), shutil.which("python3.9"),
-                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python")))]
+    candidates = [
+        os.environ.get("NEURAL_STYLE_PYTHON39"),
+        shutil.which("python3.9"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python"))),
+    ]
     for candidate in filter(None, candidates):
         try:
-            version = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                     capture_output=True, text=True, timeout=30)
+            version = subprocess.run(
+                [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if version.returncode == 0 and version.stdout.strip() == "(3, 9)":
@@ -73,8 +85,12 @@ def test_the_package_runs_on_python_3_9() -> None:
     interpreter = python39()
     if interpreter is None:
         pytest.skip("no Python 3.9 here (set NEURAL_STYLE_PYTHON39 to one)")
-    result = subprocess.run([interpreter, "-I", "-c", ROUND_TRIP, str(SHARED)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [interpreter, "-I", "-c", ROUND_TRIP, str(SHARED)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok (3, 9)")
 
@@ -95,24 +111,32 @@ def test_the_pyzmq_modules_compile_on_python_3_9() -> None:
     if interpreter is None:
         pytest.skip("no Python 3.9 here (set NEURAL_STYLE_PYTHON39 to one)")
     paths = [str(PACKAGE / f"{name.rsplit('.', 1)[1]}.py") for name in sorted(TRANSPORT_MODULES)]
-    result = subprocess.run([interpreter, "-I", "-c", COMPILE, *paths], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [interpreter, "-I", "-c", COMPILE, *paths], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 # The plug-in's own package runs in GIMP's Python too: its logic modules need only the standard
 # library and the protocol; `daemon_link` adds pyzmq, `plugin` GIMP's `gi`.
 PLUGIN_PACKAGE = Path(__file__).parents[1] / "gimp_plugin" / "neural_style_gimp"
-PLUGIN_LOGIC = ["neural_style_gimp.arguments", "neural_style_gimp.errors",
-                "neural_style_gimp.png", "neural_style_gimp.progress"]
+PLUGIN_LOGIC = [
+    "neural_style_gimp.arguments",
+    "neural_style_gimp.errors",
+    "neural_style_gimp.png",
+    "neural_style_gimp.progress",
+]
 
 
 def test_the_plugin_logic_imports_only_the_standard_library_and_the_protocol() -> None:
-    result = subprocess.run([sys.executable, "-c", NEW_MODULES, *PLUGIN_LOGIC],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", NEW_MODULES, *PLUGIN_LOGIC],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     added = {name.split(".")[0] for name in result.stdout.split()}
-    foreign = added - set(sys.stdlib_module_names) - {"neural_style_protocol",
-                                                      "neural_style_gimp"}
+    foreign = added - set(sys.stdlib_module_names) - {"neural_style_protocol", "neural_style_gimp"}
     assert not foreign, f"non-standard imports: {sorted(foreign)}"
 
 
@@ -121,6 +145,7 @@ def test_the_plugin_compiles_on_python_3_9() -> None:
     if interpreter is None:
         pytest.skip("no Python 3.9 here (set NEURAL_STYLE_PYTHON39 to one)")
     paths = sorted(str(path) for path in PLUGIN_PACKAGE.glob("*.py"))
-    result = subprocess.run([interpreter, "-I", "-c", COMPILE, *paths], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [interpreter, "-I", "-c", COMPILE, *paths], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr

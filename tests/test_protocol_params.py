@@ -44,8 +44,9 @@ job_params = st.builds(
     preserve_colors=st.sampled_from(ColorMode),
     init=st.sampled_from(Init),
     seed=optional(st.integers(0, MAX_SEED)),
-    style_weights=optional(st.lists(finite(1e-300).filter(lambda w: w > 0), min_size=1,
-                                    max_size=8).map(tuple)),
+    style_weights=optional(
+        st.lists(finite(1e-300).filter(lambda w: w > 0), min_size=1, max_size=8).map(tuple)
+    ),
     style_scale=finite(0.05, 8),
     optimizer=st.sampled_from(Optimizer),
     tv_weight=finite(0),
@@ -64,14 +65,24 @@ def test_params_round_trip_through_json(params: JobParams) -> None:
 def test_missing_keys_take_the_defaults() -> None:
     assert JobParams.from_wire({}) == JobParams()
     assert JobParams.from_wire({"preset": "draft", "strength": 80}) == JobParams(
-        preset=Preset.DRAFT, strength=80.0)
+        preset=Preset.DRAFT, strength=80.0
+    )
 
 
 def test_the_defaults_equal_the_engines() -> None:
     engine = _engine_defaults()
     ours = JobParams()
-    same_name = ["preset", "size", "iterations", "seed", "style_scale", "tv_weight",
-                 "content_weight", "style_weight", "preview_every"]
+    same_name = [
+        "preset",
+        "size",
+        "iterations",
+        "seed",
+        "style_scale",
+        "tv_weight",
+        "content_weight",
+        "style_weight",
+        "preview_every",
+    ]
     for name in same_name:
         assert getattr(ours, name) == engine[name], name
     assert ours.optimizer.value == engine["optimizer"]
@@ -85,12 +96,17 @@ def _engine_defaults() -> dict[str, object]:
     """StyleParams' defaults from the engine's source: enum members become their values."""
     tree = ast.parse(ENGINE_PARAMS.read_text())
     enums = {
-        node.name: {item.targets[0].id: item.value.value for item in node.body
-                    if isinstance(item, ast.Assign)}
-        for node in tree.body if isinstance(node, ast.ClassDef) and node.name != "StyleParams"
+        node.name: {
+            item.targets[0].id: item.value.value
+            for item in node.body
+            if isinstance(item, ast.Assign)
+        }
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name != "StyleParams"
     }
-    style_params = next(node for node in tree.body
-                        if isinstance(node, ast.ClassDef) and node.name == "StyleParams")
+    style_params = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "StyleParams"
+    )
     defaults: dict[str, object] = {}
     for item in style_params.body:
         if isinstance(item, ast.AnnAssign) and item.value is not None:
@@ -102,41 +118,44 @@ def _engine_defaults() -> dict[str, object]:
     return defaults
 
 
-@pytest.mark.parametrize(("changes", "named"), [
-    ({"bogus": 1}, "bogus"),
-    ({"preset": "ultra"}, "params.preset"),
-    ({"preset": 1}, "params.preset"),
-    ({"strength": 100.5}, "params.strength"),
-    ({"strength": -1}, "params.strength"),
-    ({"strength": True}, "params.strength"),
-    ({"strength": math.nan}, "params.strength"),
-    ({"strength": math.inf}, "params.strength"),
-    ({"size": 15}, "params.size"),
-    ({"size": 8193}, "params.size"),
-    ({"size": 512.0}, "params.size"),
-    ({"size": True}, "params.size"),
-    ({"iterations": 10_001}, "params.iterations"),
-    ({"iterations": -1}, "params.iterations"),
-    ({"iterations": False}, "params.iterations"),
-    ({"preserve_colors": "yes"}, "params.preserve_colors"),
-    ({"init": "image"}, "params.init"),  # the engine's init image is not offered on the wire
-    ({"seed": -1}, "params.seed"),
-    ({"seed": 2**31}, "params.seed"),
-    ({"style_weights": []}, "params.style_weights"),
-    ({"style_weights": [1.0, 0.0]}, "params.style_weights"),
-    ({"style_weights": [1.0, -2.0]}, "params.style_weights"),
-    ({"style_weights": [math.inf]}, "params.style_weights"),
-    ({"style_weights": 1.0}, "params.style_weights"),
-    ({"style_scale": 0.04}, "params.style_scale"),
-    ({"style_scale": 8.5}, "params.style_scale"),
-    ({"optimizer": "sgd"}, "params.optimizer"),
-    ({"tv_weight": -0.1}, "params.tv_weight"),
-    ({"content_weight": math.inf}, "params.content_weight"),
-    ({"style_weight": -1}, "params.style_weight"),
-    ({"style_weight": "1e5"}, "params.style_weight"),
-    ({"preview_every": 10_001}, "params.preview_every"),
-    ({"preview_every": None}, "params.preview_every"),
-])
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"preset": "ultra"}, "params.preset"),
+        ({"preset": 1}, "params.preset"),
+        ({"strength": 100.5}, "params.strength"),
+        ({"strength": -1}, "params.strength"),
+        ({"strength": True}, "params.strength"),
+        ({"strength": math.nan}, "params.strength"),
+        ({"strength": math.inf}, "params.strength"),
+        ({"size": 15}, "params.size"),
+        ({"size": 8193}, "params.size"),
+        ({"size": 512.0}, "params.size"),
+        ({"size": True}, "params.size"),
+        ({"iterations": 10_001}, "params.iterations"),
+        ({"iterations": -1}, "params.iterations"),
+        ({"iterations": False}, "params.iterations"),
+        ({"preserve_colors": "yes"}, "params.preserve_colors"),
+        ({"init": "image"}, "params.init"),  # the engine's init image is not offered on the wire
+        ({"seed": -1}, "params.seed"),
+        ({"seed": 2**31}, "params.seed"),
+        ({"style_weights": []}, "params.style_weights"),
+        ({"style_weights": [1.0, 0.0]}, "params.style_weights"),
+        ({"style_weights": [1.0, -2.0]}, "params.style_weights"),
+        ({"style_weights": [math.inf]}, "params.style_weights"),
+        ({"style_weights": 1.0}, "params.style_weights"),
+        ({"style_scale": 0.04}, "params.style_scale"),
+        ({"style_scale": 8.5}, "params.style_scale"),
+        ({"optimizer": "sgd"}, "params.optimizer"),
+        ({"tv_weight": -0.1}, "params.tv_weight"),
+        ({"content_weight": math.inf}, "params.content_weight"),
+        ({"style_weight": -1}, "params.style_weight"),
+        ({"style_weight": "1e5"}, "params.style_weight"),
+        ({"preview_every": 10_001}, "params.preview_every"),
+        ({"preview_every": None}, "params.preview_every"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(changes: dict, named: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         JobParams.from_wire(changes)

@@ -48,21 +48,38 @@ def rgba(width: int, height: int) -> RawImage:
 
 
 def progress(preview: bool = True) -> Progress:
-    return Progress("job-1", seq=3, scale=1, scales=2, iteration=5, iterations=100,
-                    work_done=0.25, losses={"content": 1.5, "style": 20.0, "tv": 0.1},
-                    elapsed=2.5, eta=7.5,
-                    preview=RawImage(b"\x07" * 2 * 3 * 3, 2, 3, channels=3) if preview else None)
+    return Progress(
+        "job-1",
+        seq=3,
+        scale=1,
+        scales=2,
+        iteration=5,
+        iterations=100,
+        work_done=0.25,
+        losses={"content": 1.5, "style": 20.0, "tv": 0.1},
+        elapsed=2.5,
+        eta=7.5,
+        preview=RawImage(b"\x07" * 2 * 3 * 3, 2, 3, channels=3) if preview else None,
+    )
 
 
 def submit(styles: int = 2, **params: object) -> Submit:
-    return Submit("job-1", rgba(4, 3), tuple(b"\x89PNG style %d" % i for i in range(styles)),
-                  JobParams(**params))  # type: ignore[arg-type]
+    return Submit(
+        "job-1",
+        rgba(4, 3),
+        tuple(b"\x89PNG style %d" % i for i in range(styles)),
+        JobParams(**params),
+    )  # type: ignore[arg-type]
 
 
 EXAMPLES: list[Message] = [
     Ping(),
-    Submit("a.B_c-9", rgba(8, 4), (b"\xff\xd8jpeg",),
-           JobParams(preset=Preset.BEST, size=512, iterations=50, seed=None, style_weight=1e5)),
+    Submit(
+        "a.B_c-9",
+        rgba(8, 4),
+        (b"\xff\xd8jpeg",),
+        JobParams(preset=Preset.BEST, size=512, iterations=50, seed=None, style_weight=1e5),
+    ),
     submit(3, style_weights=(1.0, 2.0, 0.5)),
     Cancel("job-1"),
     StatusRequest(),
@@ -71,8 +88,13 @@ EXAMPLES: list[Message] = [
     Accepted("job-1", 2),
     progress(),
     progress(preview=False),
-    Result("job-1", rgba(5, 7), cancelled=True, stats=JobStats(120, 3.25, 1 << 30),
-           warnings=("out of memory at 2048 px: retried at 1448 px",)),
+    Result(
+        "job-1",
+        rgba(5, 7),
+        cancelled=True,
+        stats=JobStats(120, 3.25, 1 << 30),
+        warnings=("out of memory at 2048 px: retried at 1448 px",),
+    ),
     Error("job-1", ErrorCode.BUSY, "the queue is full (8 jobs)"),
     Error(None, ErrorCode.MALFORMED, "no"),
     StatusReply("0.1.0", "cuda:0", True, 123456, 1, 8, WorkerState.BUSY, running=progress()),
@@ -93,16 +115,22 @@ def refusal(frames: list, **kwargs: object) -> ProtocolError:
     return caught.value
 
 
-def resigned(frames: list, header: object = None, content: object = None,
-             raw_content: bytes | None = None) -> list:
+def resigned(
+    frames: list, header: object = None, content: object = None, raw_content: bytes | None = None
+) -> list:
     """Frames with a replaced header or content, signed again with the right key: they pass the
     signature check, so what follows is refused by validation (from an authenticated peer)."""
     header_bytes = frames[2] if header is None else json.dumps(header).encode()
     content_bytes = frames[3] if content is None else json.dumps(content).encode()
     if raw_content is not None:
         content_bytes = raw_content
-    return [DELIMITER, sign(KEY, header_bytes, content_bytes), header_bytes, content_bytes,
-            *frames[4:]]
+    return [
+        DELIMITER,
+        sign(KEY, header_bytes, content_bytes),
+        header_bytes,
+        content_bytes,
+        *frames[4:],
+    ]
 
 
 def edit_body(frames: list, edit) -> list:
@@ -167,8 +195,10 @@ def test_each_side_accepts_only_the_other_sides_messages() -> None:
     assert isinstance(roundtrip(Ping(), accept=ClientMessage), Ping)
     error = refusal(serialize(Pong(), KEY), accept=ClientMessage)
     assert error.code is ErrorCode.UNKNOWN_TYPE and error.authenticated
-    assert refusal(serialize(Submit("x", rgba(1, 1), (b"s",)), KEY),
-                   accept=DaemonMessage).code is ErrorCode.UNKNOWN_TYPE
+    assert (
+        refusal(serialize(Submit("x", rgba(1, 1), (b"s",)), KEY), accept=DaemonMessage).code
+        is ErrorCode.UNKNOWN_TYPE
+    )
 
 
 def test_an_error_reply_is_built_from_a_refusal() -> None:

@@ -114,7 +114,9 @@ def test_with_overrides_ignores_none():
 def test_enum_options_accept_their_string_values():
     params = StyleParams(optimizer="adam", preserve_colors="histogram", init="noise")
     assert (params.optimizer.value, params.preserve_colors.value, params.init.value) == (
-        "adam", "histogram", "noise",
+        "adam",
+        "histogram",
+        "noise",
     )
 
 

@@ -145,8 +145,10 @@ def test_loaded_model_is_frozen_and_in_eval_mode(checkpoint):
 
 
 def test_random_weights_are_seeded(caplog):
-    first, again, other = load_vgg("random", seed=1), load_vgg("random", seed=1), load_vgg(
-        "random", seed=2
+    first, again, other = (
+        load_vgg("random", seed=1),
+        load_vgg("random", seed=1),
+        load_vgg("random", seed=2),
     )
     conv = "layers.conv3_1.weight"
     assert torch.equal(first.state_dict()[conv], again.state_dict()[conv])

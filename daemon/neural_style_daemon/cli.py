@@ -50,69 +50,125 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
 
     d = _defaults()
     p = subparsers.add_parser(
-        "stylize", help="stylise an image (on the running daemon, if there is one)",
+        "stylize",
+        help="stylise an image (on the running daemon, if there is one)",
         description="Stylise CONTENT with one or more STYLE images (Gatys et al. 2016). A "
-                    "running daemon (`neural-style start`) does the work with its warm model, "
-                    "unless --local is given or an option only this process honours is used.",
+        "running daemon (`neural-style start`) does the work with its warm model, "
+        "unless --local is given or an option only this process honours is used.",
     )
     p.add_argument("content", type=Path, help="the image to stylise")
     p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s)")
-    p.add_argument("-o", "--output", type=Path, required=True,
-                   help="output file; the format follows the extension (png, jpg, tif, webp)")
-    p.add_argument("--style-weights", type=_float_list, dest="style_blend", metavar="W,W,...",
-                   help="blend weights, one per style image (default: equal)")
-    p.add_argument("--strength", type=float,
-                   help=f"style strength, 0..1 or 0..100 (default {d['strength']})")
-    p.add_argument("--size", type=int,
-                   help="processing size, long side in pixels (default: the content's own; the "
-                        "output always has the content's size)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file; the format follows the extension (png, jpg, tif, webp)",
+    )
+    p.add_argument(
+        "--style-weights",
+        type=_float_list,
+        dest="style_blend",
+        metavar="W,W,...",
+        help="blend weights, one per style image (default: equal)",
+    )
+    p.add_argument(
+        "--strength", type=float, help=f"style strength, 0..1 or 0..100 (default {d['strength']})"
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        help="processing size, long side in pixels (default: the content's own; the "
+        "output always has the content's size)",
+    )
     p.add_argument("--preset", choices=list(PRESETS), help=f"quality (default {d['preset']})")
     p.add_argument("--iterations", type=int, help="iterations per scale (default: the preset's)")
-    p.add_argument("--initial-iterations", type=int,
-                   help="iterations at the coarsest scale (default: the preset's)")
+    p.add_argument(
+        "--initial-iterations",
+        type=int,
+        help="iterations at the coarsest scale (default: the preset's)",
+    )
     p.add_argument("--min-size", type=int, help="coarsest pyramid scale (default: the preset's)")
-    p.add_argument("--tolerance", type=float,
-                   help="end a scale once its loss improves by less than this fraction over ten "
-                        "steps; 0 runs every iteration (default: the preset's)")
-    p.add_argument("--optimizer", choices=[o.value for o in Optimizer],
-                   help=f"(default {d['optimizer'].value})")
-    p.add_argument("--learning-rate", type=float,
-                   help=f"Adam's step size (default {d['learning_rate']})")
-    p.add_argument("--lbfgs-history", type=int, metavar="STEPS",
-                   help="steps L-BFGS remembers; fewer need less memory (each takes two "
-                        f"image-sized vectors) and converge a little slower "
-                        f"(default {d['lbfgs_history']})")
-    p.add_argument("--preserve-colors", choices=[c.value for c in ColorMode],
-                   help=f"keep the content's colours (default {d['preserve_colors'].value})")
-    p.add_argument("--init", default="content", metavar="content|noise|PATH",
-                   help="start from the content (default), noise, or an image file")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="end a scale once its loss improves by less than this fraction over ten "
+        "steps; 0 runs every iteration (default: the preset's)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=[o.value for o in Optimizer],
+        help=f"(default {d['optimizer'].value})",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, help=f"Adam's step size (default {d['learning_rate']})"
+    )
+    p.add_argument(
+        "--lbfgs-history",
+        type=int,
+        metavar="STEPS",
+        help="steps L-BFGS remembers; fewer need less memory (each takes two "
+        f"image-sized vectors) and converge a little slower "
+        f"(default {d['lbfgs_history']})",
+    )
+    p.add_argument(
+        "--preserve-colors",
+        choices=[c.value for c in ColorMode],
+        help=f"keep the content's colours (default {d['preserve_colors'].value})",
+    )
+    p.add_argument(
+        "--init",
+        default="content",
+        metavar="content|noise|PATH",
+        help="start from the content (default), noise, or an image file",
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
-    p.add_argument("--style-scale", type=float,
-                   help=f"style size relative to the output (default {d['style_scale']})")
-    p.add_argument("--style-upscale", action="store_true", default=None,
-                   help="allow enlarging style images beyond their own size")
+    p.add_argument(
+        "--style-scale",
+        type=float,
+        help=f"style size relative to the output (default {d['style_scale']})",
+    )
+    p.add_argument(
+        "--style-upscale",
+        action="store_true",
+        default=None,
+        help="allow enlarging style images beyond their own size",
+    )
     expert = p.add_argument_group("expert weights (override --strength)")
     expert.add_argument("--content-weight", type=float, help=f"(default {d['content_weight']})")
     expert.add_argument("--style-weight", type=float, help="(default: from --strength)")
     expert.add_argument("--tv-weight", type=float, help=f"(default {d['tv_weight']})")
-    expert.add_argument("--content-layers", type=_layer_list,
-                        help=f"(default {','.join(d['content_layers'])})")
-    expert.add_argument("--style-layers", type=_layer_list,
-                        help=f"a set ({', '.join(STYLE_LAYER_SETS)}) or names (default: default)")
-    expert.add_argument("--style-layer-weights", type=_float_list, metavar="W,W,...",
-                        help="one per style layer (default: equal)")
+    expert.add_argument(
+        "--content-layers", type=_layer_list, help=f"(default {','.join(d['content_layers'])})"
+    )
+    expert.add_argument(
+        "--style-layers",
+        type=_layer_list,
+        help=f"a set ({', '.join(STYLE_LAYER_SETS)}) or names (default: default)",
+    )
+    expert.add_argument(
+        "--style-layer-weights",
+        type=_float_list,
+        metavar="W,W,...",
+        help="one per style layer (default: equal)",
+    )
     _add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--local", action="store_true",
-                   help="run in this process even if a daemon is running")
+    p.add_argument(
+        "--local", action="store_true", help="run in this process even if a daemon is running"
+    )
     p.set_defaults(handler=_run_stylize)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
-                        help="VGG16 weights: torchvision's ImageNet checkpoint (default), seeded "
-                             "random ones (tests only: no artistic result), or a local file")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|random|PATH",
+        help="VGG16 weights: torchvision's ImageNet checkpoint (default), seeded "
+        "random ones (tests only: no artistic result), or a local file",
+    )
 
 
 def _params_from_args(args: argparse.Namespace):
@@ -153,16 +209,25 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     init_image = load_image(Path(args.init), "init image") if params.init is Init.IMAGE else None
     engine = StyleEngine(args.weights, args.device)
     with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
-        result = engine.stylize(content, styles, params, init_image=init_image,
-                                on_progress=bar.update, should_cancel=interrupt.requested)
+        result = engine.stylize(
+            content,
+            styles,
+            params,
+            init_image=init_image,
+            on_progress=bar.update,
+            should_cancel=interrupt.requested,
+        )
     save_image(result.image, args.output)
     if result.cancelled:
-        print(f"interrupted: saved the image after {result.steps} steps to {args.output}",
-              file=sys.stderr)
+        print(
+            f"interrupted: saved the image after {result.steps} steps to {args.output}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if not args.quiet:
-        print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)",
-              file=sys.stderr)
+        print(
+            f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr
+        )
     return 0
 
 
@@ -177,8 +242,13 @@ class _ProgressBar:
         if not self.disabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, unit="‰", file=sys.stderr, dynamic_ncols=True,
-                            bar_format="{desc} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]")
+            self.bar = tqdm(
+                total=1000,
+                unit="‰",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{desc} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]",
+            )
         return self
 
     def update(self, progress) -> None:
@@ -191,7 +261,8 @@ class _ProgressBar:
             f"scale {progress.scale}/{progress.scales}"
             + (f" {size[0]}x{size[1]}" if size else "")
             + f" step {progress.iteration}/{progress.iterations}"
-            + (f" loss {loss:.4g}" if loss is not None else ""), refresh=False,
+            + (f" loss {loss:.4g}" if loss is not None else ""),
+            refresh=False,
         )
         self.bar.update(round(progress.work_done * 1000) - self.bar.n)
 
@@ -228,9 +299,10 @@ class _CancelOnInterrupt:
 
 def _add_fetch_weights(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "fetch-weights", help="download and verify the VGG16 ImageNet weights ahead of time",
+        "fetch-weights",
+        help="download and verify the VGG16 ImageNet weights ahead of time",
         description="Download torchvision's VGG16 ImageNet checkpoint into torch's hub cache "
-                    "and check its hash, so later runs work offline.",
+        "and check its hash, so later runs work offline.",
     )
     p.set_defaults(handler=_run_fetch_weights)
 
@@ -247,9 +319,10 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     from .bench import add_arguments
 
     p = subparsers.add_parser(
-        "bench", help="time this engine against a naive reference implementation",
+        "bench",
+        help="time this engine against a naive reference implementation",
         description="Per-iteration time, time to the naive reference's final loss, speedup and "
-                    "peak memory, for this engine and a PyTorch-tutorial-style implementation.",
+        "peak memory, for this engine and a PyTorch-tutorial-style implementation.",
     )
     add_arguments(p)
     p.set_defaults(handler=_run_bench)
@@ -274,7 +347,8 @@ def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
     commands' options come from the engine, which imports torch, and the daemon's broker
     process must not (nor should `status` wait for it)."""
     parser = argparse.ArgumentParser(
-        prog="neural-style", description="Neural style transfer (Gatys et al.) for GIMP 3.",
+        prog="neural-style",
+        description="Neural style transfer (Gatys et al.) for GIMP 3.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
@@ -299,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
-        format="neural-style: %(levelname)s: %(message)s", stream=sys.stderr,
+        format="neural-style: %(levelname)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         return args.handler(args)

@@ -47,28 +47,45 @@ DAEMON_COMMANDS = ("serve", "start", "stop", "status")
 
 def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: AddOptions) -> None:
     serve = subparsers.add_parser(
-        "serve", help="run the daemon in the foreground",
+        "serve",
+        help="run the daemon in the foreground",
         description="Keep the model warm and serve jobs to the GIMP plug-in and `stylize`, "
-                    "until Ctrl-C, SIGTERM or `neural-style stop`.")
+        "until Ctrl-C, SIGTERM or `neural-style stop`.",
+    )
     add_serve_options(serve, model_options)
-    serve.add_argument("--log-file", type=Path,
-                       help=f"log here as well as to stderr (default: {LOG_FILE_NAME} in the "
-                            f"runtime folder)")
+    serve.add_argument(
+        "--log-file",
+        type=Path,
+        help=f"log here as well as to stderr (default: {LOG_FILE_NAME} in the runtime folder)",
+    )
     serve.add_argument("--no-log-file", action="store_true", help="log to stderr only")
     serve.set_defaults(handler=run_serve)
     start = subparsers.add_parser(
-        "start", help="start the daemon in the background (if none is running)",
-        description="Start `serve` as a background process and wait until it answers.")
+        "start",
+        help="start the daemon in the background (if none is running)",
+        description="Start `serve` as a background process and wait until it answers.",
+    )
     add_serve_options(start, model_options)
-    start.add_argument("--timeout", type=float, default=START_TIMEOUT, metavar="SECONDS",
-                       help=f"how long to wait for it to answer (default {START_TIMEOUT:g})")
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=START_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for it to answer (default {START_TIMEOUT:g})",
+    )
     start.set_defaults(handler=run_start)
     stop = subparsers.add_parser("stop", help="stop the running daemon")
-    stop.add_argument("--timeout", type=float, default=STOP_TIMEOUT, metavar="SECONDS",
-                      help=f"how long to wait for it to exit (default {STOP_TIMEOUT:g})")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=STOP_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for it to exit (default {STOP_TIMEOUT:g})",
+    )
     stop.set_defaults(handler=run_stop)
     status = subparsers.add_parser(
-        "status", help="show the running daemon's state (exit code 1 if none runs)")
+        "status", help="show the running daemon's state (exit code 1 if none runs)"
+    )
     status.set_defaults(handler=run_status)
 
 
@@ -93,9 +110,12 @@ def _configure_logging(verbose: bool, log_file: Path | None) -> None:
     if log_file is not None:
         _rotate(log_file)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
-                        force=True, format="%(asctime)s daemon[%(process)d] %(levelname)s "
-                                           "%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s daemon[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -130,19 +150,31 @@ def run_start(args: argparse.Namespace) -> int:
     check_listen(args)
     try:
         with connect(timeout=2.0) as client:
-            print(f"a daemon is already running (pid {client.info.pid}) on "
-                  f"{client.info.endpoint}")
+            print(f"a daemon is already running (pid {client.info.pid}) on {client.info.endpoint}")
             return 0
     except DaemonUnavailable:
         pass
     log_path = _log_path()
     _rotate(log_path)
-    command = [sys.executable, "-m", "neural_style_daemon.cli", *(["-v"] if args.verbose else []),
-               "serve", "--no-log-file", *serve_argv(args)]
+    command = [
+        sys.executable,
+        "-m",
+        "neural_style_daemon.cli",
+        *(["-v"] if args.verbose else []),
+        "serve",
+        "--no-log-file",
+        *serve_argv(args),
+    ]
     with open(log_path, "ab") as log_file:
         # Its own session: the daemon outlives this command and the terminal it ran in.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=log_file, start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            close_fds=True,
+        )
     info = _wait_until_ready(process, args.timeout, log_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
@@ -158,8 +190,10 @@ def _wait_until_ready(process: subprocess.Popen, timeout: float, log_path: Path)
     while True:
         code = process.poll()
         if code is not None:
-            raise DaemonError(f"the daemon exited with code {code} while starting; see "
-                              f"{log_path}:\n{_tail(log_path)}")
+            raise DaemonError(
+                f"the daemon exited with code {code} while starting; see "
+                f"{log_path}:\n{_tail(log_path)}"
+            )
         try:
             info = read_connection_file(path)
             if info.pid == process.pid:
@@ -170,8 +204,9 @@ def _wait_until_ready(process: subprocess.Popen, timeout: float, log_path: Path)
             pass  # not written yet, or not answering yet
         if time.monotonic() >= deadline:
             process.terminate()
-            raise DaemonError(f"the daemon did not answer within {timeout:g} s (stopped it); "
-                              f"see {log_path}")
+            raise DaemonError(
+                f"the daemon did not answer within {timeout:g} s (stopped it); see {log_path}"
+            )
         time.sleep(0.1)  # a file written by another process: nothing to wait on but time
 
 
@@ -197,8 +232,9 @@ def run_stop(args: argparse.Namespace) -> int:
             print(f"neural-style: {error}; sending SIGTERM to pid {pid}", file=sys.stderr)
             _terminate(pid)
     if not _wait_for_exit(pid, args.timeout):
-        raise DaemonError(f"the daemon (pid {pid}) did not exit within {args.timeout:g} s; "
-                          f"`kill {pid}` ends it")
+        raise DaemonError(
+            f"the daemon (pid {pid}) did not exit within {args.timeout:g} s; `kill {pid}` ends it"
+        )
     print(f"stopped the daemon (pid {pid})")
     return 0
 
@@ -260,6 +296,8 @@ def describe_progress(progress: Progress | None) -> str:
     if progress is None:
         return "nothing"
     eta = "" if progress.eta is None else f", about {progress.eta:.0f} s left"
-    return (f"job {progress.job_id}, scale {progress.scale}/{progress.scales}, step "
-            f"{progress.iteration}/{progress.iterations}, {100 * progress.work_done:.0f}% "
-            f"done{eta}")
+    return (
+        f"job {progress.job_id}, scale {progress.scale}/{progress.scales}, step "
+        f"{progress.iteration}/{progress.iterations}, {100 * progress.work_done:.0f}% "
+        f"done{eta}"
+    )

@@ -37,8 +37,11 @@ def default_gimp_dir() -> Path:
         base = Path.home() / "Library" / "Application Support"
     else:
         base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    versions = [path for path in (base / "GIMP").glob("3.*")
-                if re.fullmatch(r"3\.\d+", path.name) and path.is_dir()]
+    versions = [
+        path
+        for path in (base / "GIMP").glob("3.*")
+        if re.fullmatch(r"3\.\d+", path.name) and path.is_dir()
+    ]
     if versions:
         return max(versions, key=lambda path: int(path.name.split(".")[1]))
     return base / "GIMP" / "3.0"
@@ -53,8 +56,11 @@ def gimp_python_candidates() -> list[list[str]]:
     elif sys.platform == "darwin":
         found = sorted(glob.glob("/Applications/GIMP*.app/Contents/MacOS/python3*"))[-1:]
     else:
-        found = [path for path in (shutil.which("python3"), "/usr/bin/python3")
-                 if path and os.access(path, os.X_OK)]
+        found = [
+            path
+            for path in (shutil.which("python3"), "/usr/bin/python3")
+            if path and os.access(path, os.X_OK)
+        ]
     return [[path] for path in dict.fromkeys(found)]
 
 
@@ -77,21 +83,32 @@ def missing_modules(command: list[str]) -> set[str] | str:
     """What `command` (a Python) cannot import of GIMP 3's `gi` and pyzmq; a string saying why
     when it cannot be run at all."""
     try:
-        finished = subprocess.run([*command, "-c", _PROBE], capture_output=True, text=True,
-                                  timeout=60, stdin=subprocess.DEVNULL)
+        finished = subprocess.run(
+            [*command, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"could not run GIMP's Python ({' '.join(command)}): {error}"
     if finished.returncode != 0:
-        return (f"could not run GIMP's Python ({' '.join(command)}): "
-                f"{finished.stderr.strip()[-300:]}")
+        return (
+            f"could not run GIMP's Python ({' '.join(command)}): {finished.stderr.strip()[-300:]}"
+        )
     return set(finished.stdout.split())
 
 
 def launcher_shebang(python: list[str] | None, on_path: str | None) -> str:
     """`#!/usr/bin/env python3`, unless GIMP's Python is another one than the `python3` first on
     PATH (a conda or pyenv one without `gi`, say): then that Python by its full path."""
-    if (python and len(python) == 1 and os.path.isabs(python[0]) and sys.platform != "win32"
-            and python[0] != on_path):
+    if (
+        python
+        and len(python) == 1
+        and os.path.isabs(python[0])
+        and sys.platform != "win32"
+        and python[0] != on_path
+    ):
         return f"#!{python[0]}"
     return "#!/usr/bin/env python3"
 
@@ -106,21 +123,25 @@ def start_command(options: str = "") -> list[str]:
         try:
             build_parser(daemon_only=True).parse_args(["start", *words])
         except SystemExit:  # argparse has said what is wrong
-            raise InvalidInputError(f"--daemon-options {options!r}: not options of "
-                                    f"`neural-style start` (see its --help)") from None
+            raise InvalidInputError(
+                f"--daemon-options {options!r}: not options of "
+                f"`neural-style start` (see its --help)"
+            ) from None
     return [sys.executable, "-m", "neural_style_daemon.cli", "start", *words]
 
 
-def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3",
-            command: list[str] | None = None) -> Path:
+def install(
+    gimp_dir: Path, shebang: str = "#!/usr/bin/env python3", command: list[str] | None = None
+) -> Path:
     """Copy the plug-in into gimp_dir/plug-ins/neural-style, replacing an earlier copy whole
     (built beside it, then swapped in, so GIMP never sees half a plug-in)."""
     plug_ins = gimp_dir / "plug-ins"
     try:
         plug_ins.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InvalidInputError(f"cannot create the plug-ins folder {plug_ins}: "
-                                f"{error.strerror}") from None
+        raise InvalidInputError(
+            f"cannot create the plug-ins folder {plug_ins}: {error.strerror}"
+        ) from None
     target = plug_ins / PLUGIN_NAME
     staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-", dir=plug_ins))
     try:
@@ -132,8 +153,9 @@ def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3",
         launcher.write_text(shebang + "\n" + script.split("\n", 1)[1], encoding="utf-8")
         launcher.chmod(0o755)  # GIMP skips a plug-in it cannot execute, silently
         settings = {"start_command": command or start_command(), "version": __version__}
-        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n",
-                                             encoding="utf-8")
+        (staging / SETTINGS_FILE).write_text(
+            json.dumps(settings, indent=2) + "\n", encoding="utf-8"
+        )
         staging.chmod(0o755)
         if target.exists():
             _check_ours(target)
@@ -151,8 +173,10 @@ def install(gimp_dir: Path, shebang: str = "#!/usr/bin/env python3",
 
 def _check_ours(folder: Path) -> None:
     if not (folder / LAUNCHER).is_file():
-        raise InvalidInputError(f"{folder} exists but does not hold this plug-in: move it away "
-                                f"first (nothing was changed)")
+        raise InvalidInputError(
+            f"{folder} exists but does not hold this plug-in: move it away "
+            f"first (nothing was changed)"
+        )
 
 
 def uninstall(gimp_dir: Path) -> Path | None:
@@ -177,22 +201,32 @@ def choose_gimp_python(given: str | None) -> GimpPython:
     lacks and what to tell the user about that."""
     candidates = [shlex.split(given)] if given else gimp_python_candidates()
     if not candidates:
-        return GimpPython(None, frozenset(), (
-            "could not find the Python GIMP runs plug-ins with, so could not check it; name "
-            "it with --gimp-python",))
+        return GimpPython(
+            None,
+            frozenset(),
+            (
+                "could not find the Python GIMP runs plug-ins with, so could not check it; name "
+                "it with --gimp-python",
+            ),
+        )
     found = [(command, missing_modules(command)) for command in candidates]
-    usable = [(command, missing) for command, missing in found
-              if not isinstance(missing, str) and "gi" not in missing]
+    usable = [
+        (command, missing)
+        for command, missing in found
+        if not isinstance(missing, str) and "gi" not in missing
+    ]
     python, missing = usable[0] if usable else found[0]
     if isinstance(missing, str):
         return GimpPython(None, frozenset(), (missing,))
     warnings = []
     if "gi" in missing:
         tried = ", ".join(" ".join(command) for command, _ in found)
-        warnings.append(f"no Python here can import GIMP 3's `gi` bindings (tried {tried}), so "
-                        f"GIMP will not list the plug-in: install GIMP 3 with its Python "
-                        f"support (Debian, Ubuntu: `sudo apt install gimp python3-gi "
-                        f"gir1.2-gimp-3.0`), or name GIMP's Python with --gimp-python")
+        warnings.append(
+            f"no Python here can import GIMP 3's `gi` bindings (tried {tried}), so "
+            f"GIMP will not list the plug-in: install GIMP 3 with its Python "
+            f"support (Debian, Ubuntu: `sudo apt install gimp python3-gi "
+            f"gir1.2-gimp-3.0`), or name GIMP's Python with --gimp-python"
+        )
     if "zmq" in missing:
         warnings.append(zmq_missing_message(python, sys.platform))
     return GimpPython(python, frozenset(missing), tuple(warnings))
@@ -202,8 +236,11 @@ def run_install(args) -> int:
     gimp_dir = args.gimp_dir or default_gimp_dir()
     if args.uninstall:
         removed = uninstall(gimp_dir)
-        print(f"removed {removed}; restart GIMP" if removed else
-              f"the plug-in is not installed in {gimp_dir / 'plug-ins'}: nothing to remove")
+        print(
+            f"removed {removed}; restart GIMP"
+            if removed
+            else f"the plug-in is not installed in {gimp_dir / 'plug-ins'}: nothing to remove"
+        )
         return 0
     command = start_command(args.daemon_options or "")
     python = choose_gimp_python(args.gimp_python)
@@ -222,18 +259,28 @@ def run_install(args) -> int:
 
 def add_install_command(subparsers) -> None:
     p = subparsers.add_parser(
-        "install-gimp-plugin", help="install the GIMP 3 plug-in for this user",
+        "install-gimp-plugin",
+        help="install the GIMP 3 plug-in for this user",
         description="Copy the GIMP 3 plug-in into your GIMP plug-ins folder and record how it "
-                    "starts this installation's daemon.")
-    p.add_argument("--gimp-dir", type=Path, metavar="DIR",
-                   help="GIMP's user folder (default: the newest GIMP/3.x under your "
-                        "configuration folder)")
-    p.add_argument("--gimp-python", metavar="COMMAND",
-                   help="the Python GIMP runs plug-ins with, to check it has GIMP's gi and "
-                        "pyzmq (default: found by platform)")
-    p.add_argument("--daemon-options", metavar="OPTIONS",
-                   help="options of `neural-style start` for the daemon the plug-in starts, "
-                        "e.g. \"--weights ~/vgg16.pth --device cuda:1\"")
+        "starts this installation's daemon.",
+    )
+    p.add_argument(
+        "--gimp-dir",
+        type=Path,
+        metavar="DIR",
+        help="GIMP's user folder (default: the newest GIMP/3.x under your configuration folder)",
+    )
+    p.add_argument(
+        "--gimp-python",
+        metavar="COMMAND",
+        help="the Python GIMP runs plug-ins with, to check it has GIMP's gi and "
+        "pyzmq (default: found by platform)",
+    )
+    p.add_argument(
+        "--daemon-options",
+        metavar="OPTIONS",
+        help="options of `neural-style start` for the daemon the plug-in starts, "
+        'e.g. "--weights ~/vgg16.pth --device cuda:1"',
+    )
     p.add_argument("--uninstall", action="store_true", help="remove the plug-in instead")
     p.set_defaults(handler=run_install)
-

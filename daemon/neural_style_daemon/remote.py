@@ -26,16 +26,29 @@ PING_TIMEOUT = 1.0  # seconds: a daemon slower than this to answer a ping is not
 EXIT_INTERRUPTED = 130
 # StyleParams fields the wire does not carry, by option.
 _LOCAL_ONLY = {
-    "initial_iterations": "--initial-iterations", "min_size": "--min-size",
+    "initial_iterations": "--initial-iterations",
+    "min_size": "--min-size",
     "tolerance": "--tolerance",
-    "learning_rate": "--learning-rate", "lbfgs_history": "--lbfgs-history",
+    "learning_rate": "--learning-rate",
+    "lbfgs_history": "--lbfgs-history",
     "style_upscale": "--style-upscale",
-    "content_layers": "--content-layers", "style_layers": "--style-layers",
+    "content_layers": "--content-layers",
+    "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights",
 }
 # JobParams fields set straight from the option of the same name when it is given.
-_SAME_NAME = ("preset", "size", "iterations", "seed", "style_scale", "tv_weight",
-              "content_weight", "style_weight", "preserve_colors", "optimizer")
+_SAME_NAME = (
+    "preset",
+    "size",
+    "iterations",
+    "seed",
+    "style_scale",
+    "tv_weight",
+    "content_weight",
+    "style_weight",
+    "preserve_colors",
+    "optimizer",
+)
 
 
 def local_only_options(args: argparse.Namespace) -> list[str]:
@@ -65,8 +78,9 @@ def daemon_for(args: argparse.Namespace) -> DaemonClient | None:
 
 def job_params(args: argparse.Namespace) -> JobParams:
     """The wire parameters for the stylize options (`--strength` 0..1 or 0..100)."""
-    values: dict[str, object] = {name: getattr(args, name) for name in _SAME_NAME
-                                 if getattr(args, name, None) is not None}
+    values: dict[str, object] = {
+        name: getattr(args, name) for name in _SAME_NAME if getattr(args, name, None) is not None
+    }
     if args.strength is not None:
         # As the engine reads it: up to 1 is a fraction, above 1 a percentage.
         values["strength"] = args.strength * 100.0 if args.strength <= 1.0 else args.strength
@@ -110,8 +124,14 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
         try:
             # resubmit: a daemon restarted meanwhile (`stop` then `start`, or a crash and a
             # new `start`) gets the same job again, so the user still gets the image.
-            stream = client.submit(new_job_id(), _as_rgba(content), styles, params,
-                                   should_cancel=interrupt.requested, resubmit=True)
+            stream = client.submit(
+                new_job_id(),
+                _as_rgba(content),
+                styles,
+                params,
+                should_cancel=interrupt.requested,
+                resubmit=True,
+            )
             result = _follow(stream, bar)
         except ProtocolError as error:  # a job the protocol refuses to carry (before sending)
             raise InvalidInputError(error.message) from None
@@ -121,19 +141,25 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
         print("interrupted before the job started: nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     pixels = np.frombuffer(result.image.data, np.uint8).reshape(
-        result.image.height, result.image.width, 4)
+        result.image.height, result.image.width, 4
+    )
     save_image(pixels if content.shape[2] == 4 else pixels[..., :3], args.output)
     for warning in result.warnings:  # what the daemon changed to finish (a smaller size, say)
         log.warning("%s", warning)
     if result.cancelled:
-        print(f"interrupted: saved the image after {result.stats.steps} steps to {args.output}",
-              file=sys.stderr)
+        print(
+            f"interrupted: saved the image after {result.stats.steps} steps to {args.output}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if not args.quiet:
         reused = result.stats.target_cache_hits
         warm = f"; {reused} style and content targets reused from earlier jobs" if reused else ""
-        print(f"wrote {args.output} ({result.stats.steps} steps, {result.stats.elapsed:.1f} s, "
-              f"on the daemon at {client.info.endpoint}{warm})", file=sys.stderr)
+        print(
+            f"wrote {args.output} ({result.stats.steps} steps, {result.stats.elapsed:.1f} s, "
+            f"on the daemon at {client.info.endpoint}{warm})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -150,6 +176,7 @@ def _follow(stream: JobStream, bar: object) -> Result | None:
             elif isinstance(event, Error):
                 if event.code is ErrorCode.CANCELLED and stream.cancel_sent:
                     return None
-                raise DaemonError(f"the daemon could not run the job: {event.message} "
-                                  f"({event.code.value})")
+                raise DaemonError(
+                    f"the daemon could not run the job: {event.message} ({event.code.value})"
+                )
     raise DaemonError("the daemon ended the job without a result")

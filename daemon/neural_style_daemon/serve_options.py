@@ -30,6 +30,7 @@ def positive(kind: type) -> Callable[[str], float]:
         if not value > 0:
             raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
         return value
+
     return parse
 
 
@@ -42,59 +43,121 @@ def at_least(kind: type, low: float) -> Callable[[str], float]:
         if not value >= low:  # also refuses NaN
             raise argparse.ArgumentTypeError(f"expected a number of at least {low:g}, got {text}")
         return value
+
     return parse
 
 
 def add_serve_options(parser: argparse.ArgumentParser, model_options: AddOptions) -> None:
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
-                        help="where to listen: tcp://127.0.0.1:PORT (default: a free port) or "
-                             "ipc://PATH; another address (tcp://0.0.0.0:PORT) only with "
-                             "--curve-keys")
-    parser.add_argument("--curve-keys", type=Path, metavar="DIR",
-                        help="authenticate clients with CURVE and encrypt: the daemon's key "
-                             "pair in DIR (made on first use), allowed clients' public keys "
-                             "in DIR/clients/*.key; needed to listen beyond loopback")
+    parser.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help="where to listen: tcp://127.0.0.1:PORT (default: a free port) or "
+        "ipc://PATH; another address (tcp://0.0.0.0:PORT) only with "
+        "--curve-keys",
+    )
+    parser.add_argument(
+        "--curve-keys",
+        type=Path,
+        metavar="DIR",
+        help="authenticate clients with CURVE and encrypt: the daemon's key "
+        "pair in DIR (made on first use), allowed clients' public keys "
+        "in DIR/clients/*.key; needed to listen beyond loopback",
+    )
     model_options(parser)
-    parser.add_argument("--queue-length", type=positive(int), default=8, metavar="N",
-                        help="jobs that may wait behind the running one (default 8)")
-    parser.add_argument("--exit-after-idle", type=positive(float), metavar="MINUTES",
-                        help="exit after this many minutes without jobs (default: never)")
-    parser.add_argument("--client-timeout", type=positive(float), default=10.0,
-                        metavar="SECONDS",
-                        help="cancel a job whose client has been silent this long (default 10)")
-    parser.add_argument("--keep-results", type=positive(float), default=300.0,
-                        metavar="SECONDS",
-                        help="keep finished results this long for resubmits (default 300)")
-    parser.add_argument("--max-side", type=positive(int), metavar="PIXELS",
-                        help=f"largest image side accepted (default {DEFAULT_LIMITS.max_side})")
+    parser.add_argument(
+        "--queue-length",
+        type=positive(int),
+        default=8,
+        metavar="N",
+        help="jobs that may wait behind the running one (default 8)",
+    )
+    parser.add_argument(
+        "--exit-after-idle",
+        type=positive(float),
+        metavar="MINUTES",
+        help="exit after this many minutes without jobs (default: never)",
+    )
+    parser.add_argument(
+        "--client-timeout",
+        type=positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="cancel a job whose client has been silent this long (default 10)",
+    )
+    parser.add_argument(
+        "--keep-results",
+        type=positive(float),
+        default=300.0,
+        metavar="SECONDS",
+        help="keep finished results this long for resubmits (default 300)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=positive(int),
+        metavar="PIXELS",
+        help=f"largest image side accepted (default {DEFAULT_LIMITS.max_side})",
+    )
     _add_worker_options(parser)
 
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--unload-after-idle", type=at_least(float, 0), default=30.0,
-                        metavar="MINUTES",
-                        help="stop the worker after this many minutes without jobs, to free "
-                             "(GPU) memory; the next job loads the model again (default 30; 0: "
-                             "never)")
-    parser.add_argument("--job-timeout", type=at_least(float, 0), default=1800.0,
-                        metavar="SECONDS",
-                        help="stop a job that runs longer than this, as timed_out (default "
-                             "1800; 0: no limit)")
-    parser.add_argument("--cancel-grace", type=positive(float), default=30.0, metavar="SECONDS",
-                        help="restart the worker when a cancelled job has not stopped within "
-                             "this (default 30)")
-    parser.add_argument("--oom-min-size", type=at_least(int, 32), default=256, metavar="PIXELS",
-                        help="out of memory, a job is retried at smaller sizes down to this "
-                             "long side (default 256)")
+    parser.add_argument(
+        "--unload-after-idle",
+        type=at_least(float, 0),
+        default=30.0,
+        metavar="MINUTES",
+        help="stop the worker after this many minutes without jobs, to free "
+        "(GPU) memory; the next job loads the model again (default 30; 0: "
+        "never)",
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=at_least(float, 0),
+        default=1800.0,
+        metavar="SECONDS",
+        help="stop a job that runs longer than this, as timed_out (default 1800; 0: no limit)",
+    )
+    parser.add_argument(
+        "--cancel-grace",
+        type=positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="restart the worker when a cancelled job has not stopped within this (default 30)",
+    )
+    parser.add_argument(
+        "--oom-min-size",
+        type=at_least(int, 32),
+        default=256,
+        metavar="PIXELS",
+        help="out of memory, a job is retried at smaller sizes down to this "
+        "long side (default 256)",
+    )
 
 
 def serve_argv(args: argparse.Namespace) -> list[str]:
     """`args`' serve options as command-line words, for the background process."""
-    argv = ["--endpoint", args.endpoint, "--device", args.device, "--weights", args.weights,
-            "--queue-length", str(args.queue_length), "--client-timeout", str(args.client_timeout),
-            "--keep-results", str(args.keep_results), "--unload-after-idle",
-            str(args.unload_after_idle), "--job-timeout", str(args.job_timeout), "--cancel-grace",
-            str(args.cancel_grace), "--oom-min-size", str(args.oom_min_size)]
+    argv = [
+        "--endpoint",
+        args.endpoint,
+        "--device",
+        args.device,
+        "--weights",
+        args.weights,
+        "--queue-length",
+        str(args.queue_length),
+        "--client-timeout",
+        str(args.client_timeout),
+        "--keep-results",
+        str(args.keep_results),
+        "--unload-after-idle",
+        str(args.unload_after_idle),
+        "--job-timeout",
+        str(args.job_timeout),
+        "--cancel-grace",
+        str(args.cancel_grace),
+        "--oom-min-size",
+        str(args.oom_min_size),
+    ]
     if args.exit_after_idle is not None:
         argv += ["--exit-after-idle", str(args.exit_after_idle)]
     if args.max_side is not None:
@@ -118,14 +181,17 @@ def limits_for(max_side: int | None) -> Limits:
         return DEFAULT_LIMITS
     if max_side > DEFAULT_LIMITS.max_side:
         # Clients check replies against the default limits: a bigger result would be refused.
-        raise DaemonError(f"--max-side can lower the limit of {DEFAULT_LIMITS.max_side} pixels, "
-                          f"not raise it")
-    return Limits(max_side=max_side, max_pixels=max_side * max_side,
-                  max_frame_bytes=max_side * max_side * 4)
+        raise DaemonError(
+            f"--max-side can lower the limit of {DEFAULT_LIMITS.max_side} pixels, not raise it"
+        )
+    return Limits(
+        max_side=max_side, max_pixels=max_side * max_side, max_frame_bytes=max_side * max_side * 4
+    )
 
 
-def serve_options(args: argparse.Namespace, limits: Limits, faults: Faults,
-                  log_file: Path | None, log_level: int) -> ServeOptions:
+def serve_options(
+    args: argparse.Namespace, limits: Limits, faults: Faults, log_file: Path | None, log_level: int
+) -> ServeOptions:
     """The server's options from the parsed command line (minutes become seconds; 0 turns a
     timer off)."""
     from .server.events import WorkerConfig
@@ -134,14 +200,22 @@ def serve_options(args: argparse.Namespace, limits: Limits, faults: Faults,
 
     return ServeOptions(
         endpoint=args.endpoint,
-        worker=WorkerConfig(args.weights, args.device, log_level,
-                            None if log_file is None else str(log_file),
-                            oom_min_size=args.oom_min_size, faults=faults),
+        worker=WorkerConfig(
+            args.weights,
+            args.device,
+            log_level,
+            None if log_file is None else str(log_file),
+            oom_min_size=args.oom_min_size,
+            faults=faults,
+        ),
         scheduler=SchedulerConfig(
-            queue_limit=args.queue_length, client_timeout=args.client_timeout,
-            keep_seconds=args.keep_results, cancel_grace=args.cancel_grace,
+            queue_limit=args.queue_length,
+            client_timeout=args.client_timeout,
+            keep_seconds=args.keep_results,
+            cancel_grace=args.cancel_grace,
             job_timeout=args.job_timeout or None,
-            unload_after_idle=args.unload_after_idle * 60 or None),
+            unload_after_idle=args.unload_after_idle * 60 or None,
+        ),
         limits=limits,
         exit_after_idle=None if args.exit_after_idle is None else args.exit_after_idle * 60,
         curve_keys=args.curve_keys,

@@ -27,11 +27,16 @@ class Argument:
     choices: tuple[tuple[str, str], ...] = ()  # (id as the protocol spells it, label)
 
 
-_QUALITY_LABELS = {Preset.DRAFT: "Draft (fast)", Preset.NORMAL: "Normal",
-                   Preset.BEST: "Best (slow)"}
-_COLOR_LABELS = {ColorMode.NONE: "No: take the style's colours",
-                 ColorMode.LUMINANCE: "Luminance: style the brightness only",
-                 ColorMode.HISTOGRAM: "Histogram: recolour the style to the layer's"}
+_QUALITY_LABELS = {
+    Preset.DRAFT: "Draft (fast)",
+    Preset.NORMAL: "Normal",
+    Preset.BEST: "Best (slow)",
+}
+_COLOR_LABELS = {
+    ColorMode.NONE: "No: take the style's colours",
+    ColorMode.LUMINANCE: "Luminance: style the brightness only",
+    ColorMode.HISTOGRAM: "Histogram: recolour the style to the layer's",
+}
 # The processing size "0" stands for, by the daemon's device. On a CPU a 1024 px job takes
 # four times as long as a 512 px one (a 640 x 427 photo: 97 s against 26 s on two cores;
 # README).
@@ -41,41 +46,96 @@ DEFAULT_SIZE = 0
 
 ARGUMENTS = (
     Argument("style-file", "_Style image", "The painting or picture whose style to apply", FILE),
-    Argument("style-layer", "...or style _layer",
-             "A layer of any open image to take the style from, instead of a file", LAYER),
-    Argument("second-style-file", "Second style _image",
-             "A second style to blend with the first", FILE),
-    Argument("second-style-layer", "...or second style la_yer",
-             "A layer of any open image as the second style, instead of a file", LAYER),
-    Argument("second-style-share", "Second style's s_hare (%)",
-             "How much of the blend the second style makes", DOUBLE, 50.0, 0.0, 100.0),
-    Argument("strength", "Style s_trength", "0 keeps the layer almost as it is, 100 lets the "
-             "style dominate", DOUBLE, 50.0, 0.0, 100.0),
-    Argument("quality", "_Quality", "Draft is quickest, Best takes longest", CHOICE,
-             Preset.NORMAL.value, choices=tuple((p.value, _QUALITY_LABELS[p]) for p in Preset)),
-    Argument("size", "Processing si_ze (px; 0: automatic)", "The long side the style is "
-             f"computed at: 0 chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px "
-             f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} otherwise); the layer's own size or "
-             "more: full size. The result always has the layer's size", INT, DEFAULT_SIZE, 0,
-             MAX_SIZE),
-    Argument("preserve-colors", "_Keep the layer's colours", "Keep the layer's colours and "
-             "take only the brush work from the style", CHOICE, ColorMode.NONE.value,
-             choices=tuple((c.value, _COLOR_LABELS[c]) for c in ColorMode)),
-    Argument("seed", "Ran_dom seed", "The same seed and settings give the same result", INT,
-             0, 0, MAX_SEED),
-    Argument("connection-file", "Daemon co_nnection file (experts)",
-             "The style daemon's connection file; empty: find the running daemon, or start "
-             "one", STRING, ""),
+    Argument(
+        "style-layer",
+        "...or style _layer",
+        "A layer of any open image to take the style from, instead of a file",
+        LAYER,
+    ),
+    Argument(
+        "second-style-file", "Second style _image", "A second style to blend with the first", FILE
+    ),
+    Argument(
+        "second-style-layer",
+        "...or second style la_yer",
+        "A layer of any open image as the second style, instead of a file",
+        LAYER,
+    ),
+    Argument(
+        "second-style-share",
+        "Second style's s_hare (%)",
+        "How much of the blend the second style makes",
+        DOUBLE,
+        50.0,
+        0.0,
+        100.0,
+    ),
+    Argument(
+        "strength",
+        "Style s_trength",
+        "0 keeps the layer almost as it is, 100 lets the style dominate",
+        DOUBLE,
+        50.0,
+        0.0,
+        100.0,
+    ),
+    Argument(
+        "quality",
+        "_Quality",
+        "Draft is quickest, Best takes longest",
+        CHOICE,
+        Preset.NORMAL.value,
+        choices=tuple((p.value, _QUALITY_LABELS[p]) for p in Preset),
+    ),
+    Argument(
+        "size",
+        "Processing si_ze (px; 0: automatic)",
+        "The long side the style is "
+        f"computed at: 0 chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px "
+        f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} otherwise); the layer's own size or "
+        "more: full size. The result always has the layer's size",
+        INT,
+        DEFAULT_SIZE,
+        0,
+        MAX_SIZE,
+    ),
+    Argument(
+        "preserve-colors",
+        "_Keep the layer's colours",
+        "Keep the layer's colours and take only the brush work from the style",
+        CHOICE,
+        ColorMode.NONE.value,
+        choices=tuple((c.value, _COLOR_LABELS[c]) for c in ColorMode),
+    ),
+    Argument(
+        "seed",
+        "Ran_dom seed",
+        "The same seed and settings give the same result",
+        INT,
+        0,
+        0,
+        MAX_SEED,
+    ),
+    Argument(
+        "connection-file",
+        "Daemon co_nnection file (experts)",
+        "The style daemon's connection file; empty: find the running daemon, or start one",
+        STRING,
+        "",
+    ),
 )
 BY_NAME = {argument.name: argument for argument in ARGUMENTS}
 # The dialog's frames, top to bottom: (title, argument names); a None title for no frame.
 DIALOG_LAYOUT = (
     ("Style", ("style-file", "style-layer")),
-    ("Blend in a second style (optional)",
-     ("second-style-file", "second-style-layer", "second-style-share")),
+    (
+        "Blend in a second style (optional)",
+        ("second-style-file", "second-style-layer", "second-style-share"),
+    ),
     ("Result", ("strength", "quality", "size", "preserve-colors", "seed")),
     (None, ("connection-file",)),
 )
+
 
 @dataclass(frozen=True)
 class StyleChoice:
@@ -91,18 +151,24 @@ def choose_styles(values: Mapping[str, object]) -> list[StyleChoice]:
     for prefix, what in (("style", "the style"), ("second-style", "the second style")):
         path, layer = values.get(f"{prefix}-file"), values.get(f"{prefix}-layer")
         if path and layer is not None:
-            raise PluginError(f"Both a file and a layer are chosen for {what}: clear one of "
-                              f"them so that it is clear which to use.")
+            raise PluginError(
+                f"Both a file and a layer are chosen for {what}: clear one of "
+                f"them so that it is clear which to use."
+            )
         if path:
             chosen.append(StyleChoice(path=str(path)))
         elif layer is not None:
             chosen.append(StyleChoice(layer=layer))
         elif prefix == "style":
             if values.get("second-style-file") or values.get("second-style-layer") is not None:
-                raise PluginError("A second style is chosen but no first one: choose the "
-                                  "style image (a file, or a layer of an open image).")
-            raise PluginError("No style chosen: pick a style image file, or a layer of an "
-                              "open image (for example a painting opened in GIMP).")
+                raise PluginError(
+                    "A second style is chosen but no first one: choose the "
+                    "style image (a file, or a layer of an open image)."
+                )
+            raise PluginError(
+                "No style chosen: pick a style image file, or a layer of an "
+                "open image (for example a painting opened in GIMP)."
+            )
     return chosen
 
 
@@ -135,11 +201,13 @@ def processing_size(width: int, height: int, size: int, device: str) -> int | No
     return max(size, MIN_SIZE)
 
 
-def job_params(values: Mapping[str, object], width: int, height: int,
-               style_count: int, device: str) -> JobParams:
+def job_params(
+    values: Mapping[str, object], width: int, height: int, style_count: int, device: str
+) -> JobParams:
     """The daemon's parameters for a layer of width x height, for a daemon computing on
     `device`; PluginError for bad values (scripts can pass anything GIMP's ranges let
     through)."""
+
     def get(name: str) -> object:
         return values.get(name, BY_NAME[name].default)
 
@@ -147,14 +215,20 @@ def job_params(values: Mapping[str, object], width: int, height: int,
     weights = (100.0 - share, share) if style_count == 2 else None
     if weights is not None and min(weights) <= 0:
         which = "first" if weights[0] <= 0 else "second"
-        raise PluginError(f"The second style's share is {share:g} %, which leaves nothing of "
-                          f"the {which} style: use a share between 0 and 100, or one style.")
+        raise PluginError(
+            f"The second style's share is {share:g} %, which leaves nothing of "
+            f"the {which} style: use a share between 0 and 100, or one style."
+        )
     try:
         return JobParams(
             preset=str(get("quality")),  # type: ignore[arg-type]
             strength=float(get("strength")),  # type: ignore[arg-type]
-            size=processing_size(width, height, int(get("size")),  # type: ignore[arg-type]
-                                 device),
+            size=processing_size(
+                width,
+                height,
+                int(get("size")),  # type: ignore[arg-type]
+                device,
+            ),
             preserve_colors=str(get("preserve-colors")),  # type: ignore[arg-type]
             seed=int(get("seed")),  # type: ignore[arg-type]
             style_weights=weights,
@@ -173,6 +247,6 @@ def style_name(choice: StyleChoice, layer_name: str = "") -> str:
 
 
 def result_layer_name(source: str, styles: list[str], limit: int = 80) -> str:
-    """"Portrait (Starry Night)", "Portrait (Starry Night + Scream)"; long names shortened."""
+    """ "Portrait (Starry Night)", "Portrait (Starry Night + Scream)"; long names shortened."""
     name = f"{source} ({' + '.join(styles)})"
-    return name if len(name) <= limit else name[:limit - 1] + "\u2026"
+    return name if len(name) <= limit else name[: limit - 1] + "\u2026"

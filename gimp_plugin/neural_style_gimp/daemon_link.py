@@ -49,74 +49,103 @@ def load_settings(folder: str) -> InstallSettings | None:
         with open(path, encoding="utf-8") as file:
             raw = json.load(file)
         command = raw["start_command"]
-        if not (isinstance(command, list) and command and all(isinstance(w, str)
-                                                               for w in command)):
+        if not (isinstance(command, list) and command and all(isinstance(w, str) for w in command)):
             raise ValueError("start_command is not a list of words")
         return InstallSettings(tuple(command), str(raw.get("version", "")))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PluginError(f"The plug-in's settings file {path} is damaged ({error}): run "
-                          f"`neural-style install-gimp-plugin` again.") from None
+        raise PluginError(
+            f"The plug-in's settings file {path} is damaged ({error}): run "
+            f"`neural-style install-gimp-plugin` again."
+        ) from None
 
 
-def open_daemon(connection_file: str, settings: InstallSettings | None,
-                show: Show | None = None, start_timeout: float = START_TIMEOUT) -> DaemonClient:
+def open_daemon(
+    connection_file: str,
+    settings: InstallSettings | None,
+    show: Show | None = None,
+    start_timeout: float = START_TIMEOUT,
+) -> DaemonClient:
     """A client of a daemon that answers: the running one, else one started now."""
     override = connection_file.strip() or None
     try:
         return connect(override, timeout=PING_TIMEOUT)
     except DaemonUnavailable as error:
         if override is not None:
-            raise PluginError(f"The style daemon named in the connection file {override} does "
-                              f"not answer ({error}). Start it, or clear the "
-                              f"connection file setting to use the usual one.") from None
+            raise PluginError(
+                f"The style daemon named in the connection file {override} does "
+                f"not answer ({error}). Start it, or clear the "
+                f"connection file setting to use the usual one."
+            ) from None
     if settings is None:
-        raise PluginError(f"No style daemon is running, and this plug-in was not installed "
-                          f"with `neural-style install-gimp-plugin`, which records how to "
-                          f"start one: {START_BY_HAND}, or reinstall the plug-in that way.")
+        raise PluginError(
+            f"No style daemon is running, and this plug-in was not installed "
+            f"with `neural-style install-gimp-plugin`, which records how to "
+            f"start one: {START_BY_HAND}, or reinstall the plug-in that way."
+        )
     if show is not None:
         show("Neural style: starting the style daemon (the first start loads the model)", 0.0)
     start_daemon(settings.start_command, start_timeout)
     try:
         return connect(timeout=PING_TIMEOUT * 2)
     except DaemonUnavailable as error:
-        raise PluginError(f"The style daemon was started but does not answer ({error}); "
-                          f"{START_BY_HAND} to see why.") from None
+        raise PluginError(
+            f"The style daemon was started but does not answer ({error}); "
+            f"{START_BY_HAND} to see why."
+        ) from None
 
 
 def start_daemon(command: Sequence[str], timeout: float = START_TIMEOUT) -> None:
     """Run the recorded start command (it returns once the daemon answers)."""
     shown = " ".join(command)
     try:
-        finished = subprocess.run(list(command), stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=timeout, text=True, errors="replace")
+        finished = subprocess.run(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            text=True,
+            errors="replace",
+        )
     except FileNotFoundError:
-        raise PluginError(f"No style daemon is running and it cannot be started: {command[0]} "
-                          f"does not exist (was its installation moved or removed?). Run "
-                          f"`neural-style install-gimp-plugin` again from the installation "
-                          f"GIMP should use, or {START_BY_HAND}.") from None
+        raise PluginError(
+            f"No style daemon is running and it cannot be started: {command[0]} "
+            f"does not exist (was its installation moved or removed?). Run "
+            f"`neural-style install-gimp-plugin` again from the installation "
+            f"GIMP should use, or {START_BY_HAND}."
+        ) from None
     except PermissionError:
-        raise PluginError(f"No style daemon is running and it cannot be started: {command[0]} "
-                          f"may not be run (permission denied); {START_BY_HAND}.") from None
+        raise PluginError(
+            f"No style daemon is running and it cannot be started: {command[0]} "
+            f"may not be run (permission denied); {START_BY_HAND}."
+        ) from None
     except subprocess.TimeoutExpired:
-        raise PluginError(f"The style daemon did not start within {timeout:g} s ({shown}); "
-                          f"{START_BY_HAND} to see why.") from None
+        raise PluginError(
+            f"The style daemon did not start within {timeout:g} s ({shown}); "
+            f"{START_BY_HAND} to see why."
+        ) from None
     if finished.returncode != 0:
         lines = [line for line in (finished.stderr or finished.stdout).splitlines() if line]
         reason = " ".join(lines[-3:]) if lines else "no message"
-        raise PluginError(f"The style daemon failed to start (`{shown}` exited with code "
-                          f"{finished.returncode}): {reason}")
+        raise PluginError(
+            f"The style daemon failed to start (`{shown}` exited with code "
+            f"{finished.returncode}): {reason}"
+        )
 
 
 def describe_failure(code: ErrorCode, message: str) -> str:
     """The daemon's refusal of a job, as advice."""
     if code is ErrorCode.OUT_OF_MEMORY:
-        return (f"The style daemon ran out of memory ({message}). Choose a smaller processing "
-                f"size (for example 768 or 512 px), or close other programs using the GPU.")
+        return (
+            f"The style daemon ran out of memory ({message}). Choose a smaller processing "
+            f"size (for example 768 or 512 px), or close other programs using the GPU."
+        )
     if code is ErrorCode.TOO_LARGE:
-        return (f"The layer or a style image is too large for the style daemon ({message}): "
-                f"scale it down, or stylise a smaller crop.")
+        return (
+            f"The layer or a style image is too large for the style daemon ({message}): "
+            f"scale it down, or stylise a smaller crop."
+        )
     if code is ErrorCode.BUSY:
         return f"The style daemon's queue is full ({message}); try again when a job finishes."
     if code is ErrorCode.INVALID_IMAGE:
@@ -126,8 +155,10 @@ def describe_failure(code: ErrorCode, message: str) -> str:
     if code is ErrorCode.SHUTTING_DOWN:
         return f"The style daemon is shutting down ({message}); run the filter again."
     if code is ErrorCode.WORKER_FAILED:
-        return (f"The style daemon's worker failed ({message}). `neural-style status` and the "
-                f"daemon's log say more.")
+        return (
+            f"The style daemon's worker failed ({message}). `neural-style status` and the "
+            f"daemon's log say more."
+        )
     return f"The style daemon could not run the job: {message} ({code.value})."
 
 
@@ -135,9 +166,11 @@ def check_layer_size(width: int, height: int) -> None:
     """Refuse, before sending megabytes, a layer larger than any daemon takes."""
     side, pixels = DEFAULT_LIMITS.max_side, DEFAULT_LIMITS.max_pixels
     if max(width, height) > side or width * height > pixels:
-        raise PluginError(f"The layer is {width} x {height} pixels; the style daemon takes at "
-                          f"most {side} pixels a side. Scale the layer down (the processing "
-                          f"size only sets the detail), or stylise a smaller crop.")
+        raise PluginError(
+            f"The layer is {width} x {height} pixels; the style daemon takes at "
+            f"most {side} pixels a side. Scale the layer down (the processing "
+            f"size only sets the detail), or stylise a smaller crop."
+        )
 
 
 def daemon_device(client: DaemonClient) -> str:
@@ -145,12 +178,20 @@ def daemon_device(client: DaemonClient) -> str:
     try:
         return client.status().device
     except ClientError as error:  # it stopped since it answered the connection's ping
-        raise PluginError(f"Lost the style daemon: {error}. `neural-style status` says "
-                          f"whether it is still running.") from None
+        raise PluginError(
+            f"Lost the style daemon: {error}. `neural-style status` says "
+            f"whether it is still running."
+        ) from None
 
 
-def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], params: JobParams,
-            report: ProgressReport, show: Show) -> Result:
+def stylize(
+    client: DaemonClient,
+    content: RawImage,
+    styles: Sequence[bytes],
+    params: JobParams,
+    report: ProgressReport,
+    show: Show,
+) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure."""
     check_layer_size(content.width, content.height)
     try:
@@ -162,14 +203,18 @@ def stylize(client: DaemonClient, content: RawImage, styles: Sequence[bytes], pa
                     show(text, report.fraction)
                 if isinstance(event, Result):
                     if event.cancelled:
-                        raise PluginError("The style daemon cancelled the job before it ended "
-                                          "(stopped, or another program cancelled it).")
+                        raise PluginError(
+                            "The style daemon cancelled the job before it ended "
+                            "(stopped, or another program cancelled it)."
+                        )
                     return event
                 if isinstance(event, Error):
                     raise PluginError(describe_failure(event.code, event.message))
     except DaemonTimeout as error:
-        raise PluginError(f"The style daemon did not answer in time: {error}. "
-                          f"`neural-style status` says whether it is still running.") from None
+        raise PluginError(
+            f"The style daemon did not answer in time: {error}. "
+            f"`neural-style status` says whether it is still running."
+        ) from None
     except ClientError as error:
         raise PluginError(f"Lost the style daemon during the job: {error}.") from None
     except ProtocolError as error:  # refused on this side, before sending (a style too large)

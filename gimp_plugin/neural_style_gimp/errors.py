@@ -9,8 +9,9 @@ class PluginError(Exception):
     """Shown to the user as it is: say what went wrong and what to do about it."""
 
 
-def zmq_missing_message(command: Sequence[str] = (sys.executable,),
-                        platform: str = sys.platform) -> str:
+def zmq_missing_message(
+    command: Sequence[str] = (sys.executable,), platform: str = sys.platform
+) -> str:
     """What to tell a user whose GIMP Python lacks pyzmq: the exact command for that Python
     (`command`: the words that run it)."""
     shown = " ".join(f'"{word}"' if " " in word else word for word in command)
@@ -19,5 +20,7 @@ def zmq_missing_message(command: Sequence[str] = (sys.executable,),
         how = f"on Debian or Ubuntu `sudo apt install python3-zmq`, elsewhere {pip}"
     else:
         how = pip
-    return (f"The Neural Style plug-in needs pyzmq in the Python that GIMP runs plug-ins with "
-            f"({shown}). Install it, then restart GIMP: {how}.")
+    return (
+        f"The Neural Style plug-in needs pyzmq in the Python that GIMP runs plug-ins with "
+        f"({shown}). Install it, then restart GIMP: {how}."
+    )

@@ -42,15 +42,21 @@ PIXELS = "R'G'B'A u8"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PROCEDURES = {
-    NEW_LAYER: ("_Neural Style...", "Neural Style",
-                "Stylise each selected layer into a new layer above it",
-                "Paints the selected layers in the style of a painting or picture (Gatys et "
-                "al.), with the neural-style daemon. Each result is a new layer above its "
-                "source; with a selection, the new layer is masked to it."),
-    IN_PLACE: ("Neural Style (_in place)...", "Neural Style (in place)",
-               "Stylise the selected layers in place",
-               "Replaces the pixels of every selected layer (within the selection, if any) "
-               "with the stylised image; one Undo restores them all."),
+    NEW_LAYER: (
+        "_Neural Style...",
+        "Neural Style",
+        "Stylise each selected layer into a new layer above it",
+        "Paints the selected layers in the style of a painting or picture (Gatys et "
+        "al.), with the neural-style daemon. Each result is a new layer above its "
+        "source; with a selection, the new layer is masked to it.",
+    ),
+    IN_PLACE: (
+        "Neural Style (_in place)...",
+        "Neural Style (in place)",
+        "Stylise the selected layers in place",
+        "Replaces the pixels of every selected layer (within the selection, if any) "
+        "with the stylised image; one Undo restores them all.",
+    ),
 }
 
 
@@ -58,22 +64,26 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
     flags = GObject.ParamFlags.READWRITE
     for arg in ARGUMENTS:
         if arg.kind == FILE:
-            procedure.add_file_argument(arg.name, arg.label, arg.blurb,
-                                        Gimp.FileChooserAction.OPEN, True, None, flags)
+            procedure.add_file_argument(
+                arg.name, arg.label, arg.blurb, Gimp.FileChooserAction.OPEN, True, None, flags
+            )
         elif arg.kind == LAYER:
             procedure.add_layer_argument(arg.name, arg.label, arg.blurb, True, flags)
         elif arg.kind == DOUBLE:
-            procedure.add_double_argument(arg.name, arg.label, arg.blurb, arg.low, arg.high,
-                                          arg.default, flags)
+            procedure.add_double_argument(
+                arg.name, arg.label, arg.blurb, arg.low, arg.high, arg.default, flags
+            )
         elif arg.kind == INT:
-            procedure.add_int_argument(arg.name, arg.label, arg.blurb, int(arg.low),
-                                       int(arg.high), arg.default, flags)
+            procedure.add_int_argument(
+                arg.name, arg.label, arg.blurb, int(arg.low), int(arg.high), arg.default, flags
+            )
         elif arg.kind == CHOICE:
             choice = Gimp.Choice.new()
             for number, (nick, label) in enumerate(arg.choices):
                 choice.add(nick, number, label, "")
-            procedure.add_choice_argument(arg.name, arg.label, arg.blurb, choice, arg.default,
-                                          flags)
+            procedure.add_choice_argument(
+                arg.name, arg.label, arg.blurb, choice, arg.default, flags
+            )
         elif arg.kind == STRING:
             procedure.add_string_argument(arg.name, arg.label, arg.blurb, arg.default, flags)
 
@@ -119,24 +129,31 @@ def _write(buffer: Gegl.Buffer, data: bytes, width: int, height: int) -> None:
 def _layers_to_stylise(image: Gimp.Image, drawables: list) -> list:
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         mode = "grayscale" if image.get_base_type() == Gimp.ImageBaseType.GRAY else "indexed"
-        raise PluginError(f"Neural Style works on RGB images, and this one is {mode}: convert "
-                          f"it with Image > Mode > RGB first.")
+        raise PluginError(
+            f"Neural Style works on RGB images, and this one is {mode}: convert "
+            f"it with Image > Mode > RGB first."
+        )
     if not drawables:
         raise PluginError("No layer is selected: select the layers to stylise.")
     for drawable in drawables:
         if not isinstance(drawable, Gimp.Layer):
-            raise PluginError(f"\u201c{drawable.get_name()}\u201d is a mask or channel, not a "
-                              f"layer: select the layer itself.")
+            raise PluginError(
+                f"\u201c{drawable.get_name()}\u201d is a mask or channel, not a "
+                f"layer: select the layer itself."
+            )
         if drawable.is_group():
-            raise PluginError(f"\u201c{drawable.get_name()}\u201d is a layer group: select the "
-                              f"layers inside it (or merge the group first).")
+            raise PluginError(
+                f"\u201c{drawable.get_name()}\u201d is a layer group: select the "
+                f"layers inside it (or merge the group first)."
+            )
     return list(drawables)
 
 
 def _apply_as_new_layer(image: Gimp.Image, source: Gimp.Layer, data: bytes, name: str) -> None:
     width, height = source.get_width(), source.get_height()
-    layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0,
-                           Gimp.LayerMode.NORMAL)
+    layer = Gimp.Layer.new(
+        image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
+    )
     image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
     _, x, y = source.get_offsets()
     layer.set_offsets(x, y)
@@ -160,8 +177,9 @@ def _show(text: str, fraction: float) -> None:
     Gimp.progress_update(fraction)
 
 
-def _stylise(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig,
-             in_place: bool) -> list[str]:
+def _stylise(
+    image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in_place: bool
+) -> list[str]:
     """Do the work; the daemon's warnings (e.g. a smaller size after running out of memory)."""
     try:
         from neural_style_protocol.images import RawImage
@@ -186,8 +204,9 @@ def _stylise(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig,
     report = ProgressReport(len(layers))
     Gimp.progress_init(report.starting())
     warnings: list[str] = []
-    with open_daemon(str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER),
-                     _show) as client:
+    with open_daemon(
+        str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER), _show
+    ) as client:
         device = daemon_device(client)  # what a processing size of 0 stands for
         image.undo_group_start()
         try:
@@ -195,14 +214,16 @@ def _stylise(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig,
                 report.next_layer(index)
                 pixels, width, height = _read(layer)
                 params = job_params(values, width, height, len(styles), device)
-                result = stylize(client, RawImage(pixels, width, height, 4), styles, params,
-                                 report, _show)
+                result = stylize(
+                    client, RawImage(pixels, width, height, 4), styles, params, report, _show
+                )
                 data = bytes(result.image.data)
                 if in_place:
                     _apply_in_place(layer, data)
                 else:
-                    _apply_as_new_layer(image, layer, data,
-                                        result_layer_name(layer.get_name(), names))
+                    _apply_as_new_layer(
+                        image, layer, data, result_layer_name(layer.get_name(), names)
+                    )
                 warnings.extend(result.warnings)
         finally:
             image.undo_group_end()
@@ -228,8 +249,11 @@ def _run(procedure, run_mode, image, drawables, config, data):
         return _failure(procedure, str(error))
     except Exception as error:  # a bug: still a message, and the traceback for a report
         traceback.print_exc()
-        return _failure(procedure, f"Neural Style failed unexpectedly ({type(error).__name__}: "
-                                   f"{error}). Please report this, with GIMP's error console.")
+        return _failure(
+            procedure,
+            f"Neural Style failed unexpectedly ({type(error).__name__}: "
+            f"{error}). Please report this, with GIMP's error console.",
+        )
     for warning in warnings:
         Gimp.message(f"Neural Style: {warning}")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -237,9 +261,10 @@ def _run(procedure, run_mode, image, drawables, config, data):
 
 def _failure(procedure: Gimp.Procedure, message: str):
     Gimp.progress_end()
-    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
-                                       GLib.Error.new_literal(GLib.quark_from_string(
-                                           "neural-style"), message, 0))
+    return procedure.new_return_values(
+        Gimp.PDBStatusType.EXECUTION_ERROR,
+        GLib.Error.new_literal(GLib.quark_from_string("neural-style"), message, 0),
+    )
 
 
 class NeuralStyle(Gimp.PlugIn):
@@ -253,8 +278,9 @@ class NeuralStyle(Gimp.PlugIn):
         menu_label, _title, blurb, help_text = _PROCEDURES[name]
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, _run, None)
         procedure.set_image_types("RGB*")
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
-                                       | Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES
+        )
         procedure.set_menu_label(menu_label)
         procedure.set_documentation(blurb, help_text, name)
         procedure.set_attribution("neural-style-gimp", "neural-style-gimp", "2026")

@@ -21,8 +21,13 @@ def encode_png(pixels: bytes, width: int, height: int, channels: int = 4) -> byt
         raise ValueError(f"{len(pixels)} bytes do not make a {width}x{height}x{channels} image")
     view = memoryview(pixels)
     # Filter type 0 (none) before each row; zlib's level 6 is the usual size/speed balance.
-    raw = b"".join(b"\x00" + view[row * stride:(row + 1) * stride].tobytes()
-                   for row in range(height))
+    raw = b"".join(
+        b"\x00" + view[row * stride : (row + 1) * stride].tobytes() for row in range(height)
+    )
     header = struct.pack(">IIBBBBB", width, height, 8, 6 if channels == 4 else 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw, 6))
+        + _chunk(b"IEND", b"")
+    )

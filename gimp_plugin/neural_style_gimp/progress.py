@@ -41,16 +41,20 @@ class ProgressReport:
             # Held just below the layer's end until its pixels arrive.
             done = min(event.work_done, 0.999)
             self.fraction = max(self.fraction, (self.layer + done) / self.layers)
-            text = (f"{self._prefix()}Neural style: scale {event.scale}/{event.scales}, "
-                    f"step {event.iteration}/{event.iterations}")
+            text = (
+                f"{self._prefix()}Neural style: scale {event.scale}/{event.scales}, "
+                f"step {event.iteration}/{event.iterations}"
+            )
             if event.eta is not None and event.eta >= 1:
                 text += f", about {_duration(event.eta)} left"
             return text
         if isinstance(event, Accepted):
             if event.queue_position > 0:
                 ahead = event.queue_position
-                return (f"{self._prefix()}Neural style: waiting for {ahead} other "
-                        f"job{'s' if ahead > 1 else ''} on the daemon")
+                return (
+                    f"{self._prefix()}Neural style: waiting for {ahead} other "
+                    f"job{'s' if ahead > 1 else ''} on the daemon"
+                )
             return f"{self._prefix()}Neural style: starting"
         if isinstance(event, Resubmitted):
             self.fraction = self.layer / self.layers  # the job starts again from zero

@@ -36,8 +36,9 @@ def check_float(
     too_low = number <= low if above_low else number < low
     if not math.isfinite(number) or too_low or number > high:
         opening = "(" if above_low else "["
-        raise ProtocolError(code, f"{name} must be a finite number in {opening}{low:g}, {high:g}], "
-                                  f"not {value!r}")
+        raise ProtocolError(
+            code, f"{name} must be a finite number in {opening}{low:g}, {high:g}], not {value!r}"
+        )
     return number
 
 
@@ -57,8 +58,9 @@ def check_str(
     if len(value) > max_len:
         raise ProtocolError(code, f"{name} is longer than {max_len} characters")
     if choices is not None and value not in choices:
-        raise ProtocolError(code, f"{name} must be one of {', '.join(sorted(choices))}, "
-                                  f"not {value!r}")
+        raise ProtocolError(
+            code, f"{name} must be one of {', '.join(sorted(choices))}, not {value!r}"
+        )
     if pattern is not None and not pattern.fullmatch(value):
         raise ProtocolError(code, f"{name} {value!r} is not valid")
     return value
@@ -120,8 +122,9 @@ class Reader:
         return None if value is None else check_int(value, self.name(key), low, high, self.code)
 
     def take_float(self, key: str, low: float, high: float, *, above_low: bool = False) -> float:
-        return check_float(self.take(key), self.name(key), low, high, self.code,
-                           above_low=above_low)
+        return check_float(
+            self.take(key), self.name(key), low, high, self.code, above_low=above_low
+        )
 
     def take_optional_float(self, key: str, low: float, high: float) -> float | None:
         value = self.take(key)
@@ -131,16 +134,19 @@ class Reader:
         return check_bool(self.take(key), self.name(key), self.code)
 
     def take_str(self, key: str, *, max_len: int, pattern: re.Pattern[str] | None = None) -> str:
-        return check_str(self.take(key), self.name(key), self.code, max_len=max_len,
-                         pattern=pattern)
+        return check_str(
+            self.take(key), self.name(key), self.code, max_len=max_len, pattern=pattern
+        )
 
     def take_list(self, key: str, *, max_len: int, min_len: int = 0) -> list[Any]:
         value = self.take(key)
         if not isinstance(value, list):
             raise ProtocolError(self.code, f"{self.name(key)} must be a list, not {_show(value)}")
         if not min_len <= len(value) <= max_len:
-            raise ProtocolError(self.code, f"{self.name(key)} must hold {min_len} to {max_len} "
-                                           f"items, not {len(value)}")
+            raise ProtocolError(
+                self.code,
+                f"{self.name(key)} must hold {min_len} to {max_len} items, not {len(value)}",
+            )
         return value
 
     def take_reader(self, key: str) -> Reader:

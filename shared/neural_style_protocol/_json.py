@@ -21,9 +21,13 @@ def dumps(obj: object) -> bytes:
 def loads(frame: BytesLike, where: str) -> object:
     """Strict JSON: UTF-8, no NaN/Infinity, no overflow to inf, no duplicate keys."""
     try:
-        return json.loads(bytes(frame).decode("utf-8"), parse_constant=_refuse_constant,
-                          parse_float=_parse_float, parse_int=_parse_int,
-                          object_pairs_hook=_unique_keys)
+        return json.loads(
+            bytes(frame).decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except ProtocolError as error:
         raise ProtocolError(ErrorCode.MALFORMED, f"{where}: {error.message}") from None
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError, JSONDecodeError, depth

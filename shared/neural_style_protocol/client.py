@@ -94,8 +94,7 @@ class DaemonClient:
         self._limits = limits
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        self._socket: zmq.Socket | None = client_socket(self._context, info.endpoint, limits,
-                                                        curve)
+        self._socket: zmq.Socket | None = client_socket(self._context, info.endpoint, limits, curve)
         self._replay = ReplayGuard()
         self._replies: dict[str, deque[Envelope]] = {}  # by the msg_id of the request
         self.last_heard = -math.inf  # time.monotonic() of the daemon's latest message
@@ -115,12 +114,16 @@ class DaemonClient:
         except ConnectionFileError as error:
             raise DaemonUnavailable(str(error)) from None
         if info.protocol_version != PROTOCOL_VERSION:
-            raise DaemonUnavailable(f"the daemon (pid {info.pid}) speaks protocol version "
-                                    f"{info.protocol_version}, this client {PROTOCOL_VERSION}: "
-                                    f"restart the daemon from the same installation")
+            raise DaemonUnavailable(
+                f"the daemon (pid {info.pid}) speaks protocol version "
+                f"{info.protocol_version}, this client {PROTOCOL_VERSION}: "
+                f"restart the daemon from the same installation"
+            )
         if stale(info):
-            raise DaemonUnavailable(f"no daemon is running: the one that wrote {path} (pid "
-                                    f"{info.pid}) has exited; start one with `neural-style start`")
+            raise DaemonUnavailable(
+                f"no daemon is running: the one that wrote {path} (pid "
+                f"{info.pid}) has exited; start one with `neural-style start`"
+            )
         return cls(info, connection_file=path, **options)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -190,9 +193,16 @@ class DaemonClient:
         message = Submit(job_id, content, tuple(styles), params or JobParams())
         policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
         msg_id = self._send(message)
-        return JobStream(self, message, msg_id, timeout=timeout,
-                         inactivity_timeout=inactivity_timeout, should_cancel=should_cancel,
-                         resubmit=policy, ack_timeout=ack_timeout)
+        return JobStream(
+            self,
+            message,
+            msg_id,
+            timeout=timeout,
+            inactivity_timeout=inactivity_timeout,
+            should_cancel=should_cancel,
+            resubmit=policy,
+            ack_timeout=ack_timeout,
+        )
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -205,8 +215,7 @@ class DaemonClient:
         """Leave a daemon that is gone for its successor (a new socket, endpoint and key).
         Requests in flight to the old one get no answer; job streams resubmit theirs."""
         old = self._live_socket()
-        self._socket = client_socket(self._context, info.endpoint, self._limits,
-                                     client_curve(info))
+        self._socket = client_socket(self._context, info.endpoint, self._limits, client_curve(info))
         old.close(0)
         self.info, self._key = info, info.key_bytes
         self.generation += 1
@@ -220,8 +229,10 @@ class DaemonClient:
         try:
             send(self._live_socket(), frames)
         except zmq.Again:
-            raise DaemonUnavailable(f"the daemon at {self.info.endpoint} is not taking messages "
-                                    f"(pid {self.info.pid}): is it hung?") from None
+            raise DaemonUnavailable(
+                f"the daemon at {self.info.endpoint} is not taking messages "
+                f"(pid {self.info.pid}): is it hung?"
+            ) from None
         if expect_reply:
             self._replies[msg_id] = deque()
         return msg_id
@@ -233,8 +244,10 @@ class DaemonClient:
         finally:
             self._replies.pop(msg_id, None)
         if envelope is None:
-            raise DaemonUnavailable(f"no answer from the daemon at {self.info.endpoint} (pid "
-                                    f"{self.info.pid}) within {timeout:g} s")
+            raise DaemonUnavailable(
+                f"no answer from the daemon at {self.info.endpoint} (pid "
+                f"{self.info.pid}) within {timeout:g} s"
+            )
         return envelope.message  # type: ignore[return-value]
 
     def _request(self, message: Message, expected: type[Reply], timeout: float) -> Reply:
@@ -243,8 +256,9 @@ class DaemonClient:
             return reply
         if isinstance(reply, Error):
             raise DaemonRefused(reply.code, reply.message)
-        raise DaemonRefused(ErrorCode.MALFORMED, f"a {reply.type.value} answered a "
-                                                 f"{message.type.value}")
+        raise DaemonRefused(
+            ErrorCode.MALFORMED, f"a {reply.type.value} answered a {message.type.value}"
+        )
 
     def _wait_for(self, msg_id: str, deadline: float) -> Envelope | None:
         """The next reply to `msg_id`, or None at the deadline."""
@@ -280,8 +294,9 @@ class DaemonClient:
             log.warning("ignored a message of too many frames from the daemon")
             return
         try:
-            envelope = deserialize_envelope(received.frames, self._key, self._replay,
-                                            limits=self._limits, accept=DaemonMessage)
+            envelope = deserialize_envelope(
+                received.frames, self._key, self._replay, limits=self._limits, accept=DaemonMessage
+            )
         except ProtocolError as error:
             log.warning("ignored a message from the daemon: %s", error)
             self._fail_request(error)
@@ -291,7 +306,6 @@ class DaemonClient:
         if box is not None:
             box.append(envelope)
 
-
     def _fail_request(self, error: ProtocolError) -> None:
         """A signed reply this client cannot read (a daemon of another version, say) ends the
         request it answers with an Error, instead of leaving the caller waiting for ever."""
@@ -299,11 +313,22 @@ class DaemonClient:
         if not error.authenticated or box is None:
             return
         self.last_heard = time.monotonic()
-        header = Header(MessageType.ERROR, uuid.uuid4().hex, uuid.uuid4().hex, time.time(),
-                        error.parent_id)
-        box.append(Envelope(header, Error(error.job_id, ErrorCode.MALFORMED, (
-            f"the daemon sent a reply this client cannot read ({error}); are the client and "
-            f"the daemon (pid {self.info.pid}) the same version?"))))
+        header = Header(
+            MessageType.ERROR, uuid.uuid4().hex, uuid.uuid4().hex, time.time(), error.parent_id
+        )
+        box.append(
+            Envelope(
+                header,
+                Error(
+                    error.job_id,
+                    ErrorCode.MALFORMED,
+                    (
+                        f"the daemon sent a reply this client cannot read ({error}); are the "
+                        f"client and the daemon (pid {self.info.pid}) the same version?"
+                    ),
+                ),
+            )
+        )
 
 
 def connect(

@@ -41,8 +41,10 @@ class BufferTable:
     def take(self, index: object, name: str) -> BytesLike:
         position = check_int(index, name, 0, max(len(self._buffers) - 1, 0), ErrorCode.MALFORMED)
         if position >= len(self._buffers) or position in self._taken:
-            raise ProtocolError(ErrorCode.MALFORMED, f"{name} names buffer {position}, which is "
-                                                     f"missing or already used")
+            raise ProtocolError(
+                ErrorCode.MALFORMED,
+                f"{name} names buffer {position}, which is missing or already used",
+            )
         self._taken.add(position)
         return self._buffers[position]
 
@@ -114,8 +116,10 @@ def _read_image(reader: Reader, ctx: _Context, channels: int) -> RawImage:
     width = check_int(reader.take("width"), reader.name("width"), 1, ctx.limits.max_side, code)
     height = check_int(reader.take("height"), reader.name("height"), 1, ctx.limits.max_side, code)
     if width * height > ctx.limits.max_pixels:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"{reader.where}: {width}x{height} is over "
-                                                 f"{ctx.limits.max_pixels} pixels")
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"{reader.where}: {width}x{height} is over {ctx.limits.max_pixels} pixels",
+        )
     data = ctx.buffers.take(reader.take("buffer"), reader.name("buffer"))
     reader.done()
     return RawImage(data, width, height, channels)
@@ -131,8 +135,10 @@ def _decode_submit(reader: Reader, ctx: _Context) -> Submit:
     job_id = reader.take("job_id")
     refs = reader.take("styles")
     if isinstance(refs, list) and len(refs) > ctx.limits.max_styles:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(refs)} style images, over the limit of "
-                                                 f"{ctx.limits.max_styles}")
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"{len(refs)} style images, over the limit of {ctx.limits.max_styles}",
+        )
     styles = reader.take_list("styles", max_len=ctx.limits.max_styles, min_len=1)
     style_bytes = []
     for index, ref in enumerate(styles):
@@ -149,11 +155,15 @@ def _decode_submit(reader: Reader, ctx: _Context) -> Submit:
 def _check_params_against(params: JobParams, limits: Limits) -> None:
     """The daemon's own caps, which may be lower than the schema's ranges."""
     if params.iterations is not None and params.iterations > limits.max_iterations:
-        raise ProtocolError(ErrorCode.INVALID_PARAM, f"params.iterations {params.iterations} is "
-                                                     f"over the limit of {limits.max_iterations}")
+        raise ProtocolError(
+            ErrorCode.INVALID_PARAM,
+            f"params.iterations {params.iterations} is over the limit of {limits.max_iterations}",
+        )
     if params.size is not None and params.size > limits.max_side:
-        raise ProtocolError(ErrorCode.INVALID_PARAM, f"params.size {params.size} is over the "
-                                                     f"limit of {limits.max_side}")
+        raise ProtocolError(
+            ErrorCode.INVALID_PARAM,
+            f"params.size {params.size} is over the limit of {limits.max_side}",
+        )
 
 
 def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
@@ -174,12 +184,21 @@ def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
 
 def _decode_result(reader: Reader, ctx: _Context) -> Result:
     stats = reader.take_reader("stats")
-    job_stats = JobStats(stats.take("steps"), stats.take("elapsed"),
-                         stats.take("peak_memory_bytes"), stats.take("target_cache_hits", 0))
+    job_stats = JobStats(
+        stats.take("steps"),
+        stats.take("elapsed"),
+        stats.take("peak_memory_bytes"),
+        stats.take("target_cache_hits", 0),
+    )
     stats.done()
     warnings = reader.take_list("warnings", max_len=64)
-    return Result(reader.take("job_id"), _read_image(reader.take_reader("image"), ctx, 4),
-                  reader.take("cancelled"), job_stats, tuple(warnings))
+    return Result(
+        reader.take("job_id"),
+        _read_image(reader.take_reader("image"), ctx, 4),
+        reader.take("cancelled"),
+        job_stats,
+        tuple(warnings),
+    )
 
 
 def _decode_status_reply(reader: Reader, ctx: _Context) -> StatusReply:
@@ -188,17 +207,27 @@ def _decode_status_reply(reader: Reader, ctx: _Context) -> StatusReply:
         running_reader = reader.take_reader("running")
         running = _decode_progress(running_reader, ctx)
         running_reader.done()
-    values = {key: reader.take(key) for key in (
-        "version", "device", "model_loaded", "memory_bytes", "queue_length", "queue_limit",
-        "worker_state",
-    )}
+    values = {
+        key: reader.take(key)
+        for key in (
+            "version",
+            "device",
+            "model_loaded",
+            "memory_bytes",
+            "queue_length",
+            "queue_limit",
+            "worker_state",
+        )
+    }
     return StatusReply(running=running, **values)
 
 
 def _simple(cls: Callable[..., Message], *keys: str) -> Callable[[Reader, _Context], Message]:
     """A decoder for a message whose fields are plain JSON values."""
+
     def decoder(reader: Reader, ctx: _Context) -> Message:
         return cls(**{key: reader.take(key) for key in keys})
+
     return decoder
 
 

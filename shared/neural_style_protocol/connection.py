@@ -55,12 +55,15 @@ class ConnectionInfo:
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
-            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, "
-                             f"not {self.transport!r}")
+            raise ValueError(
+                f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}"
+            )
         if not isinstance(self.endpoint, str) or not self.endpoint.startswith(
-                f"{self.transport}://"):
-            raise ValueError(f"endpoint {self.endpoint!r} does not match transport "
-                             f"{self.transport!r}")
+            f"{self.transport}://"
+        ):
+            raise ValueError(
+                f"endpoint {self.endpoint!r} does not match transport {self.transport!r}"
+            )
         if not isinstance(self.key, str) or not _KEY_PATTERN.fullmatch(self.key):
             raise ValueError("key must be at least 32 lowercase hex digits")
         for name in ("pid", "protocol_version"):
@@ -77,8 +80,9 @@ class ConnectionInfo:
         server, client = self.curve_server_key, self.curve_client_key_file
         if (server is None) != (client is None):
             raise ValueError("curve_server_key and curve_client_key_file go together")
-        if server is not None and not (isinstance(server, str)
-                                       and _Z85_KEY_PATTERN.fullmatch(server)):
+        if server is not None and not (
+            isinstance(server, str) and _Z85_KEY_PATTERN.fullmatch(server)
+        ):
             raise ValueError("curve_server_key must be a Z85 public key (40 characters)")
         if client is not None and (not isinstance(client, str) or not client):
             raise ValueError("curve_client_key_file must be the path of a secret certificate")
@@ -89,7 +93,7 @@ class ConnectionInfo:
         address), so that its pid means something here."""
         if self.transport == "ipc":
             return True
-        host = self.endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+        host = self.endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
         if host == "localhost":
             return True
         try:
@@ -136,8 +140,9 @@ def _check_private_dir(path: Path) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise ConnectionFileError(f"{path} is not a folder (a symlink?); remove it and retry")
     if info.st_uid != os.getuid():
-        raise ConnectionFileError(f"{path} belongs to another user (uid {info.st_uid}); "
-                                  f"refusing to use it")
+        raise ConnectionFileError(
+            f"{path} belongs to another user (uid {info.st_uid}); refusing to use it"
+        )
     if info.st_mode & 0o077:
         # Ours but too open (made by hand, or an odd umask at mkdir): close it.
         os.chmod(path, 0o700)
@@ -153,8 +158,11 @@ def write_connection_file(info: ConnectionInfo, path: Path | str) -> Path:
     the same folder, synced, then renamed over `path`. Refuses to go on if the result is not
     0600 and ours (a file system that ignores modes must not leak the key)."""
     path = Path(path)
-    fields = {key: value for key, value in asdict(info).items()
-              if not (key in _OPTIONAL_FIELDS and value is None)}
+    fields = {
+        key: value
+        for key, value in asdict(info).items()
+        if not (key in _OPTIONAL_FIELDS and value is None)
+    }
     data = json.dumps(fields, indent=2).encode() + b"\n"
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -188,8 +196,10 @@ def _check_private_file(path: Path) -> None:
     info = os.lstat(path)
     mode = stat.S_IMODE(info.st_mode)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or mode != 0o600:
-        raise ConnectionFileError(f"{path} has mode {mode:o} and owner {info.st_uid}, not 600 "
-                                  f"and {os.getuid()}: refusing to keep a key in it")
+        raise ConnectionFileError(
+            f"{path} has mode {mode:o} and owner {info.st_uid}, not 600 "
+            f"and {os.getuid()}: refusing to keep a key in it"
+        )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -216,8 +226,10 @@ def read_connection_file(path: Path | str) -> ConnectionInfo:
                 _check_readable_owner(path, os.fstat(file.fileno()))
             raw = file.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ConnectionFileMissing(f"no connection file at {path} (is the daemon running? "
-                                    f"Start it with `neural-style start`)") from None
+        raise ConnectionFileMissing(
+            f"no connection file at {path} (is the daemon running? "
+            f"Start it with `neural-style start`)"
+        ) from None
     except OSError as error:
         raise ConnectionFileError(f"cannot read the connection file {path}: {error}") from None
     if len(raw) > _MAX_FILE_BYTES:
@@ -228,8 +240,10 @@ def read_connection_file(path: Path | str) -> ConnectionInfo:
 def _check_readable_owner(path: Path, info: os.stat_result) -> None:
     """A file someone else owns or can write could point us to their endpoint and key."""
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise ConnectionFileError(f"the connection file {path} is not private to this user "
-                                  f"(owner {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o})")
+        raise ConnectionFileError(
+            f"the connection file {path} is not private to this user "
+            f"(owner {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o})"
+        )
 
 
 def _parse_connection(raw: bytes, path: Path) -> ConnectionInfo:

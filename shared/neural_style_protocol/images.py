@@ -37,8 +37,11 @@ class RawImage:
             raise ProtocolError(code, f"image data must be bytes, not {type(data).__name__}")
         expected = self.width * self.height * self.channels
         if self.nbytes != expected:
-            raise ProtocolError(code, f"{self.nbytes} bytes of pixels for {self.width}x"
-                                      f"{self.height}x{self.channels} ({expected} expected)")
+            raise ProtocolError(
+                code,
+                f"{self.nbytes} bytes of pixels for {self.width}x"
+                f"{self.height}x{self.channels} ({expected} expected)",
+            )
 
     @property
     def nbytes(self) -> int:

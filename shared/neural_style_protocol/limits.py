@@ -32,8 +32,10 @@ class Limits:
         # A submit needs the envelope, the content image and every style image.
         needed = ENVELOPE_FRAMES + 1 + self.max_styles
         if self.max_frames < needed:
-            raise ValueError(f"Limits.max_frames must be at least {needed} for {self.max_styles} "
-                             f"styles, not {self.max_frames}")
+            raise ValueError(
+                f"Limits.max_frames must be at least {needed} for {self.max_styles} "
+                f"styles, not {self.max_frames}"
+            )
 
     @property
     def max_buffers(self) -> int:

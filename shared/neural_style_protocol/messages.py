@@ -22,6 +22,7 @@ MAX_LOSSES = 32
 _INF = float("inf")
 _MALFORMED = ErrorCode.MALFORMED
 
+
 class MessageType(str, Enum):
     """The `type` in every header."""
 
@@ -108,8 +109,10 @@ class Submit(ClientMessage):
             raise ProtocolError(ErrorCode.INVALID_PARAM, "params must be JobParams")
         weights = self.params.style_weights
         if weights is not None and len(weights) != len(styles):
-            raise ProtocolError(ErrorCode.INVALID_PARAM, f"{len(weights)} style weights for "
-                                                         f"{len(styles)} style images")
+            raise ProtocolError(
+                ErrorCode.INVALID_PARAM,
+                f"{len(weights)} style weights for {len(styles)} style images",
+            )
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,12 @@ class Progress(DaemonMessage):
         check_int(self.scale, "scale", 1, self.scales, _MALFORMED)
         check_int(self.iterations, "iterations", 0, _BIG, _MALFORMED)
         check_int(self.iteration, "iteration", 0, self.iterations, _MALFORMED)
-        object.__setattr__(self, "work_done",
-                           check_float(self.work_done, "work_done", 0.0, 1.0, _MALFORMED))
-        object.__setattr__(self, "elapsed",
-                           check_float(self.elapsed, "elapsed", 0.0, _INF, _MALFORMED))
+        object.__setattr__(
+            self, "work_done", check_float(self.work_done, "work_done", 0.0, 1.0, _MALFORMED)
+        )
+        object.__setattr__(
+            self, "elapsed", check_float(self.elapsed, "elapsed", 0.0, _INF, _MALFORMED)
+        )
         if self.eta is not None:
             object.__setattr__(self, "eta", check_float(self.eta, "eta", 0.0, _INF, _MALFORMED))
         object.__setattr__(self, "losses", _check_losses(self.losses))
@@ -209,8 +214,9 @@ class JobStats:
     def __post_init__(self) -> None:
         check_int(self.steps, "stats.steps", 0, _BIG, _MALFORMED)
         check_int(self.target_cache_hits, "stats.target_cache_hits", 0, _BIG, _MALFORMED)
-        object.__setattr__(self, "elapsed",
-                           check_float(self.elapsed, "stats.elapsed", 0.0, _INF, _MALFORMED))
+        object.__setattr__(
+            self, "elapsed", check_float(self.elapsed, "stats.elapsed", 0.0, _INF, _MALFORMED)
+        )
         check_int(self.peak_memory_bytes, "stats.peak_memory_bytes", 0, _BIG, _MALFORMED)
 
 
@@ -284,8 +290,7 @@ class StatusReply(DaemonMessage):
         check_int(self.queue_length, "queue_length", 0, _BIG, _MALFORMED)
         check_int(self.queue_limit, "queue_limit", 0, _BIG, _MALFORMED)
         states = [state.value for state in WorkerState]
-        state = check_str(self.worker_state, "worker_state", _MALFORMED, max_len=32,
-                          choices=states)
+        state = check_str(self.worker_state, "worker_state", _MALFORMED, max_len=32, choices=states)
         object.__setattr__(self, "worker_state", WorkerState(state))
         if self.running is not None and not isinstance(self.running, Progress):
             raise ProtocolError(_MALFORMED, "running must be Progress or None")
@@ -295,14 +300,22 @@ def _check_losses(losses: object) -> dict[str, float]:
     """A small dict of named, finite losses (a copy, so the caller's dict can change)."""
     if not isinstance(losses, dict) or len(losses) > MAX_LOSSES:
         raise ProtocolError(_MALFORMED, f"losses must be an object of at most {MAX_LOSSES} numbers")
-    return {check_str(name, "a loss name", _MALFORMED, max_len=64):
-            check_float(value, f"losses.{name}", -_INF, _INF, _MALFORMED)
-            for name, value in losses.items()}
+    return {
+        check_str(name, "a loss name", _MALFORMED, max_len=64): check_float(
+            value, f"losses.{name}", -_INF, _INF, _MALFORMED
+        )
+        for name, value in losses.items()
+    }
 
 
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (Ping, Submit, Cancel, StatusRequest, Shutdown)
 DAEMON_MESSAGES: tuple[type[DaemonMessage], ...] = (
-    Pong, Accepted, Progress, Result, Error, StatusReply,
+    Pong,
+    Accepted,
+    Progress,
+    Result,
+    Error,
+    StatusReply,
 )
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
     cls.type: cls for cls in CLIENT_MESSAGES + DAEMON_MESSAGES

@@ -89,17 +89,18 @@ class JobParams:
             value = getattr(self, name)
             if not isinstance(value, enum):
                 choices = [member.value for member in enum]
-                value = enum(check_str(value, f"params.{name}", _CODE, max_len=32,
-                                       choices=choices))
+                value = enum(check_str(value, f"params.{name}", _CODE, max_len=32, choices=choices))
             object.__setattr__(self, name, value)
         self._check_numbers()
         object.__setattr__(self, "style_weights", _check_style_weights(self.style_weights))
 
     def _check_numbers(self) -> None:
         """Check each number and store floats as floats (JSON may carry 50 for 50.0)."""
+
         def put_float(name: str, low: float, high: float) -> None:
-            object.__setattr__(self, name, check_float(getattr(self, name), f"params.{name}",
-                                                       low, high, _CODE))
+            object.__setattr__(
+                self, name, check_float(getattr(self, name), f"params.{name}", low, high, _CODE)
+            )
 
         def check_optional_int(name: str, low: int, high: int) -> None:
             if getattr(self, name) is not None:
@@ -156,7 +157,11 @@ def _check_style_weights(weights: object) -> tuple[float, ...] | None:
     if not isinstance(weights, tuple):
         raise ProtocolError(_CODE, "params.style_weights must be a list of numbers or null")
     if not 1 <= len(weights) <= MAX_STYLE_WEIGHTS:
-        raise ProtocolError(_CODE, f"params.style_weights must hold 1 to {MAX_STYLE_WEIGHTS} "
-                                   f"weights, not {len(weights)}")
-    return tuple(check_float(weight, "params.style_weights[]", 0.0, float("inf"), _CODE,
-                             above_low=True) for weight in weights)
+        raise ProtocolError(
+            _CODE,
+            f"params.style_weights must hold 1 to {MAX_STYLE_WEIGHTS} weights, not {len(weights)}",
+        )
+    return tuple(
+        check_float(weight, "params.style_weights[]", 0.0, float("inf"), _CODE, above_low=True)
+        for weight in weights
+    )

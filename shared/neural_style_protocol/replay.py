@@ -44,8 +44,10 @@ class ReplayGuard:
         self._forget_before(now - self.window)
         if not math.isfinite(timestamp) or abs(timestamp - now) > self.window:
             offset = timestamp - now
-            raise ProtocolError(ErrorCode.REPLAYED, f"message timestamp is {offset:+.1f} s from "
-                                                    f"now, outside +-{self.window:g} s")
+            raise ProtocolError(
+                ErrorCode.REPLAYED,
+                f"message timestamp is {offset:+.1f} s from now, outside +-{self.window:g} s",
+            )
         if signature in self._seen:
             raise ProtocolError(ErrorCode.REPLAYED, "message signature seen before")
         if timestamp <= self._floor:

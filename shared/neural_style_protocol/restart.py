@@ -44,8 +44,10 @@ class Resubmitted:
     pid: int
 
     def __str__(self) -> str:
-        return (f"{self.reason}; resubmitted job {self.job_id} to the daemon at {self.endpoint} "
-                f"(pid {self.pid}), attempt {self.attempt}")
+        return (
+            f"{self.reason}; resubmitted job {self.job_id} to the daemon at {self.endpoint} "
+            f"(pid {self.pid}), attempt {self.attempt}"
+        )
 
 
 def same_daemon(one: ConnectionInfo, other: ConnectionInfo) -> bool:
@@ -62,9 +64,11 @@ def successor(path: Path, old: ConnectionInfo) -> ConnectionInfo | None:
     if same_daemon(current, old) or stale(current):
         return None
     if current.protocol_version != PROTOCOL_VERSION:
-        raise DaemonUnavailable(f"the restarted daemon (pid {current.pid}) speaks protocol "
-                                f"version {current.protocol_version}, this client "
-                                f"{PROTOCOL_VERSION}: restart it from the same installation")
+        raise DaemonUnavailable(
+            f"the restarted daemon (pid {current.pid}) speaks protocol "
+            f"version {current.protocol_version}, this client "
+            f"{PROTOCOL_VERSION}: restart it from the same installation"
+        )
     return current
 
 
@@ -104,5 +108,6 @@ def ended_by_shutdown(message: object, cancel_sent: bool) -> bool:
         return False
     if isinstance(message, Error):
         return message.code is ErrorCode.SHUTTING_DOWN
-    return (isinstance(message, Result) and message.cancelled
-            and SHUTDOWN_WARNING in message.warnings)
+    return (
+        isinstance(message, Result) and message.cancelled and SHUTDOWN_WARNING in message.warnings
+    )

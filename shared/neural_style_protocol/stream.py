@@ -150,8 +150,10 @@ class JobStream:
             return f"this client moved to the daemon at {client.info.endpoint}", False
         wait = self._check_deadlines()
         if wait <= 0:
-            return (f"no word from the daemon at {self._daemon.endpoint} for "
-                    f"{self._inactivity_timeout:g} s"), True
+            return (
+                f"no word from the daemon at {self._daemon.endpoint} for "
+                f"{self._inactivity_timeout:g} s"
+            ), True
         wait = min(wait, client._heartbeat())
         if self._should_cancel is not None:
             if self._should_cancel():
@@ -187,7 +189,8 @@ class JobStream:
                     f"the daemon at {self._daemon.endpoint} did not acknowledge job "
                     f"{self.job_id} within {self._ack_timeout:g} s; it drops unread what it "
                     f"cannot accept (images over its size limit, a message signed with "
-                    f"another key): its log says which")
+                    f"another key): its log says which"
+                )
             quiet_left = min(quiet_left, ack_left)
         if self._timeout is None:
             return quiet_left
@@ -195,14 +198,19 @@ class JobStream:
         if job_left <= 0:
             self.cancel()
             self._finish()
-            raise DaemonTimeout(f"job {self.job_id} took longer than {self._timeout:g} s; "
-                                f"asked the daemon to cancel it")
+            raise DaemonTimeout(
+                f"job {self.job_id} took longer than {self._timeout:g} s; "
+                f"asked the daemon to cancel it"
+            )
         return min(quiet_left, job_left)
 
     def _may_resubmit(self) -> bool:
-        return (self._policy is not None and not self.cancel_sent
-                and self.resubmits < self._policy.attempts
-                and self._client.connection_file is not None)
+        return (
+            self._policy is not None
+            and not self.cancel_sent
+            and self.resubmits < self._policy.attempts
+            and self._client.connection_file is not None
+        )
 
     def _recover(self, why: str, silent: bool) -> Resubmitted:
         """Resubmit to a restarted daemon, or raise the error that says what happened."""
@@ -215,8 +223,10 @@ class JobStream:
         if note is None:
             self._finish()
             wait = self._policy.wait if self._policy is not None else 0.0
-            raise error(f"{why} while waiting for job {self.job_id}, and no new daemon was "
-                        f"started within {wait:g} s (start one with `neural-style start`)")
+            raise error(
+                f"{why} while waiting for job {self.job_id}, and no new daemon was "
+                f"started within {wait:g} s (start one with `neural-style start`)"
+            )
         return note
 
     def _resubmit_after(self, why: str) -> Resubmitted | None:
@@ -229,8 +239,12 @@ class JobStream:
         if self._timeout is not None:
             deadline = min(deadline, self._started + self._timeout)
         if same_daemon(client.info, self._daemon):
-            log.warning("%s; waiting up to %g s for a new daemon to resubmit job %s to", why,
-                        self._policy.wait, self.job_id)
+            log.warning(
+                "%s; waiting up to %g s for a new daemon to resubmit job %s to",
+                why,
+                self._policy.wait,
+                self.job_id,
+            )
             found = await_successor(path, self._daemon, deadline, self._should_cancel)
             if found is None:
                 log.warning("%s; no new daemon within %g s", why, self._policy.wait)

@@ -66,19 +66,22 @@ def check_endpoint(endpoint: str, *, curve: bool = False) -> str:
         if len(endpoint) <= len("ipc://"):
             raise EndpointError("an ipc endpoint needs a path: ipc:///run/user/1000/ns.sock")
         return endpoint
-    if not endpoint.startswith("tcp://") or ":" not in endpoint[len("tcp://"):]:
-        raise EndpointError(f"endpoint {endpoint!r}: use tcp://127.0.0.1:PORT (PORT may be *) "
-                            f"or ipc://PATH")
-    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if not endpoint.startswith("tcp://") or ":" not in endpoint[len("tcp://") :]:
+        raise EndpointError(
+            f"endpoint {endpoint!r}: use tcp://127.0.0.1:PORT (PORT may be *) or ipc://PATH"
+        )
+    host, _, port = endpoint[len("tcp://") :].rpartition(":")
     if port == "0":
         port = "*"
     if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise EndpointError(f"endpoint {endpoint!r}: the port must be 1..65535 or *")
     if not curve and not _is_loopback(host):
-        raise EndpointError(f"endpoint {endpoint!r}: without --curve-keys only loopback "
-                            f"addresses (127.0.0.1, ::1) are served, since messages are signed "
-                            f"but not encrypted; to listen on other hosts, give --curve-keys "
-                            f"DIR (clients then need an allowed CURVE key)")
+        raise EndpointError(
+            f"endpoint {endpoint!r}: without --curve-keys only loopback "
+            f"addresses (127.0.0.1, ::1) are served, since messages are signed "
+            f"but not encrypted; to listen on other hosts, give --curve-keys "
+            f"DIR (clients then need an allowed CURVE key)"
+        )
     return f"tcp://{host}:{port}"
 
 
@@ -123,7 +126,7 @@ def server_socket(
         socket.bind(endpoint)
         bound = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         if bound.startswith("ipc://"):
-            os.chmod(bound[len("ipc://"):], 0o600)  # the umask gave it 755 or so
+            os.chmod(bound[len("ipc://") :], 0o600)  # the umask gave it 755 or so
     except BaseException:
         socket.close(0)
         raise
@@ -165,8 +168,9 @@ def load_secret_certificate(path: str | os.PathLike[str]) -> CurveKeys:
     try:
         info = os.stat(path)
         if os.name != "nt" and (info.st_mode & 0o077 or info.st_uid != os.getuid()):
-            raise ConnectionFileError(f"the CURVE certificate {path} must be private to its "
-                                      f"owner (chmod 600 {path})")
+            raise ConnectionFileError(
+                f"the CURVE certificate {path} must be private to its owner (chmod 600 {path})"
+            )
         public, secret = load_certificate(path)
     except (OSError, ValueError) as error:
         raise ConnectionFileError(f"cannot read the CURVE certificate {path}: {error}") from None
@@ -183,8 +187,9 @@ def client_curve(info: ConnectionInfo) -> tuple[bytes, CurveKeys] | None:
     try:
         keys = load_secret_certificate(info.curve_client_key_file)
     except ConnectionFileError as error:
-        raise DaemonUnavailable(f"cannot authenticate to the daemon at {info.endpoint}: "
-                                f"{error}") from None
+        raise DaemonUnavailable(
+            f"cannot authenticate to the daemon at {info.endpoint}: {error}"
+        ) from None
     return info.curve_server_key.encode("ascii"), keys
 
 

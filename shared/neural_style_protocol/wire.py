@@ -50,8 +50,14 @@ class Header:
     version: int = PROTOCOL_VERSION
 
     def to_wire(self) -> dict[str, object]:
-        return {"version": self.version, "type": self.type.value, "msg_id": self.msg_id,
-                "session": self.session, "time": self.time, "parent_id": self.parent_id}
+        return {
+            "version": self.version,
+            "type": self.type.value,
+            "msg_id": self.msg_id,
+            "session": self.session,
+            "time": self.time,
+            "parent_id": self.parent_id,
+        }
 
     @classmethod
     def from_wire(cls, obj: object, accept: type[Message]) -> Header:
@@ -62,9 +68,12 @@ class Header:
         if isinstance(version, bool) or not isinstance(version, int):
             raise ProtocolError(ErrorCode.MALFORMED, "header.version must be an integer")
         if version != PROTOCOL_VERSION:
-            raise ProtocolError(ErrorCode.BAD_VERSION, f"protocol version {version} is not "
-                                                       f"supported (this side speaks "
-                                                       f"{PROTOCOL_VERSION})")
+            raise ProtocolError(
+                ErrorCode.BAD_VERSION,
+                f"protocol version {version} is not "
+                f"supported (this side speaks "
+                f"{PROTOCOL_VERSION})",
+            )
         name = check_str(reader.take("type"), "header.type", ErrorCode.MALFORMED, max_len=64)
         message_type = _message_type(name, accept)
         parent = reader.take("parent_id")
@@ -73,8 +82,11 @@ class Header:
             msg_id=reader.take_str("msg_id", max_len=32, pattern=_ID_PATTERN),
             session=reader.take_str("session", max_len=32, pattern=_ID_PATTERN),
             time=reader.take_float("time", 0.0, float("inf")),
-            parent_id=None if parent is None else check_str(
-                parent, "header.parent_id", ErrorCode.MALFORMED, max_len=32, pattern=_ID_PATTERN),
+            parent_id=None
+            if parent is None
+            else check_str(
+                parent, "header.parent_id", ErrorCode.MALFORMED, max_len=32, pattern=_ID_PATTERN
+            ),
         )
         reader.done()
         return header
@@ -109,8 +121,11 @@ def split_routing(frames: Sequence[BytesLike]) -> tuple[list[BytesLike], list[By
 
 def _is_delimiter(frame: object) -> bool:
     # Compare the length first: bytes() of a huge memoryview would copy it.
-    return (isinstance(frame, (bytes, bytearray, memoryview)) and _nbytes(frame) == len(DELIMITER)
-            and bytes(frame) == DELIMITER)
+    return (
+        isinstance(frame, (bytes, bytearray, memoryview))
+        and _nbytes(frame) == len(DELIMITER)
+        and bytes(frame) == DELIMITER
+    )
 
 
 def _nbytes(frame: BytesLike) -> int:
@@ -146,12 +161,16 @@ def serialize(
         msg_id = uuid.uuid4().hex
     elif not _ID_PATTERN.fullmatch(msg_id):
         raise ValueError("msg_id must be 32 lowercase hex digits (uuid4().hex)")
-    header = Header(message.type, msg_id, session, time.time() if now is None else now,
-                    parent_id)
+    header = Header(message.type, msg_id, session, time.time() if now is None else now, parent_id)
     header_bytes = dumps(header.to_wire())
     content_bytes = dumps({"body": body, "buffers": digests})
-    return [DELIMITER, sign(key, header_bytes, content_bytes), header_bytes, content_bytes,
-            *buffers]
+    return [
+        DELIMITER,
+        sign(key, header_bytes, content_bytes),
+        header_bytes,
+        content_bytes,
+        *buffers,
+    ]
 
 
 def deserialize(
@@ -202,11 +221,13 @@ def _check_shape(frames: Sequence[BytesLike], limits: Limits) -> None:
     if not frames or not _is_delimiter(frames[0]):
         raise ProtocolError(ErrorCode.MALFORMED, "the message does not start with the delimiter")
     if len(frames) < ENVELOPE_FRAMES:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{len(frames)} frames, fewer than "
-                                                 f"{ENVELOPE_FRAMES}")
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{len(frames)} frames, fewer than {ENVELOPE_FRAMES}"
+        )
     if len(frames) > limits.max_frames:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"{len(frames)} frames, over the limit of "
-                                                 f"{limits.max_frames}")
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"{len(frames)} frames, over the limit of {limits.max_frames}"
+        )
     total = 0
     for index, frame in enumerate(frames):
         if not isinstance(frame, (bytes, bytearray, memoryview)):
@@ -215,12 +236,14 @@ def _check_shape(frames: Sequence[BytesLike], limits: Limits) -> None:
         # The signature, header and content are small: only buffers may be big.
         cap = limits.max_json_bytes if index < ENVELOPE_FRAMES else limits.max_frame_bytes
         if size > cap:
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"frame {index} holds {size} bytes, over "
-                                                     f"the limit of {cap}")
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"frame {index} holds {size} bytes, over the limit of {cap}"
+            )
         total += size
     if total > limits.max_total_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"{total} bytes in all, over the limit of "
-                                                 f"{limits.max_total_bytes}")
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"{total} bytes in all, over the limit of {limits.max_total_bytes}"
+        )
 
 
 def _verify_signature(frames: Sequence[BytesLike], key: bytes) -> bytes:

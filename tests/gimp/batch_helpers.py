@@ -69,9 +69,16 @@ def dump(image, folder, tag):
         if mask is not None:
             with open(path + ".mask", "wb") as file:
                 file.write(read_pixels(mask, "Y' u8"))
-        facts.append({"name": layer.get_name(), "width": layer.get_width(),
-                      "height": layer.get_height(), "offsets": [x, y],
-                      "alpha": bool(layer.has_alpha()), "mask": mask is not None})
+        facts.append(
+            {
+                "name": layer.get_name(),
+                "width": layer.get_width(),
+                "height": layer.get_height(),
+                "offsets": [x, y],
+                "alpha": bool(layer.has_alpha()),
+                "mask": mask is not None,
+            }
+        )
     with open(os.path.join(folder, f"{tag}.composite.raw"), "wb") as file:
         file.write(composite(image))
     with open(os.path.join(folder, f"{tag}.json"), "w") as file:

@@ -44,42 +44,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cuda, other = DEFAULT_NAIVE_ITERATIONS["cuda"], DEFAULT_NAIVE_ITERATIONS["other"]
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
-        "--sizes", type=_sizes, metavar="N,N,...",
+        "--sizes",
+        type=_sizes,
+        metavar="N,N,...",
         help="output sizes, long side in pixels (default: 256,512,1024 on CUDA; 256 on a CPU or "
-             "MPS, where it finishes in a few minutes; add 512 for a fuller picture)")
+        "MPS, where it finishes in a few minutes; add 512 for a fuller picture)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON, one object per size")
     parser.add_argument(
-        "--naive-arch", choices=("vgg19", "vgg16"), default="vgg19",
+        "--naive-arch",
+        choices=("vgg19", "vgg16"),
+        default="vgg19",
         help="the naive's network: vgg19 as in the tutorial (default); vgg16, the engine's, "
-             "isolates what the implementation gains from what the smaller network gains")
+        "isolates what the implementation gains from what the smaller network gains",
+    )
     parser.add_argument(
-        "--naive-iterations", type=at_least(int, 1), metavar="N",
-        help=f"the naive's L-BFGS iterations (default: {cuda} on CUDA, {other} elsewhere)")
+        "--naive-iterations",
+        type=at_least(int, 1),
+        metavar="N",
+        help=f"the naive's L-BFGS iterations (default: {cuda} on CUDA, {other} elsewhere)",
+    )
     parser.add_argument(
-        "--weights", default="imagenet", metavar="imagenet|random|PATH",
+        "--weights",
+        default="imagenet",
+        metavar="imagenet|random|PATH",
         help="VGG weights for both arms (default imagenet; random: seeded, for machines "
-             "without the checkpoints; PATH: a VGG16 checkpoint, with --naive-arch vgg16)")
-    parser.add_argument("--content", type=Path, metavar="PATH",
-                        help=f"content image (default: {SHARED_IMAGES / DEFAULT_CONTENT} "
-                             "if present, else a synthetic one)")
-    parser.add_argument("--style", type=Path, metavar="PATH",
-                        help=f"style image (default: {SHARED_IMAGES / DEFAULT_STYLE} "
-                             "if present, else a synthetic one)")
-    parser.add_argument("--preset", choices=list(PRESETS),
-                        help=f"the engine's preset (default {StyleParams().preset}; draft with "
-                             "--smoke)")
-    parser.add_argument("--full-engine-run", action="store_true",
-                        help="run the engine's whole preset instead of stopping it once it "
-                             "reaches the naive's loss")
-    parser.add_argument("--naive-tf32", action="store_true",
-                        help="let the naive use TF32 on CUDA, as PyTorch's defaults do in "
-                             "convolutions (default: plain fp32, the published baseline)")
-    parser.add_argument("--engine-precision", choices=PRECISIONS, default="auto",
-                        help="the engine's numerics: auto (bf16 autocast on CUDA, as shipped) "
-                             "or fp32 (to measure what bf16 costs in convergence)")
-    parser.add_argument("--no-cuda-graphs", dest="engine_cuda_graphs", action="store_false",
-                        help="run each of the engine's steps eagerly on CUDA instead of "
-                             "replaying a captured graph (to measure what the graphs save)")
+        "without the checkpoints; PATH: a VGG16 checkpoint, with --naive-arch vgg16)",
+    )
+    parser.add_argument(
+        "--content",
+        type=Path,
+        metavar="PATH",
+        help=f"content image (default: {SHARED_IMAGES / DEFAULT_CONTENT} "
+        "if present, else a synthetic one)",
+    )
+    parser.add_argument(
+        "--style",
+        type=Path,
+        metavar="PATH",
+        help=f"style image (default: {SHARED_IMAGES / DEFAULT_STYLE} "
+        "if present, else a synthetic one)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help=f"the engine's preset (default {StyleParams().preset}; draft with --smoke)",
+    )
+    parser.add_argument(
+        "--full-engine-run",
+        action="store_true",
+        help="run the engine's whole preset instead of stopping it once it "
+        "reaches the naive's loss",
+    )
+    parser.add_argument(
+        "--naive-tf32",
+        action="store_true",
+        help="let the naive use TF32 on CUDA, as PyTorch's defaults do in "
+        "convolutions (default: plain fp32, the published baseline)",
+    )
+    parser.add_argument(
+        "--engine-precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the engine's numerics: auto (bf16 autocast on CUDA, as shipped) "
+        "or fp32 (to measure what bf16 costs in convergence)",
+    )
+    parser.add_argument(
+        "--no-cuda-graphs",
+        dest="engine_cuda_graphs",
+        action="store_false",
+        help="run each of the engine's steps eagerly on CUDA instead of "
+        "replaying a captured graph (to measure what the graphs save)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
     add_suite_arguments(parser)
 
@@ -92,20 +128,27 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise InvalidInputError(
             "a weights file holds one network: use --naive-arch vgg16 with --weights PATH"
         )
-    suite_only = [f"--{name.replace('_', '-')}" for name in SUITE_ONLY
-                  if getattr(args, name) is not None and getattr(args, name) is not False]
+    suite_only = [
+        f"--{name.replace('_', '-')}"
+        for name in SUITE_ONLY
+        if getattr(args, name) is not None and getattr(args, name) is not False
+    ]
     if suite_only and args.suite is None:
         raise InvalidInputError(f"{', '.join(suite_only)}: only with --suite gpu")
     naive_iterations = DEFAULT_NAIVE_ITERATIONS[kind]
     if args.suite is not None:
         naive_iterations = default_naive_iterations(args, kind)
     return BenchConfig(
-        device=device, sizes=args.sizes or DEFAULT_SIZES[kind],
+        device=device,
+        sizes=args.sizes or DEFAULT_SIZES[kind],
         naive_iterations=args.naive_iterations or naive_iterations,
-        naive_arch=args.naive_arch, weights=args.weights, seed=args.seed,
+        naive_arch=args.naive_arch,
+        weights=args.weights,
+        seed=args.seed,
         preset=args.preset or ("draft" if args.smoke else StyleParams().preset),
         stop_at_target=not args.full_engine_run,
-        naive_tf32=args.naive_tf32, engine_precision=args.engine_precision,
+        naive_tf32=args.naive_tf32,
+        engine_precision=args.engine_precision,
         engine_cuda_graphs=args.engine_cuda_graphs,
     )
 

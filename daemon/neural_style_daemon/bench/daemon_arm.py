@@ -75,19 +75,30 @@ class BenchDaemon:
         self.load_seconds = 0.0  # from launch to the worker's model loaded
 
     def __enter__(self) -> BenchDaemon:
-        self._folder = tempfile.TemporaryDirectory(prefix="neural-style-bench-",
-                                                   ignore_cleanup_errors=True)
+        self._folder = tempfile.TemporaryDirectory(
+            prefix="neural-style-bench-", ignore_cleanup_errors=True
+        )
         runtime = Path(self._folder.name)
         runtime.chmod(0o700)
         self._log_path = runtime / "serve.log"
         env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
-        command = [sys.executable, "-m", "neural_style_daemon.cli", "serve", "--weights",
-                   self.weights, "--device", self.device, "--no-log-file"]
+        command = [
+            sys.executable,
+            "-m",
+            "neural_style_daemon.cli",
+            "serve",
+            "--weights",
+            self.weights,
+            "--device",
+            self.device,
+            "--no-log-file",
+        ]
         started = time.perf_counter()
         try:
             with open(self._log_path, "wb") as log_file:
-                self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                                                 stdout=log_file, stderr=log_file)
+                self._process = subprocess.Popen(
+                    command, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
+                )
             self._client = self._wait_ready(runtime / APP_NAME / CONNECTION_FILE_NAME)
             self.start_seconds = time.perf_counter() - started
             self._wait_loaded(self._client)
@@ -103,8 +114,10 @@ class BenchDaemon:
         while True:
             code = self._process.poll()
             if code is not None:
-                raise DaemonError(f"the benchmark's daemon exited with code {code} while "
-                                  f"starting:\n{self.log_tail()}")
+                raise DaemonError(
+                    f"the benchmark's daemon exited with code {code} while "
+                    f"starting:\n{self.log_tail()}"
+                )
             if connection_file.exists():
                 try:
                     client = connect(connection_file, timeout=1.0)
@@ -115,8 +128,10 @@ class BenchDaemon:
                         return client
                     client.close()
             if time.monotonic() >= deadline:
-                raise DaemonError(f"the benchmark's daemon did not answer within "
-                                  f"{self.start_timeout:g} s:\n{self.log_tail()}")
+                raise DaemonError(
+                    f"the benchmark's daemon did not answer within "
+                    f"{self.start_timeout:g} s:\n{self.log_tail()}"
+                )
             time.sleep(POLL_INTERVAL)  # another process writes the file: nothing to wait on
 
     def _wait_loaded(self, client: DaemonClient) -> None:
@@ -128,38 +143,49 @@ class BenchDaemon:
             if reply.model_loaded:
                 return
             if reply.worker_state is WorkerState.FAILED:
-                raise DaemonError(f"the benchmark's daemon could not load the model:\n"
-                                  f"{self.log_tail()}")
+                raise DaemonError(
+                    f"the benchmark's daemon could not load the model:\n{self.log_tail()}"
+                )
             if time.monotonic() >= deadline:
-                raise DaemonError(f"the benchmark's daemon did not load the model within "
-                                  f"{self.start_timeout:g} s:\n{self.log_tail()}")
+                raise DaemonError(
+                    f"the benchmark's daemon did not load the model within "
+                    f"{self.start_timeout:g} s:\n{self.log_tail()}"
+                )
             time.sleep(POLL_INTERVAL)  # the worker loads in its own process
 
-    def run_job(self, content: np.ndarray, style: bytes, params: JobParams,
-                timeout: float | None = None) -> DaemonJob:
+    def run_job(
+        self, content: np.ndarray, style: bytes, params: JobParams, timeout: float | None = None
+    ) -> DaemonJob:
         """Submit one job and wait for its result; DaemonError if it fails or (after
         `timeout` seconds, when it is cancelled) does not finish."""
         assert self._client is not None, "use BenchDaemon as a context manager"
         image = _rgba(content)
         started = time.perf_counter()
         try:
-            with self._client.submit(new_job_id(), image, [style], params,
-                                     timeout=timeout) as stream:
+            with self._client.submit(
+                new_job_id(), image, [style], params, timeout=timeout
+            ) as stream:
                 result = stream.result()
         except ClientError as error:
             raise DaemonError(f"the daemon did not finish the job: {error}") from None
         seconds = time.perf_counter() - started
         if result.cancelled:
-            raise DaemonError(f"the job was cancelled after {seconds:.0f} s "
-                              f"(the time it was given)")
+            raise DaemonError(
+                f"the job was cancelled after {seconds:.0f} s (the time it was given)"
+            )
         out = result.image
         pixels = np.frombuffer(out.data, np.uint8).reshape(out.height, out.width, out.channels)
         stats = result.stats
         return DaemonJob(
-            seconds=seconds, worker_seconds=stats.elapsed, steps=stats.steps,
+            seconds=seconds,
+            worker_seconds=stats.elapsed,
+            steps=stats.steps,
             peak_mem_mb=stats.peak_memory_bytes / 2**20,
-            target_cache_hits=stats.target_cache_hits, width=out.width, height=out.height,
-            warnings=tuple(result.warnings), image=np.ascontiguousarray(pixels[..., :3]),
+            target_cache_hits=stats.target_cache_hits,
+            width=out.width,
+            height=out.height,
+            warnings=tuple(result.warnings),
+            image=np.ascontiguousarray(pixels[..., :3]),
         )
 
     def log_tail(self, lines: int = 15) -> str:

@@ -93,8 +93,15 @@ class _Recorder:
             loss = self.reference(progress.preview)
             snapshot = Snapshot(self.steps, progress.scale, seconds, loss)
             self.snapshots.append(snapshot)
-            log.debug("engine step %d (scale %d/%d, %dx%d): %.1f s, reference loss %.6g",
-                      self.steps, progress.scale, progress.scales, *progress.size, seconds, loss)
+            log.debug(
+                "engine step %d (scale %d/%d, %dx%d): %.1f s, reference loss %.6g",
+                self.steps,
+                progress.scale,
+                progress.scales,
+                *progress.size,
+                seconds,
+                loss,
+            )
             if self.reached is None and loss <= self.target:
                 self.reached = snapshot
         self.overhead += time.perf_counter() - entry
@@ -131,8 +138,9 @@ def snapshot_params(params: StyleParams, size: tuple[int, int]) -> StyleParams:
     """`params` with a preview after every step at the output size (or the largest allowed)."""
     long_side = min(max(size), MAX_PREVIEW, MAX_SIZE)
     if max(size) > MAX_PREVIEW:
-        log.warning("snapshots above %d px are enlarged previews: the loss is approximate",
-                    MAX_PREVIEW)
+        log.warning(
+            "snapshots above %d px are enlarged previews: the loss is approximate", MAX_PREVIEW
+        )
     return replace(params, preview_every=1, preview_size=long_side)
 
 
@@ -154,12 +162,17 @@ def run_engine(
     sync()
     recorder.start = time.perf_counter()
     engine.stylize(
-        content, [style], snapshot_params(params, size),
-        on_progress=recorder.on_progress, should_cancel=recorder.should_cancel,
+        content,
+        [style],
+        snapshot_params(params, size),
+        on_progress=recorder.on_progress,
+        should_cancel=recorder.should_cancel,
     )
     return EngineRun(
-        seconds=recorder.last_seconds, steps=recorder.steps,
-        snapshots=tuple(recorder.snapshots), reached=recorder.reached,
+        seconds=recorder.last_seconds,
+        steps=recorder.steps,
+        snapshots=tuple(recorder.snapshots),
+        reached=recorder.reached,
         output_step_seconds=tuple(recorder.output_steps),
     )
 
@@ -182,8 +195,13 @@ def step_seconds(
 
     size = (content.shape[1], content.shape[0])
     untimed = engine.reads_every(size)
-    one_scale = replace(params, min_size=max(size), iterations=untimed + steps,
-                        initial_iterations=None, preview_every=0)
+    one_scale = replace(
+        params,
+        min_size=max(size),
+        iterations=untimed + steps,
+        initial_iterations=None,
+        preview_every=0,
+    )
     sync()
     engine.stylize(content, [style], one_scale, on_progress=on_progress)
     times: list[float] = []

@@ -44,9 +44,11 @@ def load_bench_images(
     if content_path is None or style_path is None:
         log.info("no sample images at %s: using seeded synthetic images", shared)
     return BenchImages(
-        content=_rgb(load_image(content_path, "content image")) if content_path
+        content=_rgb(load_image(content_path, "content image"))
+        if content_path
         else synthetic_content(512, 512, seed=seed),
-        style=_rgb(load_image(style_path, "style image")) if style_path
+        style=_rgb(load_image(style_path, "style image"))
+        if style_path
         else synthetic_style(512, 512, seed=seed + 1),
         content_source=str(content_path or "synthetic"),
         style_source=str(style_path or "synthetic"),

@@ -129,9 +129,7 @@ def run_naive(
     start = time.perf_counter()
     model, content_losses, style_losses = build_model(vgg, content[None], style[None])
     image = content[None].contiguous().clone().requires_grad_(True)  # LBFGS views it flat
-    optimizer = torch.optim.LBFGS(
-        [image], lr=1.0, max_iter=iterations, history_size=HISTORY_SIZE
-    )
+    optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=iterations, history_size=HISTORY_SIZE)
     evaluations, observing = 0, 0.0
 
     def closure() -> torch.Tensor:
@@ -163,6 +161,9 @@ def run_naive(
     end = time.perf_counter() - observing
     done = optimizer.state[optimizer.param_groups[0]["params"][0]].get("n_iter", 0)
     return NaiveRun(
-        image=image.detach()[0], seconds=end - start, loop_seconds=end - loop_start,
-        iterations=int(done), evaluations=evaluations,
+        image=image.detach()[0],
+        seconds=end - start,
+        loop_seconds=end - loop_start,
+        iterations=int(done),
+        evaluations=evaluations,
     )

@@ -103,9 +103,13 @@ class Bench:
     def __init__(self, config: BenchConfig, images: BenchImages) -> None:
         self.config, self.images = config, images
         device = config.device
-        self.engine = StyleEngine(config.weights, str(device), seed=config.seed,
-                                  precision=config.engine_precision,
-                                  cuda_graphs=config.engine_cuda_graphs)
+        self.engine = StyleEngine(
+            config.weights,
+            str(device),
+            seed=config.seed,
+            precision=config.engine_precision,
+            cuda_graphs=config.engine_cuda_graphs,
+        )
         # The reference scores on the product's network: the engine's own VGG16.
         self.reference_vgg = self.engine.model
         self.naive_vgg = load_vgg(config.weights, arch=config.naive_arch, seed=config.seed)
@@ -125,11 +129,16 @@ class Bench:
         content = at_size(self.images.content, size)
         style = at_size(self.images.style, size, enlarge=False)
         reference = ReferenceLoss(self.reference_vgg, content, style)
-        params = StyleParams(preset=self.config.preset, seed=self.config.seed,
-                             **matched_weights(reference))
+        params = StyleParams(
+            preset=self.config.preset, seed=self.config.seed, **matched_weights(reference)
+        )
         self._warm_up(content, style, params)
-        log.info("%d px: naive (%s, %d iterations)", size, self.config.naive_arch,
-                 self.config.naive_iterations)
+        log.info(
+            "%d px: naive (%s, %d iterations)",
+            size,
+            self.config.naive_arch,
+            self.config.naive_iterations,
+        )
         with ArmMonitor(self.config.device) as naive_monitor:
             naive, naive_snapshots = self._run_naive_scored(content, style, reference)
         target = naive_snapshots[-1].loss
@@ -137,8 +146,14 @@ class Bench:
         self._forget_targets()
         with ArmMonitor(self.config.device) as engine_monitor:
             engine = run_engine(
-                self.engine, content, style, params, reference, target,
-                stop_at_target=self.config.stop_at_target, sync=self.sync,
+                self.engine,
+                content,
+                style,
+                params,
+                reference,
+                target,
+                stop_at_target=self.config.stop_at_target,
+                sync=self.sync,
             )
         step_times = engine.output_step_seconds
         if len(step_times) < 2:  # stopped before the output scale: time a few steps there
@@ -149,13 +164,22 @@ class Bench:
         return row, NaiveArm(reference, naive, tuple(naive_snapshots))
 
     def _run_naive(
-        self, content: np.ndarray, style: np.ndarray, iterations: int,
+        self,
+        content: np.ndarray,
+        style: np.ndarray,
+        iterations: int,
         observe: Observer | None = None,
     ) -> NaiveRun:
         device = self.config.device
         with plain_fp32(tf32=self.config.naive_tf32):
-            return run_naive(self.naive_vgg, to_tensor(content, device), to_tensor(style, device),
-                             iterations, sync=self.sync, on_evaluation=observe)
+            return run_naive(
+                self.naive_vgg,
+                to_tensor(content, device),
+                to_tensor(style, device),
+                iterations,
+                sync=self.sync,
+                on_evaluation=observe,
+            )
 
     def _run_naive_scored(
         self, content: np.ndarray, style: np.ndarray, reference: ReferenceLoss
@@ -200,16 +224,24 @@ class Bench:
         height, width = content.shape[:2]
         foreign = max(naive_monitor.foreign_cpu, engine_monitor.foreign_cpu)
         if foreign > FOREIGN_CPU_WARNING:
-            log.warning("%d px: other processes took %.0f%% of the CPUs during an arm: the "
-                        "times are unreliable", max(width, height), 100 * foreign)
+            log.warning(
+                "%d px: other processes took %.0f%% of the CPUs during an arm: the "
+                "times are unreliable",
+                max(width, height),
+                100 * foreign,
+            )
         target = naive_snapshots[-1].loss
         naive_reached = next(s for s in naive_snapshots if s.loss <= target)
         reached = engine.reached
         last = reached or (engine.snapshots[-1] if engine.snapshots else None)
         return BenchRow(
-            size=max(width, height), width=width, height=height,
-            device=str(self.config.device), naive_arch=self.config.naive_arch,
-            naive_iterations=naive.iterations, engine_preset=self.config.preset,
+            size=max(width, height),
+            width=width,
+            height=height,
+            device=str(self.config.device),
+            naive_arch=self.config.naive_arch,
+            naive_iterations=naive.iterations,
+            engine_preset=self.config.preset,
             engine_precision=self.config.engine_precision,
             ms_per_iter=1000 * sum(step_times) / len(step_times),
             naive_ms_per_iter=1000 * naive.loop_seconds / max(naive.iterations, 1),
@@ -218,12 +250,16 @@ class Bench:
             speedup=naive_reached.seconds / reached.seconds if reached else None,
             peak_mem_mb=engine_monitor.peak_bytes / MIB,
             naive_peak_mem_mb=naive_monitor.peak_bytes / MIB,
-            start_loss=naive_snapshots[0].loss, naive_loss=target,
+            start_loss=naive_snapshots[0].loss,
+            naive_loss=target,
             naive_best_loss=min(s.loss for s in naive_snapshots),
-            naive_iterations_to_naive_loss=naive_reached.step, naive_run_seconds=naive.seconds,
+            naive_iterations_to_naive_loss=naive_reached.step,
+            naive_run_seconds=naive.seconds,
             engine_loss=last.loss if last else math.nan,
             engine_steps_to_naive_loss=reached.step if reached else None,
-            engine_steps=engine.steps, engine_seconds=engine.seconds, foreign_cpu=foreign,
+            engine_steps=engine.steps,
+            engine_seconds=engine.seconds,
+            foreign_cpu=foreign,
         )
 
 
@@ -271,10 +307,13 @@ def format_table(rows: list[BenchRow], config: BenchConfig) -> str:
     lines += ["| " + " | ".join(show(row) for _, show in TABLE_COLUMNS) + " |" for row in rows]
     lines.append(
         "losses (reference, VGG16): "
-        + "; ".join(f"{r.size}: start {r.start_loss:.4g}, naive {r.naive_loss:.4g} (best "
-                    f"{r.naive_best_loss:.4g}, reached at iteration "
-                    f"{r.naive_iterations_to_naive_loss}), engine {r.engine_loss:.4g} after "
-                    f"{r.engine_steps} steps" for r in rows)
+        + "; ".join(
+            f"{r.size}: start {r.start_loss:.4g}, naive {r.naive_loss:.4g} (best "
+            f"{r.naive_best_loss:.4g}, reached at iteration "
+            f"{r.naive_iterations_to_naive_loss}), engine {r.engine_loss:.4g} after "
+            f"{r.engine_steps} steps"
+            for r in rows
+        )
     )
     return "\n".join(lines)
 

@@ -54,19 +54,43 @@ class Variant:
 
 
 VARIANTS = {
-    v.name: v for v in (
-        Variant("fp32", "fp32, NCHW, no TF32, no cuDNN autotuning (the naive's numerics)",
-                bf16=False, channels_last=False),
-        Variant("bf16-cl", "bf16 autocast + channels_last + cuDNN autotuning, eager (the "
-                           "engine's path on CUDA and on CPUs with bf16 units)",
-                bf16=True, channels_last=True),
-        Variant("bf16-cl-graph", "the same, the whole iteration captured once as a CUDA "
-                                 "graph and replayed", bf16=True, channels_last=True,
-                cuda_graph=True),
-        Variant("bf16-cl-compile", "the same through torch.compile (no CUDA graphs)",
-                bf16=True, channels_last=True, compiled=True),
-        Variant("bf16-cl-compile-graphs", "the same through torch.compile with CUDA graphs",
-                bf16=True, channels_last=True, compiled=True, cuda_graph=True),
+    v.name: v
+    for v in (
+        Variant(
+            "fp32",
+            "fp32, NCHW, no TF32, no cuDNN autotuning (the naive's numerics)",
+            bf16=False,
+            channels_last=False,
+        ),
+        Variant(
+            "bf16-cl",
+            "bf16 autocast + channels_last + cuDNN autotuning, eager (the "
+            "engine's path on CUDA and on CPUs with bf16 units)",
+            bf16=True,
+            channels_last=True,
+        ),
+        Variant(
+            "bf16-cl-graph",
+            "the same, the whole iteration captured once as a CUDA graph and replayed",
+            bf16=True,
+            channels_last=True,
+            cuda_graph=True,
+        ),
+        Variant(
+            "bf16-cl-compile",
+            "the same through torch.compile (no CUDA graphs)",
+            bf16=True,
+            channels_last=True,
+            compiled=True,
+        ),
+        Variant(
+            "bf16-cl-compile-graphs",
+            "the same through torch.compile with CUDA graphs",
+            bf16=True,
+            channels_last=True,
+            compiled=True,
+            cuda_graph=True,
+        ),
     )
 }
 EAGER_VARIANTS = tuple(name for name, v in VARIANTS.items() if not v.compiled)
@@ -95,8 +119,9 @@ def numerics(variant: Variant):
     (cuDNN autotuning on, as StyleEngine turns it on for CUDA; PyTorch's TF32 defaults)."""
     if not variant.bf16:
         return plain_fp32()
-    return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
-                                      allow_tf32=True)
+    return torch.backends.cudnn.flags(
+        enabled=True, benchmark=True, deterministic=False, allow_tf32=True
+    )
 
 
 class StepProblem:
@@ -105,20 +130,28 @@ class StepProblem:
     The targets are computed once in plain fp32, so every variant optimises the same
     function and only the iteration's own arithmetic differs between them."""
 
-    def __init__(self, vgg: VGGFeatures, content: torch.Tensor, style: torch.Tensor,
-                 start: torch.Tensor, params: StyleParams) -> None:
+    def __init__(
+        self,
+        vgg: VGGFeatures,
+        content: torch.Tensor,
+        style: torch.Tensor,
+        start: torch.Tensor,
+        params: StyleParams,
+    ) -> None:
         self.device = content.device
         self.start = start.detach()  # 1 x 3 x H x W in [0, 1]
-        self.models = {False: _layout(vgg, channels_last=False),
-                       True: _layout(vgg, channels_last=True)}
+        self.models = {
+            False: _layout(vgg, channels_last=False),
+            True: _layout(vgg, channels_last=True),
+        }
         model = self.models[False]
         with torch.no_grad(), plain_fp32():
             content_features = model(content, params.content_layers)
             style_features = model(style, params.style_layers)
             grams = {name: gram_matrix(f) for name, f in style_features.items()}
         self.objectives = {
-            layout: Objective(m, content_features, grams, params) for layout, m in
-            self.models.items()
+            layout: Objective(m, content_features, grams, params)
+            for layout, m in self.models.items()
         }
 
     def loss_function(self, variant: Variant) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -155,11 +188,13 @@ def eager_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Ten
         loss = loss_fn(image)
         loss.backward()
         return loss.detach(), image.grad
+
     return step
 
 
-def graph_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
-               warmup: int = 3) -> Step:
+def graph_step(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, warmup: int = 3
+) -> Step:
     """The iteration captured as one CUDA graph: one launch per replay instead of hundreds.
     The image and the gradient live at fixed addresses; a real loop would copy the
     optimiser's new image into `image` before each replay (one small copy)."""
@@ -180,11 +215,18 @@ def graph_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Ten
     def step() -> StepOutput:
         graph.replay()
         return static_loss.detach(), static_grad
+
     return step
 
 
-def compiled_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
-                  *, mode: str, backend: str, cuda_graphs: bool) -> Step:
+def compiled_step(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    *,
+    mode: str,
+    backend: str,
+    cuda_graphs: bool,
+) -> Step:
     """The loss compiled once for this shape (dynamic=False: one static shape per pyramid
     scale, as the engine would keep them); AOTAutograd compiles its backward too."""
     options: dict[str, object] = {"dynamic": False, "backend": backend}
@@ -203,6 +245,7 @@ def compiled_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.
         loss = compiled(image)
         loss.backward()
         return loss.detach(), image.grad
+
     return step
 
 
@@ -211,8 +254,13 @@ def build_step(problem: StepProblem, variant: Variant, *, mode: str, backend: st
     CUDA graph's warm-up and capture)."""
     loss_fn, image = problem.loss_function(variant), problem.image()
     if variant.compiled:
-        return compiled_step(loss_fn, image, mode=compile_mode(variant, mode), backend=backend,
-                             cuda_graphs=variant.cuda_graph)
+        return compiled_step(
+            loss_fn,
+            image,
+            mode=compile_mode(variant, mode),
+            backend=backend,
+            cuda_graphs=variant.cuda_graph,
+        )
     if variant.cuda_graph:
         return graph_step(loss_fn, image)
     return eager_step(loss_fn, image)
@@ -224,8 +272,9 @@ def private_compile_cache() -> Iterator[str]:
     are then those of a first run (no cache from earlier runs), and nothing is left in /tmp."""
     names = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
     saved = {name: os.environ.get(name) for name in names}
-    with tempfile.TemporaryDirectory(prefix="neural-style-compile-",
-                                     ignore_cleanup_errors=True) as folder:
+    with tempfile.TemporaryDirectory(
+        prefix="neural-style-compile-", ignore_cleanup_errors=True
+    ) as folder:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
         os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
         try:

@@ -109,8 +109,10 @@ def time_iterations(step: Step, iterations: int, device: torch.device) -> list[f
             step()
             times.append(1000 * (time.perf_counter() - start))
         return times
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(iterations)]
+    events = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        for _ in range(iterations)
+    ]
     for start, end in events:
         start.record()
         step()
@@ -119,8 +121,13 @@ def time_iterations(step: Step, iterations: int, device: torch.device) -> list[f
     return [start.elapsed_time(end) for start, end in events]
 
 
-def measure_variant(problem: StepProblem, variant: Variant, settings: StepSettings,
-                    references: tuple[StepOutput, StepOutput | None], gflop: float) -> StepRow:
+def measure_variant(
+    problem: StepProblem,
+    variant: Variant,
+    settings: StepSettings,
+    references: tuple[StepOutput, StepOutput | None],
+    gflop: float,
+) -> StepRow:
     """One row: the variant built, warmed up, timed and checked against `references` (plain
     fp32, and the eager bf16 path for bf16 variants); a variant that cannot run here, or
     fails, gives a row that says why instead of ending the run."""
@@ -129,11 +136,26 @@ def measure_variant(problem: StepProblem, variant: Variant, settings: StepSettin
     if variant.compiled:
         backend = settings.compile_backend
         mode = compile_mode(variant, settings.compile_mode) if backend == "inductor" else backend
-    row = dict(size=max(width, height), width=width, height=height, variant=variant.name,
-               gflop=gflop, tolerance=variant.tolerance, iterations=settings.iterations,
-               compile_mode=mode)
-    empty = dict(ms_per_iter=None, ms_min=None, tflops=None, setup_s=None, grad_rel_error=None,
-                 loss_rel_error=None, grad_rel_error_vs_bf16=None, peak_mem_mb=None)
+    row = dict(
+        size=max(width, height),
+        width=width,
+        height=height,
+        variant=variant.name,
+        gflop=gflop,
+        tolerance=variant.tolerance,
+        iterations=settings.iterations,
+        compile_mode=mode,
+    )
+    empty = dict(
+        ms_per_iter=None,
+        ms_min=None,
+        tflops=None,
+        setup_s=None,
+        grad_rel_error=None,
+        loss_rel_error=None,
+        grad_rel_error_vs_bf16=None,
+        peak_mem_mb=None,
+    )
     reason = skip_reason(variant, problem.device, settings.compile_backend)
     if reason is not None:
         return StepRow(**row, **empty, status="skipped", note=reason)
@@ -143,31 +165,43 @@ def measure_variant(problem: StepProblem, variant: Variant, settings: StepSettin
         return StepRow(**row, **empty, status="failed", note=f"out of memory: {_line(error)}")
     except Exception as error:  # a benchmark reports a broken variant and goes on
         log.warning("%s at %d px failed", variant.name, row["size"], exc_info=True)
-        return StepRow(**row, **empty, status="failed",
-                       note=f"{type(error).__name__}: {_line(error)}")
+        return StepRow(
+            **row, **empty, status="failed", note=f"{type(error).__name__}: {_line(error)}"
+        )
     finally:
         _release(problem.device)
     ms, ms_min, setup_s, (grad_error, loss_error, vs_bf16), peak = measured
     flagged = not grad_error <= variant.tolerance  # also catches nan
     note = f"gradient error above {variant.tolerance:g}" if flagged else ""
     return StepRow(
-        **row, status="flagged" if flagged else "ok", note=note, ms_per_iter=ms, ms_min=ms_min,
-        tflops=gflop / ms if ms > 0 else None, setup_s=setup_s, grad_rel_error=grad_error,
-        loss_rel_error=loss_error, grad_rel_error_vs_bf16=vs_bf16, peak_mem_mb=peak,
+        **row,
+        status="flagged" if flagged else "ok",
+        note=note,
+        ms_per_iter=ms,
+        ms_min=ms_min,
+        tflops=gflop / ms if ms > 0 else None,
+        setup_s=setup_s,
+        grad_rel_error=grad_error,
+        loss_rel_error=loss_error,
+        grad_rel_error_vs_bf16=vs_bf16,
+        peak_mem_mb=peak,
     )
 
 
-def _run(problem: StepProblem, variant: Variant, settings: StepSettings,
-         references: tuple[StepOutput, StepOutput | None],
-         ) -> tuple[float, float, float, tuple[float, float, float | None], float]:
+def _run(
+    problem: StepProblem,
+    variant: Variant,
+    settings: StepSettings,
+    references: tuple[StepOutput, StepOutput | None],
+) -> tuple[float, float, float, tuple[float, float, float | None], float]:
     device = problem.device
     # Inductor's CUDA graphs run a call eagerly, record on the next and replay from the third.
-    warmup = max(settings.warmup, 3) if variant.compiled and variant.cuda_graph else \
-        settings.warmup
+    warmup = max(settings.warmup, 3) if variant.compiled and variant.cuda_graph else settings.warmup
     with numerics(variant), ArmMonitor(device) as monitor:
         started = time.perf_counter()
-        step = build_step(problem, variant, mode=settings.compile_mode,
-                          backend=settings.compile_backend)
+        step = build_step(
+            problem, variant, mode=settings.compile_mode, backend=settings.compile_backend
+        )
         for _ in range(warmup):
             step()
         synchronize(device)
@@ -175,8 +209,11 @@ def _run(problem: StepProblem, variant: Variant, settings: StepSettings,
         times = time_iterations(step, settings.iterations, device)
         loss, grad = step()  # read before any further call may overwrite them
         fp32, bf16 = references
-        errors = (relative_error(grad, fp32[1]), relative_error(loss, fp32[0]),
-                  relative_error(grad, bf16[1]) if variant.bf16 and bf16 is not None else None)
+        errors = (
+            relative_error(grad, fp32[1]),
+            relative_error(loss, fp32[0]),
+            relative_error(grad, bf16[1]) if variant.bf16 and bf16 is not None else None,
+        )
         del step
     median = statistics.median(times)
     setup_s = max(0.0, setup_total - warmup * median / 1000)

@@ -34,8 +34,9 @@ from .suite_engine import engine_variant_jobs
 log = logging.getLogger(__name__)
 
 
-def run_suite(config: SuiteConfig, images: BenchImages,
-              on_part: PartCallback = lambda _part, _result: None) -> SuiteResult:
+def run_suite(
+    config: SuiteConfig, images: BenchImages, on_part: PartCallback = lambda _part, _result: None
+) -> SuiteResult:
     """Run every part that the budget allows; `on_part(name, result)` after each."""
     budget, result = Budget(config.budget_seconds), SuiteResult()
     eager = [n for n in config.variants if n not in COMPILED_VARIANTS]
@@ -54,6 +55,7 @@ def run_suite(config: SuiteConfig, images: BenchImages,
 
 # --- per iteration ---------------------------------------------------------------------------
 
+
 def _problem(config: SuiteConfig, images: BenchImages, size: int, vgg) -> StepProblem:
     device = config.bench.device
     content = at_size(images.content, size)
@@ -62,12 +64,23 @@ def _problem(config: SuiteConfig, images: BenchImages, size: int, vgg) -> StepPr
     start = to_tensor(content, torch.device("cpu"))[None]
     # Halfway between the content and noise: a gradient with both terms at work, on any input.
     start = 0.5 * start + 0.5 * torch.rand(start.shape, generator=generator)
-    return StepProblem(vgg, to_tensor(content, device)[None], to_tensor(style, device)[None],
-                       start.to(device), StyleParams(preset=config.bench.preset))
+    return StepProblem(
+        vgg,
+        to_tensor(content, device)[None],
+        to_tensor(style, device)[None],
+        start.to(device),
+        StyleParams(preset=config.bench.preset),
+    )
 
 
-def _step_part(config: SuiteConfig, images: BenchImages, names: list[str], budget: Budget,
-               result: SuiteResult, reserve: float) -> None:
+def _step_part(
+    config: SuiteConfig,
+    images: BenchImages,
+    names: list[str],
+    budget: Budget,
+    result: SuiteResult,
+    reserve: float,
+) -> None:
     """Rows for the variants `names` at every size (their setup checked against `reserve`)."""
     if not names:
         return
@@ -80,8 +93,10 @@ def _step_part(config: SuiteConfig, images: BenchImages, names: list[str], budge
             continue
         problem = _problem(config, images, size, vgg)
         gflop = count_gflop(problem, fp32)
-        references = (reference_output(problem, fp32),
-                      reference_output(problem, VARIANTS["bf16-cl"]))
+        references = (
+            reference_output(problem, fp32),
+            reference_output(problem, VARIANTS["bf16-cl"]),
+        )
         for name in names:
             variant = VARIANTS[name]
             reason = budget.refuses(reserve)
@@ -96,18 +111,40 @@ def _step_part(config: SuiteConfig, images: BenchImages, names: list[str], budge
     free_memory(bench.device)
 
 
-def _skipped(size: int, variant: Variant, config: SuiteConfig, note: str,
-             problem: StepProblem | None = None, gflop: float = float("nan")) -> StepRow:
-    height, width = (problem.start.shape[-2:] if problem is not None else (size, size))
-    return StepRow(size=size, width=width, height=height, variant=variant.name,
-                   status="skipped", note=note, ms_per_iter=None, ms_min=None, tflops=None,
-                   gflop=gflop, setup_s=None, grad_rel_error=None, loss_rel_error=None,
-                   grad_rel_error_vs_bf16=None, tolerance=variant.tolerance, peak_mem_mb=None,
-                   iterations=config.step.iterations, compile_mode=None)
+def _skipped(
+    size: int,
+    variant: Variant,
+    config: SuiteConfig,
+    note: str,
+    problem: StepProblem | None = None,
+    gflop: float = float("nan"),
+) -> StepRow:
+    height, width = problem.start.shape[-2:] if problem is not None else (size, size)
+    return StepRow(
+        size=size,
+        width=width,
+        height=height,
+        variant=variant.name,
+        status="skipped",
+        note=note,
+        ms_per_iter=None,
+        ms_min=None,
+        tflops=None,
+        gflop=gflop,
+        setup_s=None,
+        grad_rel_error=None,
+        loss_rel_error=None,
+        grad_rel_error_vs_bf16=None,
+        tolerance=variant.tolerance,
+        peak_mem_mb=None,
+        iterations=config.step.iterations,
+        compile_mode=None,
+    )
 
 
-def _compile_part(config: SuiteConfig, images: BenchImages, names: list[str], budget: Budget,
-                  result: SuiteResult) -> None:
+def _compile_part(
+    config: SuiteConfig, images: BenchImages, names: list[str], budget: Budget, result: SuiteResult
+) -> None:
     if not names:
         return
     with private_compile_cache():

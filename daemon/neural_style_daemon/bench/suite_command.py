@@ -31,22 +31,55 @@ from .suite_report import (
 )
 
 # Options that mean something only with --suite (those without a default value).
-SUITE_ONLY = ("smoke", "out", "variants", "warmup", "step_iterations", "compile_mode",
-              "e2e_size", "job_iterations", "large_size")
+SUITE_ONLY = (
+    "smoke",
+    "out",
+    "variants",
+    "warmup",
+    "step_iterations",
+    "compile_mode",
+    "e2e_size",
+    "job_iterations",
+    "large_size",
+)
 DEFAULT_BUDGET = 480.0  # seconds: the device machine's 10-minute call, with room to spare
 
 # By device kind: sizes and counts for a CUDA GPU, for a CPU (a few minutes), and --smoke
 # (the tests': every part at tiny sizes). Reserves: seconds a part needs left to start.
 SUITE_DEFAULTS: dict[str, dict[str, object]] = {
-    "cuda": dict(sizes=(512, 1024), warmup=5, iterations=20,
-                 compile_mode="max-autotune-no-cudagraphs", e2e_size=512, large_size=4096,
-                 naive_iterations=300, job_iterations=None, reserves=(60.0, 90.0, 120.0)),
-    "other": dict(sizes=(256,), warmup=2, iterations=5, compile_mode="default", e2e_size=256,
-                  large_size=0, naive_iterations=100, job_iterations=None,
-                  reserves=(0.0, 0.0, 0.0)),
-    "smoke": dict(sizes=(64,), warmup=1, iterations=2, compile_mode="default", e2e_size=64,
-                  large_size=0, naive_iterations=10, job_iterations=10,
-                  reserves=(0.0, 0.0, 0.0)),
+    "cuda": dict(
+        sizes=(512, 1024),
+        warmup=5,
+        iterations=20,
+        compile_mode="max-autotune-no-cudagraphs",
+        e2e_size=512,
+        large_size=4096,
+        naive_iterations=300,
+        job_iterations=None,
+        reserves=(60.0, 90.0, 120.0),
+    ),
+    "other": dict(
+        sizes=(256,),
+        warmup=2,
+        iterations=5,
+        compile_mode="default",
+        e2e_size=256,
+        large_size=0,
+        naive_iterations=100,
+        job_iterations=None,
+        reserves=(0.0, 0.0, 0.0),
+    ),
+    "smoke": dict(
+        sizes=(64,),
+        warmup=1,
+        iterations=2,
+        compile_mode="default",
+        e2e_size=64,
+        large_size=0,
+        naive_iterations=10,
+        job_iterations=10,
+        reserves=(0.0, 0.0, 0.0),
+    ),
 }
 
 
@@ -55,8 +88,8 @@ def _variants(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in VARIANTS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown variant(s) {', '.join(unknown) or text!r} (choose from "
-            f"{', '.join(VARIANTS)})")
+            f"unknown variant(s) {', '.join(unknown) or text!r} (choose from {', '.join(VARIANTS)})"
+        )
     return names
 
 
@@ -72,41 +105,83 @@ def _size_or_zero(text: str) -> int:
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "speed suite", "--suite gpu: per-iteration times and TFLOP/s of every fast path with "
+        "speed suite",
+        "--suite gpu: per-iteration times and TFLOP/s of every fast path with "
         "its gradient checked against fp32, a warm daemon's job against the naive, a large "
         "job, torch.compile's cost (docs/benchmarks.md). --sizes are then the per-iteration "
-        "sizes (default 512,1024 on CUDA, 256 elsewhere).")
+        "sizes (default 512,1024 on CUDA, 256 elsewhere).",
+    )
     group.add_argument("--suite", choices=("gpu",), help="run the speed suite of issue 5")
-    group.add_argument("--smoke", action="store_true",
-                       help="tiny sizes and two iterations: check on a CPU that every part runs")
-    group.add_argument("--budget-seconds", type=at_least(float, 0), default=DEFAULT_BUDGET,
-                       metavar="S", help="skip what would start after this (default "
-                                         "%(default)g; a running compile is not stopped)")
-    group.add_argument("--out", type=Path, metavar="DIR",
-                       help="also write report.md and results.json here, after every part")
-    group.add_argument("--variants", type=_variants, metavar="A,B,...",
-                       help=f"per-iteration variants (default all: {', '.join(VARIANTS)})")
-    group.add_argument("--warmup", type=at_least(int, 0), metavar="N",
-                       help="untimed iterations per variant (default 5 on CUDA, 2 elsewhere, 1 "
-                            "with --smoke)")
-    group.add_argument("--step-iterations", type=at_least(int, 1), metavar="N",
-                       help="timed iterations per variant (default 20 on CUDA, 5 elsewhere)")
-    group.add_argument("--compile-mode", choices=tuple(WITH_CUDA_GRAPHS),
-                       help="torch.compile mode without CUDA graphs (default "
-                            "max-autotune-no-cudagraphs on CUDA, default elsewhere); the "
-                            "graphs variant uses the same with CUDA graphs")
-    group.add_argument("--compile-backend", choices=("inductor", "aot_eager"),
-                       default="inductor", help="aot_eager: capture the step as torch.compile "
-                       "does without generating kernels (quick; for CPU smoke runs)")
-    group.add_argument("--e2e-size", type=_size_or_zero, metavar="N",
-                       help="the daemon's job size against the naive (default 512 on CUDA, "
-                            "256 elsewhere, 64 with --smoke; 0: skip)")
-    group.add_argument("--job-iterations", type=at_least(int, 1), metavar="N",
-                       help="the daemon jobs' iterations per scale (default: the preset's; "
-                            "10 with --smoke)")
-    group.add_argument("--large-size", type=_size_or_zero, metavar="N",
-                       help="the large job's size (default 4096 on CUDA, 0 = skipped "
-                            "elsewhere)")
+    group.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes and two iterations: check on a CPU that every part runs",
+    )
+    group.add_argument(
+        "--budget-seconds",
+        type=at_least(float, 0),
+        default=DEFAULT_BUDGET,
+        metavar="S",
+        help="skip what would start after this (default "
+        "%(default)g; a running compile is not stopped)",
+    )
+    group.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write report.md and results.json here, after every part",
+    )
+    group.add_argument(
+        "--variants",
+        type=_variants,
+        metavar="A,B,...",
+        help=f"per-iteration variants (default all: {', '.join(VARIANTS)})",
+    )
+    group.add_argument(
+        "--warmup",
+        type=at_least(int, 0),
+        metavar="N",
+        help="untimed iterations per variant (default 5 on CUDA, 2 elsewhere, 1 with --smoke)",
+    )
+    group.add_argument(
+        "--step-iterations",
+        type=at_least(int, 1),
+        metavar="N",
+        help="timed iterations per variant (default 20 on CUDA, 5 elsewhere)",
+    )
+    group.add_argument(
+        "--compile-mode",
+        choices=tuple(WITH_CUDA_GRAPHS),
+        help="torch.compile mode without CUDA graphs (default "
+        "max-autotune-no-cudagraphs on CUDA, default elsewhere); the "
+        "graphs variant uses the same with CUDA graphs",
+    )
+    group.add_argument(
+        "--compile-backend",
+        choices=("inductor", "aot_eager"),
+        default="inductor",
+        help="aot_eager: capture the step as torch.compile "
+        "does without generating kernels (quick; for CPU smoke runs)",
+    )
+    group.add_argument(
+        "--e2e-size",
+        type=_size_or_zero,
+        metavar="N",
+        help="the daemon's job size against the naive (default 512 on CUDA, "
+        "256 elsewhere, 64 with --smoke; 0: skip)",
+    )
+    group.add_argument(
+        "--job-iterations",
+        type=at_least(int, 1),
+        metavar="N",
+        help="the daemon jobs' iterations per scale (default: the preset's; 10 with --smoke)",
+    )
+    group.add_argument(
+        "--large-size",
+        type=_size_or_zero,
+        metavar="N",
+        help="the large job's size (default 4096 on CUDA, 0 = skipped elsewhere)",
+    )
 
 
 def suite_config(args: argparse.Namespace, bench: BenchConfig) -> SuiteConfig:
@@ -125,14 +200,17 @@ def suite_config(args: argparse.Namespace, bench: BenchConfig) -> SuiteConfig:
         return default if given is None else given  # type: ignore[return-value]
 
     return SuiteConfig(
-        bench=bench, step_sizes=args.sizes or d["sizes"],  # type: ignore[arg-type]
-        variants=args.variants or tuple(VARIANTS), step=step,
+        bench=bench,
+        step_sizes=args.sizes or d["sizes"],  # type: ignore[arg-type]
+        variants=args.variants or tuple(VARIANTS),
+        step=step,
         e2e_size=either(args.e2e_size, d["e2e_size"]),
         large_size=either(args.large_size, d["large_size"]),
         budget_seconds=args.budget_seconds,
         job_iterations=either(args.job_iterations, d["job_iterations"]) or None,
         e2e_reserve=e2e_reserve,
-        large_reserve=large_reserve, compile_reserve=compile_reserve,
+        large_reserve=large_reserve,
+        compile_reserve=compile_reserve,
     )
 
 
@@ -148,8 +226,11 @@ def section(name: str, result: SuiteResult, config: SuiteConfig) -> str | None:
         rows = [r for r in result.step if not VARIANTS[r.variant].compiled]
         return format_steps("One iteration: eager and CUDA graph", rows, config) if rows else None
     if name == "compile":
-        return format_steps("One iteration under torch.compile", compiled, config) \
-            if compiled else None
+        return (
+            format_steps("One iteration under torch.compile", compiled, config)
+            if compiled
+            else None
+        )
     if name == "engine" and result.engine_jobs:
         return format_engine_jobs(result, config)
     if name == "e2e" and config.e2e_size:
@@ -180,8 +261,9 @@ def run_suite_from_args(args: argparse.Namespace, bench: BenchConfig) -> int:
 
     result = run_suite(config, images, on_part)
     notes = [f"- {note}" for note in result.notes]
-    notes.append(f"- the suite took {result.seconds:.0f} s of its {config.budget_seconds:g} s "
-                 "budget")
+    notes.append(
+        f"- the suite took {result.seconds:.0f} s of its {config.budget_seconds:g} s budget"
+    )
     sections.append(format_targets(targets(result)) + "\n\n" + "\n".join(notes))
     _write(args.out, sections, meta, config, result)
     blob = to_json(meta, config, result, indent=None)
@@ -192,8 +274,13 @@ def run_suite_from_args(args: argparse.Namespace, bench: BenchConfig) -> int:
     return 0
 
 
-def _write(out: Path | None, sections: list[str], meta: dict[str, object],
-           config: SuiteConfig, result: SuiteResult) -> None:
+def _write(
+    out: Path | None,
+    sections: list[str],
+    meta: dict[str, object],
+    config: SuiteConfig,
+    result: SuiteResult,
+) -> None:
     if out is None:
         return
     (out / "report.md").write_text("\n\n".join(sections) + "\n", encoding="utf-8")

@@ -31,8 +31,9 @@ from .suite_config import (
 log = logging.getLogger(__name__)
 
 
-def in_process_part(config: SuiteConfig, images: BenchImages, budget: Budget,
-                    result: SuiteResult) -> NaiveArm | None:
+def in_process_part(
+    config: SuiteConfig, images: BenchImages, budget: Budget, result: SuiteResult
+) -> NaiveArm | None:
     """The in-process engine against the naive at the end-to-end size; the naive's run,
     scored, for judging the jobs after it (None if it did not run)."""
     size = config.e2e_size
@@ -50,8 +51,14 @@ def in_process_part(config: SuiteConfig, images: BenchImages, budget: Budget,
         return None
 
 
-def daemon_parts(config: SuiteConfig, images: BenchImages, naive: NaiveArm | None,
-                 budget: Budget, result: SuiteResult, on_part: PartCallback) -> None:
+def daemon_parts(
+    config: SuiteConfig,
+    images: BenchImages,
+    naive: NaiveArm | None,
+    budget: Budget,
+    result: SuiteResult,
+    on_part: PartCallback,
+) -> None:
     """A daemon: four jobs at the end-to-end size, judged against `naive` (part `e2e`), and
     the large job (part `large`)."""
     large = config.large_size
@@ -59,8 +66,10 @@ def daemon_parts(config: SuiteConfig, images: BenchImages, naive: NaiveArm | Non
     if naive is not None or (large and large_refused is None):
         bench = config.bench
         if bench.weights == "random" and bench.seed != 0:
-            result.notes.append("the daemon's random weights have seed 0, the reference "
-                                f"loss's seed {bench.seed}: its losses are not comparable")
+            result.notes.append(
+                "the daemon's random weights have seed 0, the reference "
+                f"loss's seed {bench.seed}: its losses are not comparable"
+            )
         try:
             with BenchDaemon(bench.weights, str(bench.device)) as daemon:
                 result.daemon_start_seconds = daemon.start_seconds
@@ -79,15 +88,19 @@ def daemon_parts(config: SuiteConfig, images: BenchImages, naive: NaiveArm | Non
     report_part(on_part, "large", result, budget)
 
 
-def _engine_and_naive(config: SuiteConfig, images: BenchImages, size: int,
-                      result: SuiteResult) -> NaiveArm:
+def _engine_and_naive(
+    config: SuiteConfig, images: BenchImages, size: int, result: SuiteResult
+) -> NaiveArm:
     bench = Bench(replace(config.bench, sizes=(size,)), images)
     row, naive = bench.measure_with_naive(size)
     result.engine_row = row
     result.naive = NaiveSummary(
-        arch=config.bench.naive_arch, iterations=naive.run.iterations,
-        start_loss=naive.snapshots[0].loss, final_loss=naive.snapshots[-1].loss,
-        best_loss=min(s.loss for s in naive.snapshots), run_seconds=naive.run.seconds,
+        arch=config.bench.naive_arch,
+        iterations=naive.run.iterations,
+        start_loss=naive.snapshots[0].loss,
+        final_loss=naive.snapshots[-1].loss,
+        best_loss=min(s.loss for s in naive.snapshots),
+        run_seconds=naive.run.seconds,
     )
     del bench  # its networks: the daemon's worker loads its own
     free_memory(config.bench.device)
@@ -97,8 +110,9 @@ def _engine_and_naive(config: SuiteConfig, images: BenchImages, size: int,
 NEW_SHAPE_LABEL = "another size (the content's left three quarters)"
 
 
-def _e2e_jobs(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, naive: NaiveArm,
-              budget: Budget) -> list[JobRow]:
+def _e2e_jobs(
+    daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, naive: NaiveArm, budget: Budget
+) -> list[JobRow]:
     """A warm-up job (the content mirrored: new content targets, warm style and kernels),
     then the content itself (the timed first job with it), the same job again (its targets
     now cached, as for a user's repeat), and a job on the content cropped to another shape:
@@ -109,9 +123,12 @@ def _e2e_jobs(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, nai
     style = style_file(at_size(images.style, size, enlarge=False))
     params = job_params(config)
     cropped = np.ascontiguousarray(content[:, : max(content.shape[1] * 3 // 4, MIN_SIDE)])
-    jobs = (("warm-up (content mirrored)", np.ascontiguousarray(content[:, ::-1])),
-            ("first job with this content", content), ("repeat (targets cached)", content),
-            (NEW_SHAPE_LABEL, cropped))
+    jobs = (
+        ("warm-up (content mirrored)", np.ascontiguousarray(content[:, ::-1])),
+        ("first job with this content", content),
+        ("repeat (targets cached)", content),
+        (NEW_SHAPE_LABEL, cropped),
+    )
     rows = []
     for label, image in jobs:
         try:
@@ -126,8 +143,7 @@ def _e2e_jobs(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, nai
     return rows
 
 
-def _judged(label: str, size: int, job: DaemonJob, naive: NaiveArm, *,
-            mirrored: bool) -> JobRow:
+def _judged(label: str, size: int, job: DaemonJob, naive: NaiveArm, *, mirrored: bool) -> JobRow:
     """The job's row, its image scored by the reference loss (the mirrored warm-up's result
     mirrored back, so that it is scored against the same content) and set against the
     naive's time to that loss."""
@@ -143,21 +159,33 @@ def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[st
     bound = naive_seconds is None
     ratio_seconds = naive.run.seconds if bound else naive_seconds
     return dict(
-        reference_loss=loss, naive_seconds_to_loss=naive_seconds,
-        ratio=ratio_seconds / seconds, ratio_is_lower_bound=bound,
+        reference_loss=loss,
+        naive_seconds_to_loss=naive_seconds,
+        ratio=ratio_seconds / seconds,
+        ratio_is_lower_bound=bound,
         note="the naive never scored this low: ratio against its whole run" if bound else "",
     )
 
 
 def _job_fields(label: str, size: int, job: DaemonJob) -> dict[str, object]:
-    return dict(job=label, size=size, status="ok", width=job.width, height=job.height,
-                seconds=job.seconds, worker_seconds=job.worker_seconds, steps=job.steps,
-                target_cache_hits=job.target_cache_hits, peak_mem_mb=job.peak_mem_mb,
-                warnings=job.warnings)
+    return dict(
+        job=label,
+        size=size,
+        status="ok",
+        width=job.width,
+        height=job.height,
+        seconds=job.seconds,
+        worker_seconds=job.worker_seconds,
+        steps=job.steps,
+        target_cache_hits=job.target_cache_hits,
+        peak_mem_mb=job.peak_mem_mb,
+        warnings=job.warnings,
+    )
 
 
-def _large_job(daemon: BenchDaemon, config: SuiteConfig, images: BenchImages,
-               budget: Budget) -> JobRow:
+def _large_job(
+    daemon: BenchDaemon, config: SuiteConfig, images: BenchImages, budget: Budget
+) -> JobRow:
     size, label = config.large_size, _large_label(config)
     if (reason := budget.refuses(config.large_reserve)) is not None:
         return JobRow(label, size, "skipped", reason)
@@ -185,8 +213,9 @@ def _describe(error: BaseException) -> str:
 
 
 def job_params(config: SuiteConfig) -> JobParams:
-    return JobParams(preset=config.bench.preset, seed=config.bench.seed,
-                     iterations=config.job_iterations)
+    return JobParams(
+        preset=config.bench.preset, seed=config.bench.seed, iterations=config.job_iterations
+    )
 
 
 def _large_label(config: SuiteConfig) -> str:

@@ -37,16 +37,25 @@ class EngineVariant:
 
 ENGINE_VARIANTS = (
     EngineVariant("shipped", "as the daemon runs it"),
-    EngineVariant("reads-every-step", "the loss read back after every step, not every few",
-                  {"steps_between_reads": 1}, cuda_only=True),
-    EngineVariant("eager", "no CUDA graphs: each step launched kernel by kernel",
-                  {"cuda_graphs": False}, cuda_only=True),
+    EngineVariant(
+        "reads-every-step",
+        "the loss read back after every step, not every few",
+        {"steps_between_reads": 1},
+        cuda_only=True,
+    ),
+    EngineVariant(
+        "eager",
+        "no CUDA graphs: each step launched kernel by kernel",
+        {"cuda_graphs": False},
+        cuda_only=True,
+    ),
     EngineVariant("fp32", "fp32 instead of bf16 autocast", {"precision": "fp32"}),
 )
 
 
-def engine_variant_jobs(config: SuiteConfig, images: BenchImages, naive: NaiveArm,
-                        budget: Budget) -> list[JobRow]:
+def engine_variant_jobs(
+    config: SuiteConfig, images: BenchImages, naive: NaiveArm, budget: Budget
+) -> list[JobRow]:
     """One row per variant, in ENGINE_VARIANTS order."""
     device, size = config.bench.device, config.e2e_size
     content = at_size(images.content, size)
@@ -70,11 +79,18 @@ def engine_variant_jobs(config: SuiteConfig, images: BenchImages, naive: NaiveAr
     return rows
 
 
-def _job(config: SuiteConfig, variant: EngineVariant, content: np.ndarray, style: np.ndarray,
-         params: StyleParams, naive: NaiveArm) -> JobRow:
+def _job(
+    config: SuiteConfig,
+    variant: EngineVariant,
+    content: np.ndarray,
+    style: np.ndarray,
+    params: StyleParams,
+    naive: NaiveArm,
+) -> JobRow:
     device = config.bench.device
-    engine = StyleEngine(config.bench.weights, str(device), seed=config.bench.seed,
-                         **variant.settings)  # type: ignore[arg-type]
+    engine = StyleEngine(
+        config.bench.weights, str(device), seed=config.bench.seed, **variant.settings
+    )  # type: ignore[arg-type]
     engine.stylize(np.ascontiguousarray(content[:, ::-1]), [style], params)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -82,9 +98,15 @@ def _job(config: SuiteConfig, variant: EngineVariant, content: np.ndarray, style
     result = engine.stylize(content, [style], params)
     seconds = time.perf_counter() - start
     return JobRow(
-        job=variant.name, size=config.e2e_size, status="ok", width=result.image.shape[1],
-        height=result.image.shape[0], seconds=seconds, worker_seconds=result.elapsed,
-        steps=result.steps, target_cache_hits=result.target_cache_hits,
+        job=variant.name,
+        size=config.e2e_size,
+        status="ok",
+        width=result.image.shape[1],
+        height=result.image.shape[0],
+        seconds=seconds,
+        worker_seconds=result.elapsed,
+        steps=result.steps,
+        target_cache_hits=result.target_cache_hits,
         peak_mem_mb=result.peak_memory_bytes / MIB,
         **judged_fields(naive, result.image[..., :3], seconds),
     )

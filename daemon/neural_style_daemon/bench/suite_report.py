@@ -35,17 +35,23 @@ def environment(device: torch.device, argv: list[str]) -> dict[str, object]:
     meta: dict[str, object] = {
         "command": shlex.join(argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "device": str(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(), "commit": _commit(),
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "commit": _commit(),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        meta.update(card=torch.cuda.get_device_name(device),
-                    capability=f"{props.major}.{props.minor}",
-                    multiprocessors=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1))
+        meta.update(
+            card=torch.cuda.get_device_name(device),
+            capability=f"{props.major}.{props.minor}",
+            multiprocessors=props.multi_processor_count,
+            memory_gib=round(props.total_memory / 2**30, 1),
+        )
     else:
         meta["card"] = _cpu_model()
     return meta
@@ -53,9 +59,16 @@ def environment(device: torch.device, argv: list[str]) -> dict[str, object]:
 
 def _commit() -> str | None:
     """The repository's commit, marked when the working tree differs from it."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPOSITORY), *args], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPOSITORY), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+
     try:
         commit = git("rev-parse", "--short", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
@@ -79,19 +92,23 @@ def format_header(meta: dict[str, object], config: SuiteConfig, sources: str) ->
     bench = config.bench
     card = meta["card"]
     if "capability" in meta:
-        card = (f"{card} (sm {meta['capability']}, {meta['multiprocessors']} SMs, "
-                f"{meta['memory_gib']} GiB)")
-    return "\n".join([
-        "## neural-style bench --suite gpu (issue 5)",
-        f"- command: `{meta['command']}`",
-        f"- date: {meta['date']}; commit: {meta['commit'] or 'unknown'}",
-        f"- device: {meta['device']}, {card}; {meta['cpus']} CPUs, torch uses "
-        f"{meta['cpu_threads']} threads",
-        f"- torch {meta['torch']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}, "
-        f"Python {meta['python']}",
-        f"- weights: {bench.weights} (seed {bench.seed}); images: {sources}; preset "
-        f"{bench.preset}; budget {config.budget_seconds:g} s",
-    ])
+        card = (
+            f"{card} (sm {meta['capability']}, {meta['multiprocessors']} SMs, "
+            f"{meta['memory_gib']} GiB)"
+        )
+    return "\n".join(
+        [
+            "## neural-style bench --suite gpu (issue 5)",
+            f"- command: `{meta['command']}`",
+            f"- date: {meta['date']}; commit: {meta['commit'] or 'unknown'}",
+            f"- device: {meta['device']}, {card}; {meta['cpus']} CPUs, torch uses "
+            f"{meta['cpu_threads']} threads",
+            f"- torch {meta['torch']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}, "
+            f"Python {meta['python']}",
+            f"- weights: {bench.weights} (seed {bench.seed}); images: {sources}; preset "
+            f"{bench.preset}; budget {config.budget_seconds:g} s",
+        ]
+    )
 
 
 def _num(value: float | None, missing: str = "-") -> str:
@@ -107,11 +124,14 @@ def _err(value: float | None) -> str:
 
 
 def format_steps(title: str, rows: list, config: SuiteConfig) -> str:
-    lines = [f"### {title}", "",
-             "| size | variant | ms/iter | min ms | TFLOP/s | GFLOP/iter | setup s | "
-             "grad err vs fp32 | loss err vs fp32 | grad err vs bf16 eager | peak MiB | "
-             "status |",
-             "|" + "---|" * 12]
+    lines = [
+        f"### {title}",
+        "",
+        "| size | variant | ms/iter | min ms | TFLOP/s | GFLOP/iter | setup s | "
+        "grad err vs fp32 | loss err vs fp32 | grad err vs bf16 eager | peak MiB | "
+        "status |",
+        "|" + "---|" * 12,
+    ]
     for r in rows:
         status = r.status if not r.note else f"{r.status}: {r.note}"
         mode = f" ({r.compile_mode})" if r.compile_mode else ""
@@ -120,13 +140,16 @@ def format_steps(title: str, rows: list, config: SuiteConfig) -> str:
             f"{_num(r.ms_min)} | {_num(r.tflops)} | {_num(r.gflop)} | {_num(r.setup_s)} | "
             f"{_err(r.grad_rel_error)} | {_err(r.loss_rel_error)} | "
             f"{_err(r.grad_rel_error_vs_bf16)} | {_num(r.peak_mem_mb)} | "
-            f"{status} |")
+            f"{status} |"
+        )
     names = dict.fromkeys(r.variant for r in rows)
     lines += ["", *(f"- {n}: {VARIANTS[n].description}" for n in names)]
-    lines.append(f"- median of {config.step.iterations} iterations after {config.step.warmup} "
-                 "warm-up; setup s = warm-up time beyond steady state (compile, capture, "
-                 "autotuning); errors are relative (norm of the difference over the norm), "
-                 "against plain fp32 and against the eager bf16 path on the same device")
+    lines.append(
+        f"- median of {config.step.iterations} iterations after {config.step.warmup} "
+        "warm-up; setup s = warm-up time beyond steady state (compile, capture, "
+        "autotuning); errors are relative (norm of the difference over the norm), "
+        "against plain fp32 and against the eager bf16 path on the same device"
+    )
     return "\n".join(lines)
 
 
@@ -134,34 +157,50 @@ def format_e2e(result: SuiteResult, config: SuiteConfig) -> str:
     lines = [f"### End to end at {config.e2e_size} px against the naive reference", ""]
     if result.engine_row is not None:
         bench: BenchConfig = config.bench
-        lines += ["In process, the engine with weights matched to the reference loss, to the "
-                  "naive's final loss:", "", format_table([result.engine_row], bench), ""]
+        lines += [
+            "In process, the engine with weights matched to the reference loss, to the "
+            "naive's final loss:",
+            "",
+            format_table([result.engine_row], bench),
+            "",
+        ]
     if result.naive is not None:
         n = result.naive
-        lines.append(f"Naive ({n.arch.upper()}, {n.iterations} L-BFGS iterations): reference "
-                     f"loss {n.start_loss:.4g} at the start, {n.final_loss:.4g} at the end "
-                     f"(best {n.best_loss:.4g}), whole run {n.run_seconds:.2f} s.")
+        lines.append(
+            f"Naive ({n.arch.upper()}, {n.iterations} L-BFGS iterations): reference "
+            f"loss {n.start_loss:.4g} at the start, {n.final_loss:.4g} at the end "
+            f"(best {n.best_loss:.4g}), whole run {n.run_seconds:.2f} s."
+        )
     if result.daemon_start_seconds is not None:
-        iterations = (f", {config.job_iterations} iterations per scale"
-                      if config.job_iterations else "")
-        lines.append(f"Daemon: answering {result.daemon_start_seconds:.1f} s after its start, "
-                     f"its worker's model loaded after {result.daemon_load_seconds:.1f} s. "
-                     f"Jobs: preset {config.bench.preset}{iterations}.")
+        iterations = (
+            f", {config.job_iterations} iterations per scale" if config.job_iterations else ""
+        )
+        lines.append(
+            f"Daemon: answering {result.daemon_start_seconds:.1f} s after its start, "
+            f"its worker's model loaded after {result.daemon_load_seconds:.1f} s. "
+            f"Jobs: preset {config.bench.preset}{iterations}."
+        )
     if result.jobs:
-        lines += ["", "| job | result | submit to result s | worker s | steps | cached "
-                  "targets | reference loss | naive s to that loss | naive / job | peak MiB "
-                  "| notes |", "|" + "---|" * 11]
+        lines += [
+            "",
+            "| job | result | submit to result s | worker s | steps | cached "
+            "targets | reference loss | naive s to that loss | naive / job | peak MiB "
+            "| notes |",
+            "|" + "---|" * 11,
+        ]
         lines += [_job_line(j) for j in result.jobs]
     return "\n".join(lines)
 
 
 def _job_line(j: JobRow) -> str:
     notes = "; ".join(x for x in (j.note, *j.warnings) if x) or ""
-    return (f"| {j.job} | {_result_size(j)} | {_num(j.seconds)} | {_num(j.worker_seconds)} | "
-            f"{j.steps if j.steps is not None else '-'} | "
-            f"{j.target_cache_hits if j.target_cache_hits is not None else '-'} | {_loss(j)} | "
-            f"{_naive_seconds(j)} | {_ratio(j)} | {_num(j.peak_mem_mb)} | "
-            f"{notes} |")
+    return (
+        f"| {j.job} | {_result_size(j)} | {_num(j.seconds)} | {_num(j.worker_seconds)} | "
+        f"{j.steps if j.steps is not None else '-'} | "
+        f"{j.target_cache_hits if j.target_cache_hits is not None else '-'} | {_loss(j)} | "
+        f"{_naive_seconds(j)} | {_ratio(j)} | {_num(j.peak_mem_mb)} | "
+        f"{notes} |"
+    )
 
 
 def _result_size(j: JobRow) -> str:
@@ -184,20 +223,26 @@ def _ratio(j: JobRow) -> str:
 
 def format_engine_jobs(result: SuiteResult, config: SuiteConfig) -> str:
     """The engine variants' jobs (suite_engine.py), one row each."""
-    lines = [f"### The engine's speed-ups one at a time: whole jobs in process at "
-             f"{config.e2e_size} px", "",
-             f"Preset {config.bench.preset}; a warm-up job on the mirrored content first; "
-             "timed from the call to the result.", "",
-             "| engine | result | job s | steps | ms/step | reference loss | naive s to that "
-             "loss | naive / job | peak MiB | notes |", "|" + "---|" * 10]
+    lines = [
+        f"### The engine's speed-ups one at a time: whole jobs in process at {config.e2e_size} px",
+        "",
+        f"Preset {config.bench.preset}; a warm-up job on the mirrored content first; "
+        "timed from the call to the result.",
+        "",
+        "| engine | result | job s | steps | ms/step | reference loss | naive s to that "
+        "loss | naive / job | peak MiB | notes |",
+        "|" + "---|" * 10,
+    ]
     for j in result.engine_jobs:
-        per_step = (1000 * j.worker_seconds / j.steps
-                    if j.worker_seconds is not None and j.steps else None)
+        per_step = (
+            1000 * j.worker_seconds / j.steps if j.worker_seconds is not None and j.steps else None
+        )
         lines.append(
             f"| {j.job} | {_result_size(j)} | {_num(j.seconds)} | "
             f"{j.steps if j.steps is not None else '-'} | {_num(per_step)} | {_loss(j)} | "
             f"{_naive_seconds(j)} | {_ratio(j)} | {_num(j.peak_mem_mb)} | "
-            f"{j.note} |")
+            f"{j.note} |"
+        )
     lines += ["", "; ".join(f"{v.name}: {v.description}" for v in ENGINE_VARIANTS)]
     return "\n".join(lines)
 
@@ -209,13 +254,16 @@ def format_large(result: SuiteResult, config: SuiteConfig) -> str:
         return "\n".join([*lines, "not run"])
     gib = None if j.peak_mem_mb is None else j.peak_mem_mb / 1024
     notes = "; ".join(x for x in (j.note, *j.warnings) if x)
-    return "\n".join([
-        *lines, "| job | result | submit to result s | worker s | steps | peak GiB | notes |",
-        "|" + "---|" * 7,
-        f"| {j.job} | {f'{j.width}x{j.height}' if j.width else j.status} | {_num(j.seconds)} "
-        f"| {_num(j.worker_seconds)} | {j.steps if j.steps is not None else '-'} | "
-        f"{_num(gib)} | {notes} |",
-    ])
+    return "\n".join(
+        [
+            *lines,
+            "| job | result | submit to result s | worker s | steps | peak GiB | notes |",
+            "|" + "---|" * 7,
+            f"| {j.job} | {f'{j.width}x{j.height}' if j.width else j.status} | {_num(j.seconds)} "
+            f"| {_num(j.worker_seconds)} | {j.steps if j.steps is not None else '-'} | "
+            f"{_num(gib)} | {notes} |",
+        ]
+    )
 
 
 def targets(result: SuiteResult) -> list[dict[str, object]]:
@@ -226,30 +274,59 @@ def targets(result: SuiteResult) -> list[dict[str, object]]:
         if rows:
             best = min(rows, key=lambda r: r.ms_per_iter)
             flagged = ", its gradient flagged" if best.status == "flagged" else ""
-            out.append({"target": f"one iteration at {size} px <= {limit} ms",
-                        "measured": f"{best.ms_per_iter:.2f} ms ({best.variant}, "
-                                    f"{best.tflops or 0:.0f} TFLOP/s{flagged})",
-                        "met": best.ms_per_iter <= limit})
+            out.append(
+                {
+                    "target": f"one iteration at {size} px <= {limit} ms",
+                    "measured": f"{best.ms_per_iter:.2f} ms ({best.variant}, "
+                    f"{best.tflops or 0:.0f} TFLOP/s{flagged})",
+                    "met": best.ms_per_iter <= limit,
+                }
+            )
     size, seconds, times = JOB_TARGET
-    job = next((j for j in result.jobs if j.size == size and j.status == "ok"
-                and j.job.startswith("first")), None)
+    job = next(
+        (
+            j
+            for j in result.jobs
+            if j.size == size and j.status == "ok" and j.job.startswith("first")
+        ),
+        None,
+    )
     if job is not None and job.seconds is not None and job.ratio is not None:
-        out.append({"target": f"{size} px job via a warm daemon <= {seconds} s",
-                    "measured": f"{job.seconds:.2f} s", "met": job.seconds <= seconds})
-        out.append({"target": f"... >= {times:g}x faster than the naive to the same loss",
-                    "measured": f"{job.ratio:.2f}x", "met": job.ratio >= times})
+        out.append(
+            {
+                "target": f"{size} px job via a warm daemon <= {seconds} s",
+                "measured": f"{job.seconds:.2f} s",
+                "met": job.seconds <= seconds,
+            }
+        )
+        out.append(
+            {
+                "target": f"... >= {times:g}x faster than the naive to the same loss",
+                "measured": f"{job.ratio:.2f}x",
+                "met": job.ratio >= times,
+            }
+        )
     size, seconds, gib = LARGE_TARGET
     large = result.large
     if large is not None and large.size == size and large.status == "ok":
         # Out of memory, the daemon retries at a smaller size: that is not the target's job.
         whole = max(large.width or 0, large.height or 0) >= size
         shrunk = "" if whole else f", retried at {large.width}x{large.height}"
-        out.append({"target": f"{size} px job <= {seconds:g} s",
-                    "measured": f"{large.seconds:.1f} s{shrunk}",
-                    "met": whole and large.seconds <= seconds})
+        out.append(
+            {
+                "target": f"{size} px job <= {seconds:g} s",
+                "measured": f"{large.seconds:.1f} s{shrunk}",
+                "met": whole and large.seconds <= seconds,
+            }
+        )
         peak = (large.peak_mem_mb or 0) / 1024
-        out.append({"target": f"{size} px job within {gib:g} GiB", "measured":
-                    f"{peak:.1f} GiB (allocated){shrunk}", "met": whole and peak <= gib})
+        out.append(
+            {
+                "target": f"{size} px job within {gib:g} GiB",
+                "measured": f"{peak:.1f} GiB (allocated){shrunk}",
+                "met": whole and peak <= gib,
+            }
+        )
     return out
 
 
@@ -258,23 +335,28 @@ def format_targets(found: list[dict[str, object]]) -> str:
     if not found:
         return "\n".join([*lines, "none of the targets' sizes was measured in this run"])
     lines += ["| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |"
-              for t in found]
+    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in found]
     return "\n".join(lines)
 
 
-def to_json(meta: dict[str, object], config: SuiteConfig, result: SuiteResult,
-            indent: int | None = 1) -> str:
+def to_json(
+    meta: dict[str, object], config: SuiteConfig, result: SuiteResult, indent: int | None = 1
+) -> str:
     """Everything, as one JSON object; floats that are not finite become strings."""
     blob = {
         "meta": meta,
-        "config": {"step_sizes": config.step_sizes, "variants": config.variants,
-                   **asdict(config.step), "e2e_size": config.e2e_size,
-                   "large_size": config.large_size, "budget_seconds": config.budget_seconds,
-                   "job_iterations": config.job_iterations,
-                   "naive_arch": config.bench.naive_arch,
-                   "naive_iterations": config.bench.naive_iterations,
-                   "preset": config.bench.preset},
+        "config": {
+            "step_sizes": config.step_sizes,
+            "variants": config.variants,
+            **asdict(config.step),
+            "e2e_size": config.e2e_size,
+            "large_size": config.large_size,
+            "budget_seconds": config.budget_seconds,
+            "job_iterations": config.job_iterations,
+            "naive_arch": config.bench.naive_arch,
+            "naive_iterations": config.bench.naive_iterations,
+            "preset": config.bench.preset,
+        },
         "step": [asdict(r) for r in result.step],
         "engine_vs_naive": asdict(result.engine_row) if result.engine_row else None,
         "naive": asdict(result.naive) if result.naive else None,
@@ -283,7 +365,9 @@ def to_json(meta: dict[str, object], config: SuiteConfig, result: SuiteResult,
         "jobs": [asdict(j) for j in result.jobs],
         "engine_jobs": [asdict(j) for j in result.engine_jobs],
         "large": asdict(result.large) if result.large else None,
-        "targets": targets(result), "notes": result.notes, "seconds": result.seconds,
+        "targets": targets(result),
+        "notes": result.notes,
+        "seconds": result.seconds,
     }
     return json.dumps(_finite(blob), indent=indent)
 

@@ -6,6 +6,13 @@ from .params import PRESETS, STYLE_LAYER_SETS, ColorMode, Init, Optimizer, Style
 from .stylize import Progress, StyleEngine, StylizeResult
 
 __all__ = [
-    "PRESETS", "STYLE_LAYER_SETS", "ColorMode", "Init", "Optimizer", "Progress", "StyleEngine",
-    "StyleParams", "StylizeResult",
+    "PRESETS",
+    "STYLE_LAYER_SETS",
+    "ColorMode",
+    "Init",
+    "Optimizer",
+    "Progress",
+    "StyleEngine",
+    "StyleParams",
+    "StylizeResult",
 ]

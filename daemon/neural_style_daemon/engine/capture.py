@@ -48,8 +48,11 @@ def captured(evaluate: Evaluation, image: torch.Tensor) -> Evaluation | None:
         with torch.cuda.graph(graph):
             total, terms = evaluate()
     except Exception as error:  # whatever refused the capture, the eager step still works
-        log.warning("could not capture the step as a CUDA graph (%s: %s): running it eagerly",
-                    type(error).__name__, error)
+        log.warning(
+            "could not capture the step as a CUDA graph (%s: %s): running it eagerly",
+            type(error).__name__,
+            error,
+        )
         image.grad = None
         return None
     grad = image.grad
@@ -63,7 +66,11 @@ def captured(evaluate: Evaluation, image: torch.Tensor) -> Evaluation | None:
     difference = ((grad - eager_grad).norm() / eager_grad.norm().clamp_min(1e-30)).item()
     loss_difference = abs(total.item() - eager_total.item()) / max(abs(eager_total.item()), 1e-30)
     if not max(difference, loss_difference) <= AGREEMENT:  # NaN included
-        log.warning("the CUDA graph's step differs from the eager one (gradient %.3g, loss "
-                    "%.3g relative): running it eagerly", difference, loss_difference)
+        log.warning(
+            "the CUDA graph's step differs from the eager one (gradient %.3g, loss "
+            "%.3g relative): running it eagerly",
+            difference,
+            loss_difference,
+        )
         return None
     return replay

@@ -28,9 +28,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError("CUDA was asked for, but no CUDA GPU is available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"{name}: there are only {torch.cuda.device_count()} CUDA device(s)"
-            )
+            raise DeviceError(f"{name}: there are only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("Apple MPS was asked for, but it is not available here")
     elif device.type not in ("cpu", "cuda", "mps"):

@@ -93,8 +93,9 @@ class LBFGS:
         # Without curvature (a flat or concave stretch, or a step the clamp undid) the pair is
         # kept as zeros, which the direction ignores: no read-back to decide on the host.
         s, y = torch.where(curved, s, 0.0), torch.where(curved, y, 0.0)
-        self.gamma = torch.where(curved, ys / y.dot(y).clamp_min(torch.finfo(y.dtype).tiny),
-                                 self.gamma)
+        self.gamma = torch.where(
+            curved, ys / y.dot(y).clamp_min(torch.finfo(y.dtype).tiny), self.gamma
+        )
         if self.s is None:
             # Empty: rows are read only once written, and untouched pages cost no memory.
             self.s = s.new_empty(self.history, s.numel(), dtype=self.pair_dtype)

@@ -37,7 +37,10 @@ FITTING_SHARE = 0.9
 
 
 def fit_in_memory(
-    size: tuple[int, int], params: StyleParams, mixed_precision: bool, available: int,
+    size: tuple[int, int],
+    params: StyleParams,
+    mixed_precision: bool,
+    available: int,
     warn: Callable[[str], None],
 ) -> StyleParams:
     """`params` for a job whose largest scale is `size` (width, height), with the short L-BFGS
@@ -53,9 +56,11 @@ def fit_in_memory(
     short_pairs = pairs if shorter is None else lbfgs_history(image, shorter)
     if short_pairs < pairs:
         if job_memory_bytes(width * height, short_pairs, mixed_precision) <= available:
-            warn(f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
-                 f"(about {gib(needed)} needed, {gib(available)} free): running with "
-                 f"{short_pairs} steps")
+            warn(
+                f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
+                f"(about {gib(needed)} needed, {gib(available)} free): running with "
+                f"{short_pairs} steps"
+            )
             return replace(params, lbfgs_history=short_pairs)
         pairs, needed = short_pairs, job_memory_bytes(width * height, short_pairs, mixed_precision)
     fits = fitting_long_side(size, pairs, mixed_precision, available)
@@ -64,7 +69,9 @@ def fit_in_memory(
         advice = f"a size of {fits} px or less would fit"
     raise DeviceMemoryError(
         f"not enough memory at {max(size)} px: a {width}x{height} px job needs about "
-        f"{gib(needed)} and {gib(available)} are free: {advice}", fits)
+        f"{gib(needed)} and {gib(available)} are free: {advice}",
+        fits,
+    )
 
 
 def job_memory_bytes(pixels: int, pairs: int, mixed_precision: bool) -> int:

@@ -280,10 +280,10 @@ class _BestIterate:
         values = torch.cat([latest, torch.stack(self.unread)]).tolist()
         self.unread.clear()
         stalled = False
-        for loss in values[len(TERM_NAMES):]:
+        for loss in values[len(TERM_NAMES) :]:
             self.history.append(loss)
             stalled = stalled or (tolerance > 0 and self._stalled(tolerance))
-        return term_floats(values[:len(TERM_NAMES)]), stalled
+        return term_floats(values[: len(TERM_NAMES)]), stalled
 
     def _stalled(self, tolerance: float) -> bool:
         if len(self.history) <= PLATEAU_WINDOW:

@@ -49,7 +49,10 @@ def plan_scales(
             f"pixels: use a size of at least {needed}"
         )
     rest = params.iterations if params.iterations is not None else preset.iterations
-    first = next(n for n in (params.initial_iterations, params.iterations,
-                             preset.initial_iterations) if n is not None)
+    first = next(
+        n
+        for n in (params.initial_iterations, params.iterations, preset.initial_iterations)
+        if n is not None
+    )
     tolerance = preset.tolerance if params.tolerance is None else params.tolerance
     return sizes, [first] + [rest] * (len(sizes) - 1), tolerance

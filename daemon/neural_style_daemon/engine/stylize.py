@@ -101,8 +101,7 @@ class StyleEngine:
         steps_between_reads: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not "
-                             f"{precision!r}")
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.device = resolve_device(device)
         # On CUDA, each step of a scale up to optimize.CAPTURE_MAX_PIXELS replays one captured
         # graph (engine/capture.py); False runs every step eagerly, for comparison.
@@ -166,15 +165,17 @@ class StyleEngine:
             _check_image(init_image, "init image")
         if params.init is Init.IMAGE and init_image is None:
             raise InvalidInputError("init 'image' needs an init image")
-        job = _Job(self, content, styles, blend, params, init_image, on_progress, should_cancel,
-                   on_warning)
+        job = _Job(
+            self, content, styles, blend, params, init_image, on_progress, should_cancel, on_warning
+        )
         try:
             return job.run()
         except torch.OutOfMemoryError:
             users = "the GPU" if self.device.type == "cuda" else "memory"
             raise DeviceMemoryError(
                 f"out of memory on {self.device} at {max(job.sizes[-1])} px: try a smaller "
-                f"size, or close other programs that use {users}") from None
+                f"size, or close other programs that use {users}"
+            ) from None
 
 
 def _check_image(array: np.ndarray, what: str) -> None:
@@ -218,8 +219,18 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class _Job:
     """The state of one stylize() call: prepared images, the pyramid, progress bookkeeping."""
 
-    def __init__(self, engine, content, styles, blend, params, init_image, on_progress, cancel,
-                 on_warning=None):
+    def __init__(
+        self,
+        engine,
+        content,
+        styles,
+        blend,
+        params,
+        init_image,
+        on_progress,
+        cancel,
+        on_warning=None,
+    ):
         self.engine, self.params = engine, params
         self.device = engine.device
         self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None
@@ -250,9 +261,13 @@ class _Job:
         hits_before = self.engine.targets.hits
         available = available_memory_bytes(self.device)
         if available is not None:  # before any work: see memory.py
-            self.params = fit_in_memory(self.sizes[-1], self.params,
-                                        self.engine.model.mixed_precision, available,
-                                        self.on_warning)
+            self.params = fit_in_memory(
+                self.sizes[-1],
+                self.params,
+                self.engine.model.mixed_precision,
+                available,
+                self.on_warning,
+            )
         reset_peak_memory(self.device)
         content_run, styles_run = self._colour_prepared()
         image = None
@@ -268,9 +283,13 @@ class _Job:
                 break
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
         return StylizeResult(
-            image=result, cancelled=self.cancelled, steps=self.steps,
-            elapsed=time.perf_counter() - self.start, losses=self.last_losses,
-            sizes=list(self.sizes), peak_memory_bytes=peak_memory_bytes(self.device),
+            image=result,
+            cancelled=self.cancelled,
+            steps=self.steps,
+            elapsed=time.perf_counter() - self.start,
+            losses=self.last_losses,
+            sizes=list(self.sizes),
+            peak_memory_bytes=peak_memory_bytes(self.device),
             target_cache_hits=self.engine.targets.hits - hits_before,
         )
 
@@ -284,9 +303,13 @@ class _Job:
         while True:
             try:
                 return optimize_scale(
-                    objective, start[None], self.iterations[index], self.params,
+                    objective,
+                    start[None],
+                    self.iterations[index],
+                    self.params,
                     partial(self._after_step, index),
-                    tolerance=self.tolerance, read_every=self.engine.reads_every(size),
+                    tolerance=self.tolerance,
+                    read_every=self.engine.reads_every(size),
                     cuda_graph=self.engine.cuda_graphs,
                 )
             except torch.OutOfMemoryError:
@@ -298,7 +321,8 @@ class _Job:
             self.params = replace(self.params, lbfgs_history=shorter)
             self.on_warning(
                 f"out of memory at {max(size)} px: retried with a shorter L-BFGS history "
-                f"({shorter} steps)")
+                f"({shorter} steps)"
+            )
 
     def _colour_prepared(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         mode = self.params.preserve_colors
@@ -367,7 +391,11 @@ class _Job:
             self.work_before[later] -= skipped
 
     def _after_step(
-        self, index: int, iteration: int, image: torch.Tensor, losses: dict[str, float],
+        self,
+        index: int,
+        iteration: int,
+        image: torch.Tensor,
+        losses: dict[str, float],
         last: bool,
     ) -> bool:
         """Progress, a preview and the cancel check, at each read of the loss (every step on
@@ -382,12 +410,20 @@ class _Job:
         preview = None
         if every and self.steps // every > steps_before // every:  # a multiple of it passed
             preview = self._preview(image[0])
-        self.on_progress(Progress(
-            scale=index + 1, scales=len(self.sizes), size=size, iteration=iteration,
-            iterations=self.iterations[index], work_done=done, losses=self.last_losses,
-            elapsed=time.perf_counter() - self.start,
-            peak_memory_bytes=peak_memory_bytes(self.device), preview=preview,
-        ))
+        self.on_progress(
+            Progress(
+                scale=index + 1,
+                scales=len(self.sizes),
+                size=size,
+                iteration=iteration,
+                iterations=self.iterations[index],
+                work_done=done,
+                losses=self.last_losses,
+                elapsed=time.perf_counter() - self.start,
+                peak_memory_bytes=peak_memory_bytes(self.device),
+                preview=preview,
+            )
+        )
         self.cancelled = bool(self.should_cancel())
         return not self.cancelled
 

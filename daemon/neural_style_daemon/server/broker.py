@@ -45,8 +45,9 @@ class DropLog:
     """Logs dropped (unauthenticated) messages, at most `per_minute` lines a minute, so that a
     flood of garbage cannot fill the disk."""
 
-    def __init__(self, per_minute: int = 20, clock: Clock = time.monotonic,
-                 label: str = "dropped a message") -> None:
+    def __init__(
+        self, per_minute: int = 20, clock: Clock = time.monotonic, label: str = "dropped a message"
+    ) -> None:
         self.per_minute, self._clock, self.label = per_minute, clock, label
         self._window_start = -float("inf")
         self._logged = self._suppressed = 0
@@ -148,8 +149,11 @@ class Broker:
 
     def _check_idle(self) -> None:
         idle_for = self._clock() - self.scheduler.last_activity
-        if (self._exit_after_idle is not None and self.scheduler.idle
-                and idle_for >= self._exit_after_idle):
+        if (
+            self._exit_after_idle is not None
+            and self.scheduler.idle
+            and idle_for >= self._exit_after_idle
+        ):
             self.request_stop(f"no jobs for {self._exit_after_idle:g} s")
 
     # ---- messages in ---------------------------------------------------------------------
@@ -175,8 +179,9 @@ class Broker:
             return
         peer = bytes(ids[0])
         try:
-            envelope = deserialize_envelope(rest, self._key, self._replay, limits=self._limits,
-                                            accept=ClientMessage)
+            envelope = deserialize_envelope(
+                rest, self._key, self._replay, limits=self._limits, accept=ClientMessage
+            )
         except ProtocolError as error:
             if not error.authenticated:
                 # No proof that the sender holds the key: no answer, which tells it nothing.
@@ -200,8 +205,7 @@ class Broker:
             self.scheduler.cancel(peer, msg_id, message.job_id)
         elif isinstance(message, Shutdown):
             log.info("client %s asked the daemon to shut down", peer.hex())
-            self._send(peer, Error(None, ErrorCode.SHUTTING_DOWN, SHUTDOWN_WARNING),
-                       msg_id)
+            self._send(peer, Error(None, ErrorCode.SHUTTING_DOWN, SHUTDOWN_WARNING), msg_id)
             self.request_stop("asked by a client")
 
     # ---- messages out --------------------------------------------------------------------
@@ -213,8 +217,9 @@ class Broker:
         try:
             send(self.socket, frames)
         except zmq.Again:
-            log.warning("client %s is not reading: dropped a %s message", peer.hex(),
-                        message.type.value)
+            log.warning(
+                "client %s is not reading: dropped a %s message", peer.hex(), message.type.value
+            )
         except zmq.ZMQError as error:
             if error.errno != zmq.EHOSTUNREACH:
                 raise

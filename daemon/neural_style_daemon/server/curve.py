@@ -49,8 +49,12 @@ class CurveSetup:
 def write_certificate(path: Path, keys: CurveKeys, *, secret: bool) -> None:
     """A certificate in zmq.auth's format (public only, or with the secret key), written
     atomically; a secret one is created 0600 and never readable by others."""
-    lines = ["#   ZeroMQ CURVE " + ("**Secret** Certificate" if secret else "Public Certificate"),
-             "metadata", "curve", f'    public-key = "{keys.public.decode("ascii")}"']
+    lines = [
+        "#   ZeroMQ CURVE " + ("**Secret** Certificate" if secret else "Public Certificate"),
+        "metadata",
+        "curve",
+        f'    public-key = "{keys.public.decode("ascii")}"',
+    ]
     if secret:
         lines.append(f'    secret-key = "{keys.secret.decode("ascii")}"')
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -76,8 +80,10 @@ def _check_folder(folder: Path) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise DaemonError(f"--curve-keys {folder}: not a folder")
     if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise DaemonError(f"--curve-keys {folder}: the folder must belong to you and be "
-                          f"writable by you alone (chmod 700 {folder})")
+        raise DaemonError(
+            f"--curve-keys {folder}: the folder must belong to you and be "
+            f"writable by you alone (chmod 700 {folder})"
+        )
 
 
 def _server_keys(folder: Path) -> CurveKeys:
@@ -119,9 +125,11 @@ def load_curve_setup(folder: Path) -> CurveSetup:
     except OSError as error:
         raise DaemonError(f"--curve-keys {folder}: {error}") from None
     if not allowed:
-        log.warning("no client keys in %s: only clients on this machine can connect (put "
-                    "their public .key files there and restart the daemon)",
-                    folder / CLIENTS_FOLDER)
+        log.warning(
+            "no client keys in %s: only clients on this machine can connect (put "
+            "their public .key files there and restart the daemon)",
+            folder / CLIENTS_FOLDER,
+        )
     return CurveSetup(server, allowed, new_keys())
 
 

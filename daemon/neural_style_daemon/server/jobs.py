@@ -93,8 +93,9 @@ class JobBook:
         keep_bytes: int = 128 << 20,
     ) -> None:
         if queue_limit < 1 or keep_max < 1 or keep_seconds < 0 or keep_bytes < 0:
-            raise ValueError("JobBook needs queue_limit >= 1, keep_max >= 1, keep_seconds >= 0, "
-                             "keep_bytes >= 0")
+            raise ValueError(
+                "JobBook needs queue_limit >= 1, keep_max >= 1, keep_seconds >= 0, keep_bytes >= 0"
+            )
         self.queue_limit = queue_limit
         self.keep_seconds = keep_seconds
         self.keep_max = keep_max
@@ -159,7 +160,8 @@ class JobBook:
         self._kept[job.job_id] = job
         self.kept_bytes += _outcome_bytes(job)
         while len(self._kept) > self.keep_max or (
-                self.kept_bytes > self.keep_bytes and len(self._kept) > 1):
+            self.kept_bytes > self.keep_bytes and len(self._kept) > 1
+        ):
             self._drop_oldest()
 
     def forget(self, job_id: str) -> None:

@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 LOCK_FILE_NAME = "daemon.lock"
 LOG_FILE_NAME = "daemon.log"
 LIVE_PING_TIMEOUT = 2.0  # seconds a daemon named in an existing file has to answer
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")
-                     if hasattr(signal, name))
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @dataclass(frozen=True)
@@ -82,32 +83,52 @@ def serve(options: ServeOptions) -> None:
             context.destroy(linger=0)
 
 
-def _serve_with(context: zmq.Context, path: Path, options: ServeOptions,
-                curve: CurveSetup | None = None) -> None:
+def _serve_with(
+    context: zmq.Context, path: Path, options: ServeOptions, curve: CurveSetup | None = None
+) -> None:
     try:
-        router, endpoint = server_socket(context, options.endpoint, options.limits,
-                                         None if curve is None else curve.server)
+        router, endpoint = server_socket(
+            context, options.endpoint, options.limits, None if curve is None else curve.server
+        )
     except EndpointError as error:
         raise DaemonError(str(error)) from None
     except zmq.ZMQError as error:
         raise DaemonError(f"cannot listen on {options.endpoint}: {error}") from None
     try:
-        info = ConnectionInfo(endpoint, new_key(), os.getpid(), __version__,
-                              transport=endpoint.split("://", 1)[0])
+        info = ConnectionInfo(
+            endpoint, new_key(), os.getpid(), __version__, transport=endpoint.split("://", 1)[0]
+        )
         if curve is not None:
             local = write_local_client(path.with_name(LOCAL_CLIENT_FILE), curve)
-            info = replace(info, curve_server_key=curve.server.public.decode("ascii"),
-                           curve_client_key_file=str(local))
-            log.info("clients are authenticated with CURVE: the daemon's public key is %s; "
-                     "%d client keys allowed besides this machine's own",
-                     info.curve_server_key, len(curve.allowed))
-        broker = Broker(router, info.key_bytes, WorkerHandle(options.worker), options.scheduler,
-                        limits=options.limits, exit_after_idle=options.exit_after_idle)
+            info = replace(
+                info,
+                curve_server_key=curve.server.public.decode("ascii"),
+                curve_client_key_file=str(local),
+            )
+            log.info(
+                "clients are authenticated with CURVE: the daemon's public key is %s; "
+                "%d client keys allowed besides this machine's own",
+                info.curve_server_key,
+                len(curve.allowed),
+            )
+        broker = Broker(
+            router,
+            info.key_bytes,
+            WorkerHandle(options.worker),
+            options.scheduler,
+            limits=options.limits,
+            exit_after_idle=options.exit_after_idle,
+        )
         with stop_on_signals(broker.request_stop) as wakeup:
             # After binding, so that the file never names an endpoint nobody listens on.
             write_connection_file(info, path)
-            log.info("neural-style daemon %s (pid %d) listening on %s; connection file %s",
-                     __version__, os.getpid(), endpoint, path)
+            log.info(
+                "neural-style daemon %s (pid %d) listening on %s; connection file %s",
+                __version__,
+                os.getpid(),
+                endpoint,
+                path,
+            )
             try:
                 broker.run(wakeup)
             finally:
@@ -134,11 +155,14 @@ def refuse_live_daemon(path: Path) -> None:
         with DaemonClient(info) as client:
             client.ping(LIVE_PING_TIMEOUT)
     except ClientError:
-        log.warning("the daemon named in %s (pid %d) does not answer: replacing its file",
-                    path, info.pid)
+        log.warning(
+            "the daemon named in %s (pid %d) does not answer: replacing its file", path, info.pid
+        )
         return
-    raise DaemonError(f"a daemon is already running (pid {info.pid}, {info.endpoint}); stop it "
-                      f"with `neural-style stop` first")
+    raise DaemonError(
+        f"a daemon is already running (pid {info.pid}, {info.endpoint}); stop it "
+        f"with `neural-style stop` first"
+    )
 
 
 @contextlib.contextmanager
@@ -156,8 +180,10 @@ def instance_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DaemonError(f"another daemon is starting or running with this runtime folder "
-                              f"(it holds {path}); see `neural-style status`") from None
+            raise DaemonError(
+                f"another daemon is starting or running with this runtime folder "
+                f"(it holds {path}); see `neural-style status`"
+            ) from None
         yield
     finally:
         os.close(fd)

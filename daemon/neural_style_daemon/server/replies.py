@@ -13,8 +13,19 @@ from .jobs import JobState
 
 def progress_message(job_id: str, seq: int, event: JobProgress) -> Progress:
     """The wire's Progress for a worker's report; ProtocolError if the values are refused."""
-    return Progress(job_id, seq, event.scale, event.scales, event.iteration, event.iterations,
-                    event.work_done, event.losses, event.elapsed, event.eta, event.preview)
+    return Progress(
+        job_id,
+        seq,
+        event.scale,
+        event.scales,
+        event.iteration,
+        event.iterations,
+        event.work_done,
+        event.losses,
+        event.elapsed,
+        event.eta,
+        event.preview,
+    )
 
 
 def result_message(event: JobDone, shutting_down: bool) -> Result:
@@ -22,21 +33,30 @@ def result_message(event: JobDone, shutting_down: bool) -> Result:
     warnings = event.warnings
     if shutting_down and event.cancelled:
         warnings += (SHUTDOWN_WARNING,)  # clients resubmit to the next daemon on seeing it
-    return Result(event.job_id, event.image, event.cancelled,
-                  JobStats(event.steps, event.elapsed, event.peak_memory_bytes,
-                           event.target_cache_hits), warnings)
+    return Result(
+        event.job_id,
+        event.image,
+        event.cancelled,
+        JobStats(event.steps, event.elapsed, event.peak_memory_bytes, event.target_cache_hits),
+        warnings,
+    )
 
 
 def unknown_job(job_id: str, keep_seconds: float) -> Error:
-    return Error(job_id, ErrorCode.NOT_FOUND, f"no job {job_id} is queued or running (unknown, "
-                                              f"or finished over {keep_seconds:g} s ago)")
+    return Error(
+        job_id,
+        ErrorCode.NOT_FOUND,
+        f"no job {job_id} is queued or running (unknown, or finished over {keep_seconds:g} s ago)",
+    )
 
 
 _CANCEL_TOO_LATE = {
     JobState.CANCELLING: (ErrorCode.CANCELLED, "the job is already being cancelled"),
     JobState.CANCELLED: (ErrorCode.CANCELLED, "the job was already cancelled"),
-    JobState.DONE: (ErrorCode.NOT_FOUND, "the job has already finished: nothing to cancel "
-                                         "(submit its id again to get the result)"),
+    JobState.DONE: (
+        ErrorCode.NOT_FOUND,
+        "the job has already finished: nothing to cancel (submit its id again to get the result)",
+    ),
     JobState.FAILED: (ErrorCode.NOT_FOUND, "the job has already failed: nothing to cancel"),
 }
 
@@ -48,5 +68,7 @@ def cancel_too_late(job_id: str, state: JobState) -> Error:
 
 
 def worker_failed_text(failures: int, last_failure: str | None) -> str:
-    return (f"the worker process failed {failures} times in a row (last: {last_failure}); see "
-            f"the daemon's log, then restart the daemon")
+    return (
+        f"the worker process failed {failures} times in a row (last: {last_failure}); see "
+        f"the daemon's log, then restart the daemon"
+    )

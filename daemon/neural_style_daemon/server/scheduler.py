@@ -74,8 +74,13 @@ class Scheduler:
     ) -> None:
         self.config = config or SchedulerConfig()
         self.worker = worker
-        self.jobs = JobBook(self.config.queue_limit, self.config.keep_seconds,
-                            self.config.keep_max, clock, self.config.keep_bytes)
+        self.jobs = JobBook(
+            self.config.queue_limit,
+            self.config.keep_seconds,
+            self.config.keep_max,
+            clock,
+            self.config.keep_bytes,
+        )
         self.peers = PeerClock(clock)
         self.stopping = False
         self._send = send
@@ -101,8 +106,11 @@ class Scheduler:
         try:
             self.jobs.add(job)
         except QueueFull as full:
-            self._send(peer, Error(job.job_id, ErrorCode.BUSY, f"the daemon is busy: {full}; "
-                                                               f"try again later"), msg_id)
+            self._send(
+                peer,
+                Error(job.job_id, ErrorCode.BUSY, f"the daemon is busy: {full}; try again later"),
+                msg_id,
+            )
             return
         self.last_activity = self.clock()
         self._dispatch()
@@ -142,21 +150,28 @@ class Scheduler:
         if job is None:
             return unknown_job(job_id, self.config.keep_seconds)
         if job.state is JobState.QUEUED:
-            self._end(job, JobState.CANCELLED,
-                      Error(job_id, cancelled, "the job was cancelled before it started"))
+            self._end(
+                job,
+                JobState.CANCELLED,
+                Error(job_id, cancelled, "the job was cancelled before it started"),
+            )
             return Error(job_id, cancelled, "the job was cancelled before it started")
         if job.state is JobState.RUNNING:
             self.stop_running(job)
-            return Error(job_id, cancelled, "the job is being cancelled; its partial result "
-                                            "follows")
+            return Error(
+                job_id, cancelled, "the job is being cancelled; its partial result follows"
+            )
         return cancel_too_late(job_id, job.state)
 
     def status(self) -> StatusReply:
         running = self.jobs.running
         return StatusReply(
-            version=__version__, device=self.worker.device,
-            model_loaded=self.worker.model_loaded, memory_bytes=self.worker.memory_in_use(),
-            queue_length=len(self.jobs.queued), queue_limit=self.config.queue_limit,
+            version=__version__,
+            device=self.worker.device,
+            model_loaded=self.worker.model_loaded,
+            memory_bytes=self.worker.memory_in_use(),
+            queue_length=len(self.jobs.queued),
+            queue_limit=self.config.queue_limit,
             worker_state=self.worker.state,
             running=running.latest if running is not None else None,
         )
@@ -204,8 +219,12 @@ class Scheduler:
         if job is None:
             return
         if event.style_cache_hits or event.target_cache_hits:
-            log.info("job %s: %d style image(s) and %d loss targets came from the caches",
-                     job.job_id, event.style_cache_hits, event.target_cache_hits)
+            log.info(
+                "job %s: %d style image(s) and %d loss targets came from the caches",
+                job.job_id,
+                event.style_cache_hits,
+                event.target_cache_hits,
+            )
         result = result_message(event, self.stopping)
         if event.memory_bytes is not None:
             self.worker.memory_bytes = event.memory_bytes
@@ -216,8 +235,13 @@ class Scheduler:
             self._end(job, JobState.FAILED, self.watchdog.timed_out(job, ""))
         else:
             self._end(job, JobState.CANCELLED if event.cancelled else JobState.DONE, result)
-        log.info("job %s %s after %d steps (%.1f s)", job.job_id,
-                 "cancelled" if event.cancelled else "done", event.steps, event.elapsed)
+        log.info(
+            "job %s %s after %d steps (%.1f s)",
+            job.job_id,
+            "cancelled" if event.cancelled else "done",
+            event.steps,
+            event.elapsed,
+        )
         self._dispatch()
 
     def _on_failed(self, event: JobFailed) -> None:
@@ -239,8 +263,11 @@ class Scheduler:
         self.watchdog.killed_for = None
         if self.worker.state is WorkerState.FAILED:
             for queued in self.jobs.queued:
-                self._end(queued, JobState.FAILED,
-                          Error(queued.job_id, ErrorCode.WORKER_FAILED, self._failed_text()))
+                self._end(
+                    queued,
+                    JobState.FAILED,
+                    Error(queued.job_id, ErrorCode.WORKER_FAILED, self._failed_text()),
+                )
         elif self.worker.state is WorkerState.STOPPED:
             self._dispatch()  # it was unloaded: start a fresh one only for a waiting job
         elif not self.stopping:
@@ -251,10 +278,15 @@ class Scheduler:
         idle (the job waits in the queue while the model loads)."""
         if self.stopping:
             return
-        if (self.worker.state is WorkerState.STOPPED and self.jobs.queued
-                and not self.worker.exiting):  # else its exit calls back here
-            log.info("job %s: loading the model again (it was unloaded when idle)",
-                     self.jobs.queued[0].job_id)
+        if (
+            self.worker.state is WorkerState.STOPPED
+            and self.jobs.queued
+            and not self.worker.exiting
+        ):  # else its exit calls back here
+            log.info(
+                "job %s: loading the model again (it was unloaded when idle)",
+                self.jobs.queued[0].job_id,
+            )
             self.worker.start()
         if self.worker.state is not WorkerState.IDLE:
             return
@@ -265,9 +297,14 @@ class Scheduler:
         assert request is not None
         content = request.content
         # Received frames are views of ZeroMQ buffers: copy them into the pipe's bytes.
-        self.worker.run(RunJob(
-            job.job_id, RawImage(bytes(content.data), content.width, content.height, 4),
-            tuple(bytes(style) for style in request.styles), request.params))
+        self.worker.run(
+            RunJob(
+                job.job_id,
+                RawImage(bytes(content.data), content.width, content.height, 4),
+                tuple(bytes(style) for style in request.styles),
+                request.params,
+            )
+        )
         log.info("job %s started", job.job_id)
 
     # ---- endings -------------------------------------------------------------------------
@@ -289,8 +326,11 @@ class Scheduler:
         """A job nobody waits for any more (GIMP killed the plug-in): cancel it."""
         log.info("job %s: cancelling it, %s", job.job_id, why)
         if job.state is JobState.QUEUED:
-            self._end(job, JobState.CANCELLED,
-                      Error(job.job_id, ErrorCode.CANCELLED, f"the job was cancelled: {why}"))
+            self._end(
+                job,
+                JobState.CANCELLED,
+                Error(job.job_id, ErrorCode.CANCELLED, f"the job was cancelled: {why}"),
+            )
         elif job.state is JobState.RUNNING:
             self.stop_running(job)
 
@@ -316,9 +356,15 @@ class Scheduler:
         still goes out, marked cancelled)."""
         self.stopping = True
         for job in self.jobs.queued:
-            self._end(job, JobState.CANCELLED, Error(
-                job.job_id, ErrorCode.SHUTTING_DOWN, "the daemon is shutting down; the job "
-                                                     "never started"))
+            self._end(
+                job,
+                JobState.CANCELLED,
+                Error(
+                    job.job_id,
+                    ErrorCode.SHUTTING_DOWN,
+                    "the daemon is shutting down; the job never started",
+                ),
+            )
         running = self.jobs.running
         if running is not None and running.state is JobState.RUNNING:
             self.stop_running(running)
@@ -331,6 +377,12 @@ class Scheduler:
         """Shutdown's grace has passed: tell the running job's clients it is over."""
         job = self.jobs.running
         if job is not None:
-            self._end(job, JobState.CANCELLED, Error(
-                job.job_id, ErrorCode.SHUTTING_DOWN, "the daemon shut down before the job "
-                                                     "could stop"))
+            self._end(
+                job,
+                JobState.CANCELLED,
+                Error(
+                    job.job_id,
+                    ErrorCode.SHUTTING_DOWN,
+                    "the daemon shut down before the job could stop",
+                ),
+            )

@@ -23,12 +23,15 @@ STOP_TIMEOUT = 5.0  # seconds a worker gets to exit before it is terminated, the
 
 _NEXT: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.STOPPED: frozenset({WorkerState.STARTING}),
-    WorkerState.STARTING: frozenset({WorkerState.IDLE, WorkerState.RESTARTING,
-                                     WorkerState.FAILED, WorkerState.STOPPED}),
-    WorkerState.IDLE: frozenset({WorkerState.BUSY, WorkerState.RESTARTING, WorkerState.FAILED,
-                                 WorkerState.STOPPED}),
-    WorkerState.BUSY: frozenset({WorkerState.IDLE, WorkerState.RESTARTING, WorkerState.FAILED,
-                                 WorkerState.STOPPED}),
+    WorkerState.STARTING: frozenset(
+        {WorkerState.IDLE, WorkerState.RESTARTING, WorkerState.FAILED, WorkerState.STOPPED}
+    ),
+    WorkerState.IDLE: frozenset(
+        {WorkerState.BUSY, WorkerState.RESTARTING, WorkerState.FAILED, WorkerState.STOPPED}
+    ),
+    WorkerState.BUSY: frozenset(
+        {WorkerState.IDLE, WorkerState.RESTARTING, WorkerState.FAILED, WorkerState.STOPPED}
+    ),
     WorkerState.RESTARTING: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.FAILED: frozenset({WorkerState.STOPPED}),
 }
@@ -81,8 +84,9 @@ class WorkerHandle:
     def start(self) -> None:
         """Spawn a fresh worker; it sends WorkerReady once the model is loaded."""
         parent, child = self._mp.Pipe(duplex=True)
-        process = self._mp.Process(target=_worker_entry, args=(child, self.config),
-                                   name="neural-style-worker", daemon=True)
+        process = self._mp.Process(
+            target=_worker_entry, args=(child, self.config), name="neural-style-worker", daemon=True
+        )
         process.start()
         child.close()  # only the child holds its end: its death shows as EOF here
         self._process, self._conn, self._exit_expected = process, parent, False
@@ -163,8 +167,13 @@ class WorkerHandle:
         if not self._exit_expected:
             self.failures += 1
             self.last_failure = self._start_failure or f"the worker process ended ({how})"
-            log.error("the worker process (pid %s) ended: %s (failure %d of %d)", self.pid, how,
-                      self.failures, self.max_failures)
+            log.error(
+                "the worker process (pid %s) ended: %s (failure %d of %d)",
+                self.pid,
+                how,
+                self.failures,
+                self.max_failures,
+            )
         if self.failures >= self.max_failures:
             self._move(WorkerState.FAILED)
         else:

@@ -37,8 +37,13 @@ class Watchdog:
 
     def _check_time_limit(self) -> None:
         job, limit = self.scheduler.jobs.running, self.config.job_timeout
-        if (limit is None or job is None or job.state is not JobState.RUNNING
-                or job.started_at is None or self._now() - job.started_at <= limit):
+        if (
+            limit is None
+            or job is None
+            or job.state is not JobState.RUNNING
+            or job.started_at is None
+            or self._now() - job.started_at <= limit
+        ):
             return
         log.warning("job %s has run for over %g s, its limit: cancelling it", job.job_id, limit)
         job.timed_out = True
@@ -46,41 +51,65 @@ class Watchdog:
 
     def _check_cancel_grace(self) -> None:
         job = self.scheduler.jobs.running
-        if (job is None or job.cancel_requested_at is None or self.killed_for is not None
-                or self._now() - job.cancel_requested_at <= self.config.cancel_grace):
+        if (
+            job is None
+            or job.cancel_requested_at is None
+            or self.killed_for is not None
+            or self._now() - job.cancel_requested_at <= self.config.cancel_grace
+        ):
             return
-        log.error("job %s ignored its cancel for %g s: killing the worker", job.job_id,
-                  self.config.cancel_grace)
+        log.error(
+            "job %s ignored its cancel for %g s: killing the worker",
+            job.job_id,
+            self.config.cancel_grace,
+        )
         self.killed_for = job.job_id
         self.scheduler.worker.kill()
 
     def _check_idle_unload(self) -> None:
         after = self.config.unload_after_idle
         scheduler = self.scheduler
-        if (after is None or scheduler.stopping or not scheduler.idle
-                or scheduler.worker.state is not WorkerState.IDLE
-                or self._now() - scheduler.last_activity < after):
+        if (
+            after is None
+            or scheduler.stopping
+            or not scheduler.idle
+            or scheduler.worker.state is not WorkerState.IDLE
+            or self._now() - scheduler.last_activity < after
+        ):
             return
-        log.info("no jobs for %g s: stopping the worker to free its memory (the next job "
-                 "loads the model again)", after)
+        log.info(
+            "no jobs for %g s: stopping the worker to free its memory (the next job "
+            "loads the model again)",
+            after,
+        )
         scheduler.worker.unload()
 
     def timed_out(self, job: Job, detail: str) -> Error:
-        return Error(job.job_id, ErrorCode.TIMED_OUT,
-                     f"the job ran past the daemon's limit of {self.config.job_timeout:g} s "
-                     f"and was stopped{detail}; try fewer iterations or a smaller size")
+        return Error(
+            job.job_id,
+            ErrorCode.TIMED_OUT,
+            f"the job ran past the daemon's limit of {self.config.job_timeout:g} s "
+            f"and was stopped{detail}; try fewer iterations or a smaller size",
+        )
 
     def ending_after_death(self, job: Job, how: str) -> tuple[JobState, Error]:
         """How a job ends whose worker process died (`how`: its exit, in words)."""
         if self.killed_for != job.job_id:
-            return JobState.FAILED, Error(job.job_id, ErrorCode.WORKER_FAILED,
-                                          f"the worker process died while running this job "
-                                          f"({how})")
-        detail = (f"; it did not stop within {self.config.cancel_grace:g} s, so its worker was "
-                  f"restarted (no partial result)")
+            return JobState.FAILED, Error(
+                job.job_id,
+                ErrorCode.WORKER_FAILED,
+                f"the worker process died while running this job ({how})",
+            )
+        detail = (
+            f"; it did not stop within {self.config.cancel_grace:g} s, so its worker was "
+            f"restarted (no partial result)"
+        )
         if job.timed_out:
             return JobState.FAILED, self.timed_out(job, detail)
         return JobState.CANCELLED, Error(
-            job.job_id, ErrorCode.CANCELLED, f"the job did not stop within "
+            job.job_id,
+            ErrorCode.CANCELLED,
+            f"the job did not stop within "
             f"{self.config.cancel_grace:g} s of being cancelled; its worker was restarted (no "
-            f"partial result)")
+            f"partial result)",
+        )

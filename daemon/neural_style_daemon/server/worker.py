@@ -66,8 +66,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         log.error("could not load the model: %s", message)
         conn.send(WorkerStartFailed(message))
         raise SystemExit(EXIT_START_FAILED) from None
-    conn.send(WorkerReady(describe_device(engine.device), os.getpid(),
-                          _memory_in_use(engine.device)))
+    conn.send(
+        WorkerReady(describe_device(engine.device), os.getpid(), _memory_in_use(engine.device))
+    )
     log.info("worker ready on %s (pid %d)", describe_device(engine.device), os.getpid())
     JobRunner(engine, conn, config).serve()
 
@@ -95,9 +96,12 @@ def _configure_logging(config: WorkerConfig) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if config.log_file:
         handlers.append(logging.FileHandler(config.log_file, encoding="utf-8"))
-    logging.basicConfig(level=config.log_level, handlers=handlers, force=True,
-                        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: "
-                               "%(message)s")
+    logging.basicConfig(
+        level=config.log_level,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def describe_device(device: torch.device) -> str:
@@ -186,6 +190,7 @@ def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[
             steps, failures = 0, failures + 1
             raise torch.OutOfMemoryError(f"injected fault: out of memory at step {step}")
         return check()
+
     return check_or_fail
 
 
@@ -210,11 +215,17 @@ def progress_event(job_id: str, progress: Progress) -> JobProgress:
     losses = {name: value for name, value in progress.losses.items() if math.isfinite(value)}
     eta = progress.eta
     return JobProgress(
-        job_id=job_id, scale=progress.scale, scales=progress.scales,
-        iteration=progress.iteration, iterations=progress.iterations,
-        work_done=min(max(progress.work_done, 0.0), 1.0), losses=losses,
-        elapsed=max(progress.elapsed, 0.0), eta=eta if eta is not None and eta >= 0 else None,
-        peak_memory_bytes=progress.peak_memory_bytes, preview=preview,
+        job_id=job_id,
+        scale=progress.scale,
+        scales=progress.scales,
+        iteration=progress.iteration,
+        iterations=progress.iterations,
+        work_done=min(max(progress.work_done, 0.0), 1.0),
+        losses=losses,
+        elapsed=max(progress.elapsed, 0.0),
+        eta=eta if eta is not None and eta >= 0 else None,
+        peak_memory_bytes=progress.peak_memory_bytes,
+        preview=preview,
     )
 
 
@@ -273,10 +284,15 @@ class JobRunner:
             fitting_tried = fitting_tried or fitting is not None
             if smaller is None or watch.cancelled:
                 users = "use the GPU" if self.engine.device.type == "cuda" else "use memory"
-                outcome = JobFailed(job.job_id, ErrorCode.OUT_OF_MEMORY, (
-                    f"out of memory on {self.engine.device} at {size} px (retries at smaller "
-                    f"sizes stop at {self.config.oom_min_size} px): close other programs that "
-                    f"{users}, or try a smaller size or a smaller image"))
+                outcome = JobFailed(
+                    job.job_id,
+                    ErrorCode.OUT_OF_MEMORY,
+                    (
+                        f"out of memory on {self.engine.device} at {size} px (retries at smaller "
+                        f"sizes stop at {self.config.oom_min_size} px): close other programs that "
+                        f"{users}, or try a smaller size or a smaller image"
+                    ),
+                )
                 break
             # (The job's parameters convert: it would have failed before running otherwise.)
             history = shorter_lbfgs_history(to_style_params(job.params)) or history
@@ -295,8 +311,14 @@ class JobRunner:
             return watch
         return fail_at_step(watch, faults.oom_at_step, faults.oom_attempts)
 
-    def _attempt(self, job: RunJob, size: int, history: int | None,
-                 check: Callable[[], bool], warn: Callable[[str], None]) -> JobDone | JobFailed:
+    def _attempt(
+        self,
+        job: RunJob,
+        size: int,
+        history: int | None,
+        check: Callable[[], bool],
+        warn: Callable[[str], None],
+    ) -> JobDone | JobFailed:
         """One run of the job at `size`; a bad input or a bug becomes a JobFailed, running out
         of memory a DeviceMemoryError."""
         try:
@@ -314,24 +336,33 @@ class JobRunner:
             raise  # a progress report found the pipe closed: not the job's fault
         except Exception as error:  # a bug must end the job, not the warm process
             log.exception("job %s failed", job.job_id)
-            return JobFailed(job.job_id, ErrorCode.INTERNAL,
-                             f"internal error: {type(error).__name__}: {error}")
+            return JobFailed(
+                job.job_id, ErrorCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
+            )
 
     def _decode_styles(self, job: RunJob) -> list[np.ndarray] | JobFailed:
         try:
-            return [self.styles.get(data, f"style image {index}")
-                    for index, data in enumerate(job.styles, start=1)]
+            return [
+                self.styles.get(data, f"style image {index}")
+                for index, data in enumerate(job.styles, start=1)
+            ]
         except InvalidInputError as error:
             return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, str(error))
 
-    def _stylize(self, job: RunJob, params: StyleParams, should_cancel: Callable[[], bool],
-                 on_warning: Callable[[str], None]) -> JobDone | JobFailed:
+    def _stylize(
+        self,
+        job: RunJob,
+        params: StyleParams,
+        should_cancel: Callable[[], bool],
+        on_warning: Callable[[str], None],
+    ) -> JobDone | JobFailed:
         hits_before = self.styles.hits
         styles = self._decode_styles(job)
         if isinstance(styles, JobFailed):
             return styles
         content = np.frombuffer(job.content.data, np.uint8).reshape(
-            job.content.height, job.content.width, 4)
+            job.content.height, job.content.width, 4
+        )
         limit = RateLimit(self.config.progress_interval)
 
         def report(progress: Progress) -> None:
@@ -339,12 +370,21 @@ class JobRunner:
             if limit.allow(force=last or progress.preview is not None):
                 self.conn.send(progress_event(job.job_id, progress))
 
-        result = self.engine.stylize(content, styles, params, on_progress=report,
-                                     should_cancel=should_cancel, on_warning=on_warning)
+        result = self.engine.stylize(
+            content,
+            styles,
+            params,
+            on_progress=report,
+            should_cancel=should_cancel,
+            on_warning=on_warning,
+        )
         image = np.ascontiguousarray(result.image)
         return JobDone(
-            job_id=job.job_id, image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
-            cancelled=result.cancelled, steps=result.steps, elapsed=result.elapsed,
+            job_id=job.job_id,
+            image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
+            cancelled=result.cancelled,
+            steps=result.steps,
+            elapsed=result.elapsed,
             peak_memory_bytes=result.peak_memory_bytes,
             memory_bytes=_memory_in_use(self.engine.device),
             style_cache_hits=self.styles.hits - hits_before,
