@@ -13,6 +13,7 @@ from ..engine.stylize import PRECISIONS
 from ..errors import InvalidInputError
 from ..serve_options import at_least
 from .inputs import DEFAULT_CONTENT, DEFAULT_STYLE, SHARED_IMAGES, load_bench_images
+from .quality_command import add_quality_arguments, refuse_misplaced, run_quality_from_args
 from .run import BenchConfig, format_json, format_table, run_benchmark
 from .suite_command import (
     SUITE_ONLY,
@@ -118,6 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
     add_suite_arguments(parser)
+    add_quality_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -133,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         for name in SUITE_ONLY
         if getattr(args, name) is not None and getattr(args, name) is not False
     ]
-    if suite_only and args.suite is None:
+    if suite_only and args.suite != "gpu":
         raise InvalidInputError(f"{', '.join(suite_only)}: only with --suite gpu")
     naive_iterations = DEFAULT_NAIVE_ITERATIONS[kind]
     if args.suite is not None:
@@ -156,6 +158,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark (or the suite) and print the table (or JSON); returns the exit
     status (0)."""
+    refuse_misplaced(args)
+    if args.suite == "quality":
+        return run_quality_from_args(args)
     config = config_from_args(args)
     if args.suite is not None:
         return run_suite_from_args(args, config)

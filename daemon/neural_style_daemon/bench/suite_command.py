@@ -111,7 +111,12 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
         "job, torch.compile's cost (docs/benchmarks.md). --sizes are then the per-iteration "
         "sizes (default 512,1024 on CUDA, 256 elsewhere).",
     )
-    group.add_argument("--suite", choices=("gpu",), help="run the speed suite of issue 5")
+    group.add_argument(
+        "--suite",
+        choices=("gpu", "quality"),
+        help="gpu: the speed suite of issue 5; quality: how each preset's result looks "
+        "(see the quality suite's options)",
+    )
     group.add_argument(
         "--smoke",
         action="store_true",
@@ -129,7 +134,8 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="also write report.md and results.json here, after every part",
+        help="also write the results here (gpu: report.md and results.json, after every "
+        "part; quality: quality.md, quality.json and contact-sheet.png)",
     )
     group.add_argument(
         "--variants",
