@@ -92,8 +92,9 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tolerance",
         type=float,
-        help="end a scale once its loss improves by less than this fraction over ten "
-        "steps; 0 runs every iteration (default: the preset's)",
+        help="end a scale once its look (its distances to the content and the style) "
+        "changes by less than this fraction over ten steps; 0 runs every iteration (default: "
+        "the preset's)",
     )
     p.add_argument(
         "--optimizer",

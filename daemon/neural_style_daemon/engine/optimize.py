@@ -162,7 +162,8 @@ def lbfgs_history(image: torch.Tensor, wanted: int, pair_dtype: torch.dtype | No
     return max(1, min(wanted, LBFGS_HISTORY_BYTES // entry_bytes))
 
 
-# Steps over which a scale must improve its best loss by `tolerance` (relative) to go on.
+# Steps over which the best image's look must change by more than `tolerance` (relative) for a
+# scale to go on.
 PLATEAU_WINDOW = 10
 # On CUDA the loop reads the loss back (plateau test, progress, cancel) only every few steps.
 # Each read leaves the device idle while the host prepares the next step (the optimiser's
@@ -205,8 +206,9 @@ def optimize_scale(
     The loss is read back every `read_every` steps and after the last one; at each read
     `after_step(i, image, losses, last)` gets the step number, the image and the loss terms of
     step i (`last`: the scale ends here) and returns False to stop (cancel). The scale ends at
-    the first read after its best loss improved by less than `tolerance` (relative) over
-    PLATEAU_WINDOW steps; the steps run since then can only have improved the best image.
+    the first read after the best image's look (its distances to the content and the style)
+    changed by no more than `tolerance` (relative) over PLATEAU_WINDOW steps; the steps run
+    since then can only have improved the best image.
     With `cuda_graph` (a CUDA image of at most CAPTURE_MAX_PIXELS), each evaluation is one
     replayed CUDA graph.
 
@@ -258,38 +260,44 @@ def optimize_scale(
 
 class _BestIterate:
     """The lowest-loss image evaluated so far, tracked on the device so that no step waits
-    for a read-back, and the best loss after each step, read in batches for the plateau test."""
+    for a read-back, and its look after each step, read in batches for the plateau test."""
 
     def __init__(self, image: torch.Tensor) -> None:
         self.image = image.detach().clone()
         self.terms = torch.full((len(TERM_NAMES),), math.inf, device=image.device)
-        self.unread: list[torch.Tensor] = []  # the best total after each step since the read
-        self.history: list[float] = []  # the best total after each step, as read
+        # The best image's content and style terms after each step since the last read.
+        self.unread: list[torch.Tensor] = []
+        self.looks: list[tuple[float, float]] = []  # their square roots after each step, as read
         self.evaluated = False
 
     def offer(self, image: torch.Tensor, terms: torch.Tensor) -> None:
         better = terms[-1] < self.terms[-1]  # a NaN loss is never better
         torch.where(better, image.detach(), self.image, out=self.image)
         self.terms = torch.where(better, terms, self.terms)
-        self.unread.append(self.terms[-1])
+        self.unread.append(self.terms[:2])
         self.evaluated = True
 
     def read(self, latest: torch.Tensor, tolerance: float) -> tuple[dict[str, float], bool]:
-        """The terms of `latest` as numbers, and whether the loss stalled at any step since
+        """The terms of `latest` as numbers, and whether the look stalled at any step since
         the last read: one copy from the device for both."""
-        values = torch.cat([latest, torch.stack(self.unread)]).tolist()
+        values = torch.cat([latest, *self.unread]).tolist()
         self.unread.clear()
         stalled = False
-        for loss in values[len(TERM_NAMES) :]:
-            self.history.append(loss)
+        best = values[len(TERM_NAMES) :]
+        for content, style in zip(best[::2], best[1::2], strict=True):
+            self.looks.append((math.sqrt(max(content, 0.0)), math.sqrt(max(style, 0.0))))
             stalled = stalled or (tolerance > 0 and self._stalled(tolerance))
         return term_floats(values[: len(TERM_NAMES)]), stalled
 
     def _stalled(self, tolerance: float) -> bool:
-        if len(self.history) <= PLATEAU_WINDOW:
+        """Whether neither distance of the look (the square roots of the content and the style
+        terms: look.py's measures, up to the weights) moved by more than `tolerance`, relative,
+        over the last PLATEAU_WINDOW steps. The total loss alone flattens while the two still
+        trade against each other, and the picture still changes."""
+        if len(self.looks) <= PLATEAU_WINDOW:
             return False
-        before = self.history[-1 - PLATEAU_WINDOW]
-        return before - self.history[-1] < tolerance * before
+        before, now = self.looks[-1 - PLATEAU_WINDOW], self.looks[-1]
+        return all(abs(b - n) <= tolerance * max(b, n) for b, n in zip(before, now, strict=True))
 
     def result(self) -> tuple[torch.Tensor, dict[str, float] | None]:
         if not self.evaluated:
