@@ -177,6 +177,9 @@ def test_the_command_writes_the_table_the_json_and_a_contact_sheet(
     assert (out / "quality.md").read_text().startswith("| pair |")
     with Image.open(out / "contact-sheet.png") as sheet:
         assert sheet.width > 4 * 256  # content, style, draft and the reference side by side
+    for label in ("reference", "draft"):
+        with Image.open(out / "images" / f"content-style-32-{label}.png") as result:
+            assert max(result.size) == 32  # at the processing size, not enlarged
 
 
 @pytest.mark.parametrize(

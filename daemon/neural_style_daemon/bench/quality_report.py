@@ -127,11 +127,20 @@ def _run_label(run: QualityRun) -> list[str]:
 
 
 def write_outputs(out: Path, results: list[PairResult], meta: dict[str, object]) -> list[Path]:
-    """quality.md, quality.json and contact-sheet.png in `out`; returns their paths."""
+    """quality.md, quality.json and contact-sheet.png in `out`, and each result at its
+    processing size in out/images; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     table, blob = out / "quality.md", out / "quality.json"
     table.write_text(format_table(results) + "\n")
     blob.write_text(to_json(results, meta) + "\n")
     sheet = out / "contact-sheet.png"
     save_image(contact_sheet(results), sheet)
-    return [table, blob, sheet]
+    written = [table, blob, sheet]
+    (out / "images").mkdir(exist_ok=True)
+    for result in results:
+        for run in result.runs:
+            name = f"{result.pair.content.stem}-{result.pair.style.stem}-{result.size}"
+            path = out / "images" / f"{name}-{run.label.replace(' ', '')}.png"
+            save_image(run.image, path)
+            written.append(path)
+    return written
