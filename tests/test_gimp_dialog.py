@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,96 @@ image.clean_all()
         assert np.array_equal(layer_undone["pixels"], layer_before["pixels"]), (
             f"{layer_before['name']} is not restored by one undo"
         )
+
+
+TRAINED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16-features.pth"
+SAMPLE_IMAGES = TRAINED_WEIGHTS.parents[1] / "images"
+
+
+def canvas_inputs(workspace, keep: str | None) -> tuple[np.ndarray, Path, tuple[str, ...], int]:
+    """The photo, the style file, the daemon's options and the processing size: tiny and random
+    weights for the check; for the README's screenshot (NEURAL_STYLE_SCREENSHOTS set, the
+    trained weights and the samples beside the repository) a real photo and painting."""
+    real = keep and TRAINED_WEIGHTS.is_file() and (SAMPLE_IMAGES / "content").is_dir()
+    if not real:
+        return photo(320, 240), workspace.folder / "style.png", (), 96
+    picture = np.asarray(Image.open(SAMPLE_IMAGES / "content" / "chelsea.png").convert("RGBA"))
+    style = workspace.folder / "starry_night.jpg"
+    shutil.copy(SAMPLE_IMAGES / "style" / "starry_night.jpg", style)
+    return picture, style, ("--weights", str(TRAINED_WEIGHTS)), 451
+
+
+def test_the_result_shows_on_the_canvas_and_in_the_layers_panel(gimp3, workspace, screen):
+    keep = os.environ.get("NEURAL_STYLE_SCREENSHOTS")
+    pixels, style, daemon_options, size = canvas_inputs(workspace, keep)
+    height, width = pixels.shape[:2]
+    daemon = DaemonProcess(workspace.runtime, *daemon_options)
+    folder = gimp3.inside(workspace.folder)
+    code = f"""
+import time
+def wait_for(name):
+    deadline = time.time() + 120
+    while not os.path.exists({folder!r} + "/" + name) and time.time() < deadline:
+        time.sleep(0.1)
+image = Gimp.Image.new({width}, {height}, Gimp.ImageBaseType.RGB)
+photo = add_layer(image, "Photo", {workspace.write_pixels("photo", pixels)!r}, {width}, {height})
+Gimp.Display.new(image)
+Gimp.displays_flush()
+open({folder!r} + "/shown", "w").close()
+wait_for("before.png")
+styled = run_procedure("python-fu-neural-style", image, [photo],
+                       style_file={gimp3.inside(style)!r}, quality="draft", size={size})
+Gimp.displays_flush()
+open({folder!r} + "/styled", "w").close()
+wait_for("after.png")
+report(FOLDER, styled=styled, names=[layer.get_name() for layer in image.get_layers()])
+image.clean_all()
+"""
+    shots = {name: workspace.folder / f"{name}.png" for name in ("before", "after")}
+
+    def settled_screenshot(name: str, unlike: np.ndarray | None = None) -> np.ndarray:
+        """The whole screen once it stops changing (and differs from `unlike`, if given)."""
+        previous = None
+        for _ in range(60):
+            screen.screenshot("root", gimp3.inside(workspace.folder / "shot.png"))
+            current = np.asarray(Image.open(workspace.folder / "shot.png").convert("RGB"))
+            changed = unlike is None or not np.array_equal(current, unlike)
+            if previous is not None and np.array_equal(current, previous) and changed:
+                (workspace.folder / "shot.png").rename(shots[name])
+                return current
+            previous = current
+            time.sleep(1)
+        raise AssertionError(f"the screen did not settle for the {name!r} screenshot")
+
+    try:
+        daemon.wait_listening()
+        gimp = subprocess.Popen(
+            workspace.batch_command(code, display=screen.display),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until((workspace.folder / "shown").exists, 120, "the image window")
+            before = settled_screenshot("before")
+            wait_until((workspace.folder / "styled").exists, 600, "the job", interval=0.2)
+            after = settled_screenshot("after", unlike=before)
+            output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
+        finally:
+            if gimp.poll() is None:
+                gimp.kill()
+                gimp.wait()
+        assert gimp.returncode == 0, output[-3000:]
+    finally:
+        daemon.terminate()
+
+    report = workspace.report()
+    assert report["styled"] == ["success", None], report
+    assert report["names"][0].startswith("Photo (")  # the new layer, on top
+    changed = np.any(after != before, axis=-1)
+    rows, columns = np.nonzero(changed)
+    # The canvas shows the result: a whole region changed, not a cursor or a progress bar.
+    assert changed.sum() > 10_000, changed.sum()
+    assert columns.max() - columns.min() > 100 and rows.max() - rows.min() > 100
+    if keep:
+        shutil.copy(shots["after"], Path(keep) / "gimp-canvas.png")
