@@ -6,6 +6,7 @@ Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the dialog's screenshot (the RE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,6 +20,28 @@ from gimp_support import VirtualScreen, plugin_workspace
 from PIL import Image
 
 GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
+
+
+@contextlib.contextmanager
+def gimp_on_screen(workspace, screen, code: str):
+    """GIMP running `code` on the virtual screen while the body drives it; on leaving, GIMP
+    must end within GUI_TIMEOUT and succeed (it is killed if the body failed)."""
+    gimp = subprocess.Popen(
+        workspace.batch_command(code, display=screen.display),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield
+        output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
+    finally:
+        if gimp.poll() is None:
+            gimp.kill()
+            gimp.wait()
+    assert gimp.returncode == 0, output[-3000:]
+
+
 # Where the OK button sits from the dialog's bottom-right corner (GIMP 3.0's default theme).
 OK_FROM_CORNER = (68, 42)
 
@@ -77,13 +100,7 @@ image.clean_all()
 """
     try:
         daemon.wait_listening()
-        gimp = subprocess.Popen(
-            workspace.batch_command(code, display=screen.display),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
+        with gimp_on_screen(workspace, screen, code):
             dialog = screen.window("^Neural Style$", 120)
             width, height = wait_until(
                 lambda: (size := screen.size(dialog))[1] > 300 and size,
@@ -99,12 +116,6 @@ image.clean_all()
             )
             screen.keys(screen.window("GIMP$", 10), "ctrl+z")
             (workspace.folder / "undone").touch()
-            output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
-        finally:
-            if gimp.poll() is None:
-                gimp.kill()
-                gimp.wait()
-        assert gimp.returncode == 0, output[-3000:]
     finally:
         daemon.terminate()
 
@@ -190,23 +201,11 @@ image.clean_all()
 
     try:
         daemon.wait_listening()
-        gimp = subprocess.Popen(
-            workspace.batch_command(code, display=screen.display),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
+        with gimp_on_screen(workspace, screen, code):
             wait_until((workspace.folder / "shown").exists, 120, "the image window")
             before = settled_screenshot("before")
             wait_until((workspace.folder / "styled").exists, 600, "the job", interval=0.2)
             after = settled_screenshot("after", unlike=before)
-            output, _ = gimp.communicate(timeout=GUI_TIMEOUT)
-        finally:
-            if gimp.poll() is None:
-                gimp.kill()
-                gimp.wait()
-        assert gimp.returncode == 0, output[-3000:]
     finally:
         daemon.terminate()
 
