@@ -13,6 +13,7 @@ import torch
 
 from neural_style_daemon.bench import add_arguments, engine_arm, run_from_args
 from neural_style_daemon.bench.command import config_from_args
+from neural_style_daemon.bench.naive import run_naive
 from neural_style_daemon.bench.reference import (
     ReferenceLoss,
     engine_objective_factor,
@@ -163,3 +164,14 @@ def test_no_cuda_graphs_reaches_the_engine():
     assert config_from_args(parse(["--device", "cpu"])).engine_cuda_graphs
     config = config_from_args(parse(["--device", "cpu", "--no-cuda-graphs"]))
     assert not config.engine_cuda_graphs
+
+
+def test_naive_runs_every_iteration_on_a_nearly_flat_loss(warm_engine, one_thread):
+    """A content and style that differ by a whisper give loss changes below L-BFGS's default
+    tolerance_change; the naive arm is a fixed number of iterations all the same (on the trained
+    network at 512 px the defaults ended it after one)."""
+    generator = torch.Generator().manual_seed(0)
+    content = 0.5 + 1e-4 * torch.rand(3, 32, 32, generator=generator)
+    style = 0.5 + 1e-4 * torch.rand(3, 32, 32, generator=generator)
+    run = run_naive(warm_engine.model, content, style, 6)
+    assert run.iterations == 6 and run.evaluations >= 6
