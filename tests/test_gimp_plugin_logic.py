@@ -28,17 +28,16 @@ from neural_style_gimp.arguments import (
     style_name,
 )
 from neural_style_gimp.daemon_link import (
-    InstallSettings,
     check_layer_size,
     daemon_device,
     describe_failure,
-    load_settings,
     open_daemon,
     stylize,
 )
 from neural_style_gimp.errors import PluginError, zmq_missing_message
 from neural_style_gimp.png import encode_png
 from neural_style_gimp.progress import ProgressReport
+from neural_style_gimp.settings import InstallSettings, load_settings
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.messages import Accepted, Progress, Result
 from neural_style_protocol.params import MIN_SIZE, ColorMode, JobParams, Preset

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import neural_style_gimp
 import neural_style_protocol
-from neural_style_gimp.daemon_link import SETTINGS_FILE
+from neural_style_gimp.settings import SETTINGS_FILE
 from neural_style_gimp.errors import zmq_missing_message
 
 from . import __version__

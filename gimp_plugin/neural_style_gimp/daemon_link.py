@@ -3,11 +3,8 @@ recorded, run a job, and turn every failure into a message a GIMP user can act o
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from neural_style_protocol.client import DaemonClient, connect
 from neural_style_protocol.errors import (
@@ -23,42 +20,15 @@ from neural_style_protocol.messages import Error, Result, new_job_id
 from neural_style_protocol.params import JobParams
 
 from .errors import PluginError
+from .processes import clean_environment
 from .progress import ProgressReport
+from .settings import InstallSettings
 
-SETTINGS_FILE = "daemon.json"  # written next to the plug-in by `neural-style install-gimp-plugin`
 START_TIMEOUT = 120.0  # seconds: a first start may load the model's weights from disk
 PING_TIMEOUT = 2.0
 START_BY_HAND = "start it in a terminal with `neural-style start`"
 
 Show = Callable[[str, float], None]  # (text, fraction of the bar)
-
-
-@dataclass(frozen=True)
-class InstallSettings:
-    """What the installer recorded: how to start the daemon of the installation that
-    installed this plug-in."""
-
-    start_command: tuple[str, ...]
-    version: str = ""
-
-
-def load_settings(folder: str) -> InstallSettings | None:
-    """The recorded settings in `folder`, or None when there are none (a hand-copied plug-in)."""
-    path = os.path.join(folder, SETTINGS_FILE)
-    try:
-        with open(path, encoding="utf-8") as file:
-            raw = json.load(file)
-        command = raw["start_command"]
-        if not (isinstance(command, list) and command and all(isinstance(w, str) for w in command)):
-            raise ValueError("start_command is not a list of words")
-        return InstallSettings(tuple(command), str(raw.get("version", "")))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PluginError(
-            f"The plug-in's settings file {path} is damaged ({error}): run "
-            f"`neural-style install-gimp-plugin` again."
-        ) from None
 
 
 def open_daemon(
@@ -104,6 +74,7 @@ def start_daemon(command: Sequence[str], timeout: float = START_TIMEOUT) -> None
             list(command),
             stdin=subprocess.DEVNULL,
             capture_output=True,
+            env=clean_environment(),
             timeout=timeout,
             text=True,
             errors="replace",
@@ -191,12 +162,22 @@ def stylize(
     params: JobParams,
     report: ProgressReport,
     show: Show,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> Result:
-    """Run one job to its end, showing its progress; PluginError for every failure."""
+    """Run one job to its end, showing its progress; PluginError for every failure.
+    `should_cancel` is asked about ten times a second (it may raise to end the job at once:
+    leaving the stream cancels it)."""
     check_layer_size(content.width, content.height)
     try:
         # resubmit: a daemon that is restarted meanwhile gets the same job again.
-        with client.submit(new_job_id(), content, list(styles), params, resubmit=True) as stream:
+        with client.submit(
+            new_job_id(),
+            content,
+            list(styles),
+            params,
+            resubmit=True,
+            should_cancel=should_cancel,
+        ) as stream:
             for event in stream:
                 text = report.update(event)
                 if text is not None:
