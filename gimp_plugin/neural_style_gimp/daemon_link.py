@@ -3,6 +3,7 @@ recorded, run a job, and turn every failure into a message a GIMP user can act o
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Callable, Sequence
 
@@ -201,3 +202,49 @@ def stylize(
     except ProtocolError as error:  # refused on this side, before sending (a style too large)
         raise PluginError(describe_failure(error.code, error.message)) from None
     raise PluginError("The style daemon ended the job without a result.")
+
+
+class DirectLink:
+    """The plug-in's way to the daemon where pyzmq imports: a client in this process. The
+    bridge's link (bridge_client.BridgeLink) has the same methods."""
+
+    def __init__(self, client: DaemonClient) -> None:
+        self._client = client
+        self.device = daemon_device(client)  # what a processing size of 0 stands for
+
+    @classmethod
+    def open(
+        cls, connection_file: str, settings: InstallSettings | None, show: Show | None = None
+    ) -> DirectLink:
+        client = open_daemon(connection_file, settings, show)
+        try:
+            return cls(client)
+        except BaseException:
+            client.close()
+            raise
+
+    def stylize(
+        self,
+        content: RawImage,
+        styles: Sequence[bytes],
+        params: JobParams,
+        report: ProgressReport,
+        show: Show,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Result:
+        return stylize(self._client, content, styles, params, report, show, should_cancel)
+
+    def deliver_sent(self, timeout: float = PING_TIMEOUT) -> None:
+        """Wait until the daemon has read what was sent (a cancel, say): it answers a ping only
+        after the messages before it, and closing drops whatever is still queued."""
+        with contextlib.suppress(ClientError):
+            self._client.ping(timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> DirectLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

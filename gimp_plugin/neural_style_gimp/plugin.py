@@ -16,6 +16,8 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
+from neural_style_protocol.images import RawImage  # noqa: E402
+
 from .arguments import (  # noqa: E402
     ARGUMENTS,
     CHOICE,
@@ -31,9 +33,11 @@ from .arguments import (  # noqa: E402
     result_layer_name,
     style_name,
 )
-from .errors import PluginError, zmq_missing_message  # noqa: E402
+from .errors import PluginError  # noqa: E402
+from .link import open_link  # noqa: E402
 from .png import encode_png  # noqa: E402
 from .progress import ProgressReport  # noqa: E402
+from .settings import load_settings  # noqa: E402
 
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
@@ -181,14 +185,6 @@ def _stylise(
     image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in_place: bool
 ) -> list[str]:
     """Do the work; the daemon's warnings (e.g. a smaller size after running out of memory)."""
-    try:
-        from neural_style_protocol.images import RawImage
-
-        from .daemon_link import daemon_device, load_settings, open_daemon, stylize
-    except ImportError as error:
-        if error.name == "zmq":
-            raise PluginError(zmq_missing_message()) from None
-        raise
     values = _values(config)
     layers = _layers_to_stylise(image, drawables)
     choices = choose_styles(values)
@@ -204,18 +200,17 @@ def _stylise(
     report = ProgressReport(len(layers))
     Gimp.progress_init(report.starting())
     warnings: list[str] = []
-    with open_daemon(
+    with open_link(
         str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER), _show
-    ) as client:
-        device = daemon_device(client)  # what a processing size of 0 stands for
+    ) as link:
         image.undo_group_start()
         try:
             for index, layer in enumerate(layers):
                 report.next_layer(index)
                 pixels, width, height = _read(layer)
-                params = job_params(values, width, height, len(styles), device)
-                result = stylize(
-                    client, RawImage(pixels, width, height, 4), styles, params, report, _show
+                params = job_params(values, width, height, len(styles), link.device)
+                result = link.stylize(
+                    RawImage(pixels, width, height, 4), styles, params, report, _show
                 )
                 data = bytes(result.image.data)
                 if in_place:
