@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -147,10 +148,15 @@ class GimpWorkspace:
         return self.gimp.inside(path)
 
     def batch_command(
-        self, code: str, runtime: Path | None = None, display: str | None = None
+        self,
+        code: str,
+        runtime: Path | None = None,
+        display: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> list[str]:
         """GIMP running `code` (Python, with batch_helpers' names imported and FOLDER set), then
-        quitting: gimp-console-3.0, or the full GIMP on `display`. A failing batch exits 64."""
+        quitting: gimp-console-3.0, or the full GIMP on `display`; `extra_env` is set for GIMP
+        and so for its plug-ins. A failing batch exits 64."""
         script = self.folder / f"batch-{uuid.uuid4().hex[:8]}.py"
         inside = self.gimp.inside(self.folder)
         script.write_text(
@@ -160,6 +166,7 @@ class GimpWorkspace:
         env = {
             "HOME": self.gimp.inside(self.home),
             "XDG_RUNTIME_DIR": self.gimp.inside(runtime or self.runtime),
+            **(extra_env or {}),
         }
         gimp = ["gimp-console-3.0", "-i"]
         if display is not None:
@@ -178,10 +185,14 @@ class GimpWorkspace:
         )
 
     def run_batch(
-        self, code: str, runtime: Path | None = None, timeout: float = GIMP_TIMEOUT
+        self,
+        code: str,
+        runtime: Path | None = None,
+        timeout: float = GIMP_TIMEOUT,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            self.batch_command(code, runtime),
+            self.batch_command(code, runtime, extra_env=extra_env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -283,3 +294,43 @@ class VirtualScreen:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def content(width: int, height: int, seed: int = 0, alpha: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=-1)
+    rgb = np.clip(rgb + rng.integers(-20, 20, rgb.shape), 0, 255)
+    a = rng.integers(0, 256, (height, width)) if alpha else np.full((height, width), 255)
+    a[: height // 3, : width // 3] = 0 if alpha else 255
+    return np.dstack([rgb, a]).astype(np.uint8)
+
+
+def stop_daemon_in(connection_file: Path) -> bool:
+    """Stop the daemon a connection file names (SIGTERM, then wait); whether there was one."""
+    try:
+        pid = json.loads(connection_file.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        ),
+        60,
+        "the started daemon to exit",
+    )
+    return True
+
+
+def processes_running(script: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if script.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from daemon_support import DaemonProcess, style_png, wait_until
-from gimp_support import GimpWorkspace, plugin_workspace
+from gimp_support import (
+    GimpWorkspace,
+    content,
+    plugin_workspace,
+    processes_running,
+    stop_daemon_in,
+)
 
 from neural_style_daemon.cli import main as neural_style
 from neural_style_gimp.arguments import BY_NAME
@@ -40,16 +46,6 @@ def daemon(workspace):
         yield process
     finally:
         process.terminate()
-
-
-def content(width: int, height: int, seed: int = 0, alpha: bool = True) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=-1)
-    rgb = np.clip(rgb + rng.integers(-20, 20, rgb.shape), 0, 255)
-    a = rng.integers(0, 256, (height, width)) if alpha else np.full((height, width), 255)
-    a[: height // 3, : width // 3] = 0 if alpha else 255
-    return np.dstack([rgb, a]).astype(np.uint8)
 
 
 def run(workspace: GimpWorkspace, code: str, **kwargs) -> dict:
@@ -370,30 +366,12 @@ report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
                     runtime=runtime,
                 )
             finally:
-                started = _stop_daemon_in(runtime / "neural-style" / "daemon.json")
+                started = stop_daemon_in(runtime / "neural-style" / "daemon.json")
     finally:
         space.remove()
     assert report["status"] == "success", report["message"]
     assert report["layers"] == 2
     assert started, "no daemon was started"
-
-
-def _stop_daemon_in(connection_file: Path) -> bool:
-    """Stop the daemon a connection file names (SIGTERM, then wait); whether there was one."""
-    try:
-        pid = json.loads(connection_file.read_text())["pid"]
-    except (OSError, ValueError, KeyError):
-        return False
-    os.kill(pid, signal.SIGTERM)
-    wait_until(
-        lambda: (
-            not Path(f"/proc/{pid}").exists()
-            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-        ),
-        60,
-        "the started daemon to exit",
-    )
-    return True
 
 
 def test_a_daemon_that_cannot_be_started_is_a_clear_error(workspace, tmp_path):
@@ -449,7 +427,7 @@ report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
             with daemon.client() as client:
                 wait_until(lambda: client.status().running, 120, "the job to run")
                 plugin = wait_until(
-                    lambda: _processes_running("neural-style.py"), 10, "the plug-in's process"
+                    lambda: processes_running("neural-style.py"), 10, "the plug-in's process"
                 )
                 for pid in plugin:
                     os.kill(pid, signal.SIGKILL)
@@ -469,15 +447,3 @@ report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
         assert report["layers"] == 1
     finally:
         daemon.terminate()
-
-
-def _processes_running(script: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if script.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found

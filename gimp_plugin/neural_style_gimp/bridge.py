@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 from typing import BinaryIO
 
@@ -103,11 +104,13 @@ class Bridge:
         assert isinstance(job, Submit)
         report = ProgressReport(int(header.get("layers", 1)))
         report.next_layer(int(header.get("layer", 0)))
+        started = time.perf_counter()
         result = self._link.stylize(
             job.content, job.styles, job.params, report, self._show, self._check_input
         )
+        seconds = time.perf_counter() - started
         body, result_buffers = encode(result)
-        self._send(pipe.RESULT, {"message": body}, result_buffers)
+        self._send(pipe.RESULT, {"message": body, "seconds": seconds}, result_buffers)
 
     def _check_input(self) -> bool:
         """Asked about ten times a second during a job: raising ends it (leaving the job's

@@ -35,6 +35,7 @@ class BridgeLink:
         self._sandboxed = sandboxed
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self.device = ""
+        self.bridge_seconds = 0.0  # the last job as the bridge timed it: the rest is the pipe's
         try:
             self._process = subprocess.Popen(
                 self._command,
@@ -109,6 +110,7 @@ class BridgeLink:
         except ProtocolError as error:
             raise self._broken(f"its result is malformed ({error.message})") from None
         assert isinstance(result, Result)
+        self.bridge_seconds = float(header.get("seconds", 0.0))
         return result
 
     def close(self) -> None:
