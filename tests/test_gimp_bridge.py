@@ -287,3 +287,19 @@ def _stop_daemon(runtime) -> None:
             capture_output=True,
             timeout=60,
         )
+
+
+def test_the_daemons_warnings_cross_the_bridge(runtime, monkeypatch):
+    # The first attempt runs out of memory; the daemon retries and says so in the result.
+    monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1,oom_attempts=1")
+    daemon = DaemonProcess(runtime)
+    try:
+        daemon.wait_listening()
+        with BridgeLink.open(BRIDGE, "", None) as link:
+            image, _ = content_image(64, 48)
+            result = link.stylize(
+                image, [style_png()], JobParams(iterations=2), ProgressReport(), ignore
+            )
+        assert any("out of memory at 64 px: retried" in warning for warning in result.warnings)
+    finally:
+        daemon.terminate()

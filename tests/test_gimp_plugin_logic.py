@@ -34,7 +34,7 @@ from neural_style_gimp.daemon_link import (
     open_daemon,
     stylize,
 )
-from neural_style_gimp.errors import PluginError, zmq_missing_message
+from neural_style_gimp.errors import PluginError
 from neural_style_gimp.png import encode_png
 from neural_style_gimp.progress import ProgressReport
 from neural_style_gimp.settings import InstallSettings, load_settings
@@ -230,14 +230,6 @@ def test_progress_text_for_queue_and_restart():
 
 
 # ---- messages ----------------------------------------------------------------------------
-
-
-def test_zmq_missing_message_gives_the_exact_command():
-    linux = zmq_missing_message(["/usr/bin/python3"], "linux")
-    assert "sudo apt install python3-zmq" in linux
-    assert "/usr/bin/python3 -m pip install --user pyzmq" in linux
-    windows = zmq_missing_message([r"C:\Program Files\GIMP 3\bin\python.exe"], "win32")
-    assert '"C:\\Program Files\\GIMP 3\\bin\\python.exe" -m pip install pyzmq' in windows
 
 
 def test_out_of_memory_suggests_a_smaller_size():

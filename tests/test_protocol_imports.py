@@ -118,13 +118,19 @@ def test_the_pyzmq_modules_compile_on_python_3_9() -> None:
 
 
 # The plug-in's own package runs in GIMP's Python too: its logic modules need only the standard
-# library and the protocol; `daemon_link` adds pyzmq, `plugin` GIMP's `gi`.
+# library and the protocol (the bridge's plug-in end included: it is what a GIMP without pyzmq
+# runs); `daemon_link` and the bridge itself add pyzmq, `plugin` GIMP's `gi`.
 PLUGIN_PACKAGE = Path(__file__).parents[1] / "gimp_plugin" / "neural_style_gimp"
 PLUGIN_LOGIC = [
     "neural_style_gimp.arguments",
+    "neural_style_gimp.bridge_client",
+    "neural_style_gimp.bridge_pipe",
     "neural_style_gimp.errors",
+    "neural_style_gimp.link",
     "neural_style_gimp.png",
+    "neural_style_gimp.processes",
     "neural_style_gimp.progress",
+    "neural_style_gimp.settings",
 ]
 
 

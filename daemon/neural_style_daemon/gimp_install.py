@@ -1,6 +1,6 @@
 """`neural-style install-gimp-plugin`: put the GIMP 3 plug-in (and the protocol package it
 imports) into the user's GIMP plug-ins folder, record how to start this installation's daemon,
-and check that GIMP's Python can run it."""
+and check that GIMP's Python can run it (or, without pyzmq, that the plug-in uses its bridge)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import neural_style_gimp
 import neural_style_protocol
+from neural_style_gimp.processes import FLATPAK_APP, FLATPAK_GRANT
 from neural_style_gimp.settings import SETTINGS_FILE
-from neural_style_gimp.errors import zmq_missing_message
 
 from . import __version__
 from .errors import InvalidInputError
@@ -29,22 +29,44 @@ LAUNCHER = f"{PLUGIN_NAME}.py"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", LAUNCHER)
 
 
+def _newest_gimp3_dir(gimp: Path) -> Path | None:
+    """The newest existing 3.x folder in `gimp` (a "GIMP" folder), if any."""
+    versions = [
+        path for path in gimp.glob("3.*") if re.fullmatch(r"3\.\d+", path.name) and path.is_dir()
+    ]
+    if versions:
+        return max(versions, key=lambda path: int(path.name.split(".")[1]))
+    return None
+
+
+def flatpak_gimp_dir() -> Path | None:
+    """The newest GIMP/3.x folder of GIMP's Flatpak, if there is one (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return _newest_gimp3_dir(Path.home() / ".var" / "app" / FLATPAK_APP / "config" / "GIMP")
+
+
 def default_gimp_dir() -> Path:
-    """The user's GIMP 3 folder: the newest existing GIMP/3.x, else GIMP/3.0."""
+    """The user's GIMP 3 folder: the newest existing GIMP/3.x, else (on Linux) the newest of
+    GIMP's Flatpak, else GIMP/3.0."""
     if sys.platform == "win32":
         base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
     elif sys.platform == "darwin":
         base = Path.home() / "Library" / "Application Support"
     else:
         base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    versions = [
-        path
-        for path in (base / "GIMP").glob("3.*")
-        if re.fullmatch(r"3\.\d+", path.name) and path.is_dir()
-    ]
-    if versions:
-        return max(versions, key=lambda path: int(path.name.split(".")[1]))
-    return base / "GIMP" / "3.0"
+    return _newest_gimp3_dir(base / "GIMP") or flatpak_gimp_dir() or base / "GIMP" / "3.0"
+
+
+def is_flatpak_gimp_dir(path: Path | str) -> bool:
+    """Whether `path` lies in GIMP's Flatpak folder (~/.var/app/org.gimp.GIMP/), as written
+    or once its links are followed."""
+    absolute = Path(path).expanduser().absolute()
+    app_folder = (".var", "app", FLATPAK_APP)
+    for parts in (absolute.parts, absolute.resolve().parts):
+        if any(parts[i : i + 3] == app_folder for i in range(len(parts))):
+            return True
+    return False
 
 
 def gimp_python_candidates() -> list[list[str]]:
@@ -64,17 +86,20 @@ def gimp_python_candidates() -> list[list[str]]:
     return [[path] for path in dict.fromkeys(found)]
 
 
-# Run by GIMP's Python: which of the plug-in's needs it lacks.
+# Run by GIMP's Python: which of the plug-in's needs it lacks. pyzmq is imported, not only
+# looked up, since one built for another Python is found but fails on import in many ways.
 _PROBE = """
-import importlib.util
 missing = []
 try:
     import gi
     gi.require_version("Gimp", "3.0")
 except (ImportError, ValueError):
     missing.append("gi")
-if importlib.util.find_spec("zmq") is None:
+try:
+    import zmq
+except Exception:
     missing.append("zmq")
+print()
 print(" ".join(missing))
 """
 
@@ -96,7 +121,9 @@ def missing_modules(command: list[str]) -> set[str] | str:
         return (
             f"could not run GIMP's Python ({' '.join(command)}): {finished.stderr.strip()[-300:]}"
         )
-    return set(finished.stdout.split())
+    # The last line only: a module may print something of its own on import, so the probe
+    # starts a line of its own for its answer.
+    return set(finished.stdout.splitlines()[-1].split())
 
 
 def launcher_shebang(python: list[str] | None, on_path: str | None) -> str:
@@ -130,8 +157,16 @@ def start_command(options: str = "") -> list[str]:
     return [sys.executable, "-m", "neural_style_daemon.cli", "start", *words]
 
 
+def bridge_command() -> list[str]:
+    """How the plug-in starts this installation's bridge, when GIMP's Python has no pyzmq."""
+    return [sys.executable, "-m", "neural_style_gimp.bridge"]
+
+
 def install(
-    gimp_dir: Path, shebang: str = "#!/usr/bin/env python3", command: list[str] | None = None
+    gimp_dir: Path,
+    shebang: str = "#!/usr/bin/env python3",
+    command: list[str] | None = None,
+    bridge: list[str] | None = None,
 ) -> Path:
     """Copy the plug-in into gimp_dir/plug-ins/neural-style, replacing an earlier copy whole
     (built beside it, then swapped in, so GIMP never sees half a plug-in)."""
@@ -152,7 +187,11 @@ def install(
         script = (Path(neural_style_gimp.__file__).parent / LAUNCHER).read_text(encoding="utf-8")
         launcher.write_text(shebang + "\n" + script.split("\n", 1)[1], encoding="utf-8")
         launcher.chmod(0o755)  # GIMP skips a plug-in it cannot execute, silently
-        settings = {"start_command": command or start_command(), "version": __version__}
+        settings = {
+            "start_command": command or start_command(),
+            "bridge_command": bridge or bridge_command(),
+            "version": __version__,
+        }
         (staging / SETTINGS_FILE).write_text(
             json.dumps(settings, indent=2) + "\n", encoding="utf-8"
         )
@@ -192,7 +231,7 @@ def uninstall(gimp_dir: Path) -> Path | None:
 @dataclass(frozen=True)
 class GimpPython:
     command: list[str] | None  # None: none found, or it does not run
-    missing: frozenset[str]  # of "gi" and "zmq"
+    missing: frozenset[str]  # of "gi" and "zmq"; without "zmq" the plug-in uses its bridge
     warnings: tuple[str, ...]
 
 
@@ -227,8 +266,6 @@ def choose_gimp_python(given: str | None) -> GimpPython:
             f"support (Debian, Ubuntu: `sudo apt install gimp python3-gi "
             f"gir1.2-gimp-3.0`), or name GIMP's Python with --gimp-python"
         )
-    if "zmq" in missing:
-        warnings.append(zmq_missing_message(python, sys.platform))
     return GimpPython(python, frozenset(missing), tuple(warnings))
 
 
@@ -243,18 +280,51 @@ def run_install(args) -> int:
         )
         return 0
     command = start_command(args.daemon_options or "")
-    python = choose_gimp_python(args.gimp_python)
-    # The shebang is pinned only to a Python that can run the plug-in at all.
-    pinned = python.command if "gi" not in python.missing else None
-    target = install(gimp_dir, launcher_shebang(pinned, shutil.which("python3")), command)
+    bridge = bridge_command()
+    flatpak = is_flatpak_gimp_dir(gimp_dir)
+    # The Flatpak's Python runs only inside its sandbox, so it is checked only when named.
+    python = choose_gimp_python(args.gimp_python) if args.gimp_python or not flatpak else None
+    # The shebang is pinned only to a Python that can run the plug-in at all, and never in the
+    # Flatpak, where the host's paths do not exist.
+    pinned = (
+        python.command
+        if python is not None and "gi" not in python.missing and not flatpak
+        else None
+    )
+    target = install(gimp_dir, launcher_shebang(pinned, shutil.which("python3")), command, bridge)
     print(f"installed the GIMP plug-in in {target}")
     print(f"  it starts the daemon with: {shlex.join(command)}")
-    for warning in python.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if python.command is not None and not python.warnings:
-        print(f"  GIMP's Python ({' '.join(python.command)}) has GIMP 3's gi and pyzmq")
+    if python is not None:
+        _report_gimp_python(python, bridge)
+    if flatpak:
+        print(
+            f"  GIMP's Flatpak reaches the daemon through the plug-in's bridge "
+            f"({shlex.join(bridge)}), which it must be allowed to start on the host; run this "
+            f"once in a terminal:"
+        )
+        print(f"    {FLATPAK_GRANT}")
+    elif args.gimp_dir is None and (other := flatpak_gimp_dir()) is not None:
+        print(
+            f"  GIMP's Flatpak has its own folder {other}: to install there instead, add "
+            f"--gimp-dir {shlex.quote(str(other))}"
+        )
     print("Restart GIMP, then find it under Filters > Artistic > Neural Style...")
     return 0
+
+
+def _report_gimp_python(python: GimpPython, bridge: list[str]) -> None:
+    for warning in python.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if python.command is None:
+        return
+    shown = " ".join(python.command)
+    if "zmq" in python.missing:
+        print(
+            f"  GIMP's Python ({shown}) cannot import pyzmq: the plug-in reaches the daemon "
+            f"through its bridge ({shlex.join(bridge)})"
+        )
+    elif not python.missing:
+        print(f"  GIMP's Python ({shown}) has GIMP 3's gi and pyzmq")
 
 
 def add_install_command(subparsers) -> None:
@@ -268,13 +338,15 @@ def add_install_command(subparsers) -> None:
         "--gimp-dir",
         type=Path,
         metavar="DIR",
-        help="GIMP's user folder (default: the newest GIMP/3.x under your configuration folder)",
+        help="GIMP's user folder (default: the newest GIMP/3.x under your configuration "
+        "folder, else GIMP's Flatpak's under ~/.var/app/org.gimp.GIMP)",
     )
     p.add_argument(
         "--gimp-python",
         metavar="COMMAND",
         help="the Python GIMP runs plug-ins with, to check it has GIMP's gi and "
-        "pyzmq (default: found by platform)",
+        "pyzmq; without pyzmq the plug-in uses its bridge (default: found by platform; none "
+        "for GIMP's Flatpak)",
     )
     p.add_argument(
         "--daemon-options",

@@ -44,6 +44,8 @@ class BridgeLink:
                 stderr=self._errors,
                 env=clean_environment(),
                 cwd=os.path.expanduser("~"),  # not the plug-in's folder, which holds a copy
+                # On Windows a console program would open a window of its own.
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
             )
         except OSError as error:
             self._errors.close()
