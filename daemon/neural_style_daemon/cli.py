@@ -113,6 +113,13 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         f"(default {d['lbfgs_history']})",
     )
     p.add_argument(
+        "--tile-size",
+        type=int,
+        metavar="PX",
+        help="evaluate scales with a longer side in tiles of about PX pixels: the same "
+        "result in memory bounded by the tile (default: never)",
+    )
+    p.add_argument(
         "--preserve-colors",
         choices=[c.value for c in ColorMode],
         help=f"keep the content's colours (default {d['preserve_colors'].value})",

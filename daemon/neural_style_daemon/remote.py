@@ -31,6 +31,7 @@ _LOCAL_ONLY = {
     "tolerance": "--tolerance",
     "learning_rate": "--learning-rate",
     "lbfgs_history": "--lbfgs-history",
+    "tile_size": "--tile-size",
     "style_upscale": "--style-upscale",
     "content_layers": "--content-layers",
     "style_layers": "--style-layers",

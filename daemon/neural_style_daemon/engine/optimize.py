@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,8 @@ from .capture import captured
 from .lbfgs import LBFGS
 from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
 from .params import Optimizer, StyleParams
-from .vgg import VGGFeatures
+from .tiles import TiledEvaluation
+from .vgg import VGGFeatures, fast_math
 
 # At most this much memory for the L-BFGS history (two image-sized vectors per entry): at
 # 4096 x 4096 twenty entries take 4 GB in bf16, 8 GB in fp32, beside the network's activations.
@@ -62,16 +62,6 @@ class LossTerms:
         copy: `term_floats(terms.stacked().tolist())`)."""
         terms = (self.content, self.style, self.tv, self.total)
         return torch.stack([value.detach().float() for value in terms])
-
-
-def fast_math(model: VGGFeatures):
-    """bf16 autocast where the engine chose it for this model (precision "auto" on CUDA, or on
-    a CPU with bf16 matrix units: the convolutions dominate); otherwise fp32. Without autocast's
-    cast cache, which CUDA graph capture cannot have and which would hold only the image's cast
-    (the weights need no gradient, so they are not cached)."""
-    if model.mixed_precision:
-        return torch.autocast(model.device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return nullcontext()
 
 
 class Objective(nn.Module):
@@ -199,6 +189,7 @@ def optimize_scale(
     tolerance: float = 0.0,
     read_every: int = 1,
     cuda_graph: bool = False,
+    tile_size: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float] | None]:
     """Run up to `iterations` optimiser steps from `start` (1 x 3 x H x W) and return the best
     image evaluated, with its loss terms (None if no step ran).
@@ -210,7 +201,8 @@ def optimize_scale(
     changed by no more than `tolerance` (relative) over PLATEAU_WINDOW steps; the steps run
     since then can only have improved the best image.
     With `cuda_graph` (a CUDA image of at most CAPTURE_MAX_PIXELS), each evaluation is one
-    replayed CUDA graph.
+    replayed CUDA graph. With `tile_size`, an image with a longer side is evaluated in tiles
+    (tiles.TiledEvaluation).
 
     Departures from the usual loop: the image is clamped to [0, 1] before each evaluation (a
     projection, as PyTorch's tutorial does), because an image optimised unconstrained and
@@ -228,10 +220,19 @@ def optimize_scale(
     best = _BestIterate(image)
     latest: list[torch.Tensor] = []  # the terms of the latest evaluation, on the device
 
+    height, width = image.shape[-2:]
+    tiled = None
+    if tile_size is not None and max(height, width) > tile_size:
+        tiled = TiledEvaluation(objective, height, width, tile_size)
+        cuda_graph = False
+
     def evaluate() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             image.clamp_(0, 1)
         image.grad = None
+        if tiled is not None:
+            tiled_terms = LossTerms(*tiled(image))
+            return tiled_terms.total.detach(), tiled_terms.stacked()
         with fast_math(objective.model):
             terms = objective(image)
         total = terms.total

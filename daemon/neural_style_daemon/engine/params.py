@@ -107,6 +107,9 @@ class StyleParams:
     # and 50 (final loss within 0.3 % at 256 and 512 px); 10 stopped 1.5 % higher
     # (docs/benchmarks.md).
     lbfgs_history: int = 20
+    # Scales with a side longer than this are evaluated in tiles of about this many pixels
+    # (engine/tiles.py): the same loss and gradient in memory bounded by the tile. None: never.
+    tile_size: int | None = None
     preserve_colors: ColorMode = ColorMode.NONE
     init: Init = Init.CONTENT
     seed: int | None = 0
@@ -177,6 +180,10 @@ def _validate(p: StyleParams) -> None:
     _check_number("lbfgs_history", p.lbfgs_history, low=1, high=100)
     if p.lbfgs_history != int(p.lbfgs_history):
         raise InvalidInputError(f"lbfgs_history must be a whole number, not {p.lbfgs_history}")
+    if p.tile_size is not None:
+        _check_number("tile_size", p.tile_size, low=64, high=MAX_SIZE)
+        if p.tile_size != int(p.tile_size):
+            raise InvalidInputError(f"tile_size must be a whole number, not {p.tile_size}")
     for name in ("iterations", "initial_iterations"):
         value = getattr(p, name)
         if value is not None:

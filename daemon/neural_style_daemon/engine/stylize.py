@@ -35,6 +35,7 @@ from .optimize import (
 )
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
 from .pyramid import plan_scales, scaled_size
+from .tiles import plan_tiles, tiled_features, tiled_grams
 from .weights import load_vgg
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,7 @@ class _Job:
                     tolerance=self.tolerance,
                     read_every=self.engine.reads_every(size),
                     cuda_graph=self.engine.cuda_graphs,
+                    tile_size=self.params.tile_size,
                 )
             except torch.OutOfMemoryError:
                 shorter = shorter_lbfgs_history(self.params)
@@ -357,7 +359,9 @@ class _Job:
         mode = params.preserve_colors
         content_features = cache.get_or_compute(
             ("content", self.content_key, mode, size, params.content_layers),
-            partial(_features_at, model, content_run, size, params.content_layers),
+            partial(
+                _features_at, model, content_run, size, params.content_layers, params.tile_size
+            ),
         )
         # With colour preservation the prepared style depends on the content too.
         colour_key = (mode, None if mode is ColorMode.NONE else self.content_key)
@@ -366,7 +370,7 @@ class _Job:
             style_size = self._style_size(style, size)
             grams = cache.get_or_compute(
                 ("style", key, colour_key, style_size, params.style_layers),
-                partial(_grams_at, model, style, style_size, params.style_layers),
+                partial(_grams_at, model, style, style_size, params.style_layers, params.tile_size),
             )
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram
@@ -446,9 +450,19 @@ class _Job:
         return rgb
 
 
-def _features_at(model, image: torch.Tensor, size, layers) -> dict[str, torch.Tensor]:
-    return layer_features(model, resize(image, size)[None], layers)
+def _features_at(
+    model, image: torch.Tensor, size, layers, tile_size: int | None
+) -> dict[str, torch.Tensor]:
+    resized = resize(image, size)[None]
+    if tile_size is not None and max(size) > tile_size:
+        return tiled_features(model, resized, layers, plan_tiles(size[1], size[0], tile_size))
+    return layer_features(model, resized, layers)
 
 
-def _grams_at(model, image: torch.Tensor, size, layers) -> dict[str, torch.Tensor]:
-    return layer_grams(model, resize(image, size)[None], layers)
+def _grams_at(
+    model, image: torch.Tensor, size, layers, tile_size: int | None
+) -> dict[str, torch.Tensor]:
+    resized = resize(image, size)[None]
+    if tile_size is not None and max(size) > tile_size:
+        return tiled_grams(model, resized, layers, plan_tiles(size[1], size[0], tile_size))
+    return layer_grams(model, resized, layers)

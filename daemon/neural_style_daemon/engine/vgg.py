@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -136,3 +137,13 @@ class VGGFeatures(nn.Module):
                 if len(features) == len(wanted):
                     break
         return features
+
+
+def fast_math(model: VGGFeatures):
+    """bf16 autocast where the engine chose it for this model (precision "auto" on CUDA, or on
+    a CPU with bf16 matrix units: the convolutions dominate); otherwise fp32. Without autocast's
+    cast cache, which CUDA graph capture cannot have and which would hold only the image's cast
+    (the weights need no gradient, so they are not cached)."""
+    if model.mixed_precision:
+        return torch.autocast(model.device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return nullcontext()
