@@ -13,6 +13,7 @@ from neural_style_daemon.engine.memory import (
     fitting_long_side,
     gib,
     job_memory_bytes,
+    largest_tile_pixels,
 )
 from neural_style_daemon.engine.pyramid import scaled_size
 from neural_style_daemon.errors import DeviceMemoryError
@@ -66,6 +67,29 @@ def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
 
     # The largest that fits in nine tenths of the free memory: what is free moves.
     assert needed(side) <= 0.9 * available < needed(side + 2)
+
+
+def test_tiles_let_a_job_fit_that_would_not_untiled():
+    size, available = (6000, 4000), 28 * 2**30
+    with pytest.raises(DeviceMemoryError):
+        fit_in_memory(size, StyleParams(), False, available, pytest.fail)
+    tiled = StyleParams(tile_size=1024)
+    assert fit_in_memory(size, tiled, False, available, pytest.fail) is tiled
+    box = largest_tile_pixels(size, 1024)
+    # The largest tile, with its halo on both sides: the evaluation's share is bounded by it.
+    assert box is not None and box <= (1024 + 2 * 80) ** 2
+    assert largest_tile_pixels((800, 600), 1024) is None
+    # Smaller tiles need less; the whole image's share stays.
+    assert job_memory_bytes(24_000_000, 20, False, largest_tile_pixels(size, 512)) < (
+        job_memory_bytes(24_000_000, 20, False, box)
+    )
+    # Refused even in tiles, the size offered fits in tiles.
+    with pytest.raises(DeviceMemoryError) as refused:
+        fit_in_memory(size, tiled, False, 8 * 2**30, pytest.fail)
+    side = refused.value.fitting_side
+    width, height = scaled_size(*size, side)
+    needed = job_memory_bytes(width * height, 5, False, largest_tile_pixels((width, height), 1024))
+    assert side > 2000 and needed <= 0.9 * 8 * 2**30
 
 
 def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_elsewhere():

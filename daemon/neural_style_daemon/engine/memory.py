@@ -19,6 +19,7 @@ import torch
 from ..errors import DeviceMemoryError
 from .optimize import lbfgs_history, shorter_lbfgs_history
 from .params import MIN_SIDE, Optimizer, StyleParams
+from .tiles import plan_tiles
 
 # Peak bytes per processed pixel of a job's largest scale beyond what the engine holds at rest,
 # with no L-BFGS history, on the CPU (bf16 under autocast, or fp32): the evaluation's
@@ -27,6 +28,11 @@ from .params import MIN_SIDE, Optimizer, StyleParams
 # 20 pairs, less the pairs' 480 bytes, at 512 to 2048 px: 1636 to 2078 for bf16, 2723 to 2968
 # for fp32 (docs/benchmarks.md); these are the largest, with 5 % to spare.
 BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
+# What a tiled job holds per pixel of the whole image besides its pairs (the image and its
+# copies, its gradient, the content target, malloc's kept heap), the evaluation's own share
+# being bounded by the largest tile instead: 450 at 1536 x 1024 in 512 px tiles, fp32, random
+# weights, one evaluation (docs/benchmarks.md, "Tiled evaluation"), rounded up.
+TILED_BYTES_PER_PIXEL = 500
 # Each L-BFGS pair holds two fp32 image vectors (s and y) on the CPU; Adam's two moments
 # are as large as one pair.
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
@@ -49,21 +55,23 @@ def fit_in_memory(
     width, height = size
     image = torch.empty(1, 3, height, width, device="meta")  # a shape, for the optimiser's cap
     pairs = lbfgs_history(image, params.lbfgs_history) if params.optimizer is Optimizer.LBFGS else 1
-    needed = job_memory_bytes(width * height, pairs, mixed_precision)
+    box = largest_tile_pixels(size, params.tile_size)
+    needed = job_memory_bytes(width * height, pairs, mixed_precision, box)
     if needed <= available:
         return params
     shorter = shorter_lbfgs_history(params)
     short_pairs = pairs if shorter is None else lbfgs_history(image, shorter)
     if short_pairs < pairs:
-        if job_memory_bytes(width * height, short_pairs, mixed_precision) <= available:
+        if job_memory_bytes(width * height, short_pairs, mixed_precision, box) <= available:
             warn(
                 f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
                 f"(about {gib(needed)} needed, {gib(available)} free): running with "
                 f"{short_pairs} steps"
             )
             return replace(params, lbfgs_history=short_pairs)
-        pairs, needed = short_pairs, job_memory_bytes(width * height, short_pairs, mixed_precision)
-    fits = fitting_long_side(size, pairs, mixed_precision, available)
+        needed = job_memory_bytes(width * height, short_pairs, mixed_precision, box)
+        pairs = short_pairs
+    fits = fitting_long_side(size, pairs, mixed_precision, available, box)
     advice = "close other programs that use memory"
     if fits >= MIN_SIDE:
         advice = f"a size of {fits} px or less would fit"
@@ -74,20 +82,48 @@ def fit_in_memory(
     )
 
 
-def job_memory_bytes(pixels: int, pairs: int, mixed_precision: bool) -> int:
+def largest_tile_pixels(size: tuple[int, int], tile_size: int | None) -> int | None:
+    """The pixels of the largest tile, halo included, that the largest scale is evaluated
+    in; None when it is not tiled."""
+    width, height = size
+    if tile_size is None or max(size) <= tile_size:
+        return None
+    return max(
+        (t.box_bottom - t.box_top) * (t.box_right - t.box_left)
+        for t in plan_tiles(height, width, tile_size)
+    )
+
+
+def job_memory_bytes(
+    pixels: int, pairs: int, mixed_precision: bool, tile_pixels: int | None = None
+) -> int:
     """The estimated peak of a job whose largest scale has `pixels`, with `pairs` L-BFGS
-    pairs (1 for Adam), above the engine at rest."""
+    pairs (1 for Adam), above the engine at rest; evaluated in tiles of at most `tile_pixels`
+    if given."""
     dtype = torch.bfloat16 if mixed_precision else torch.float32
+    if tile_pixels is not None and tile_pixels < pixels:
+        whole = pixels * (TILED_BYTES_PER_PIXEL + pairs * PAIR_BYTES_PER_PIXEL)
+        return whole + tile_pixels * BYTES_PER_PIXEL[dtype]
     return pixels * (BYTES_PER_PIXEL[dtype] + pairs * PAIR_BYTES_PER_PIXEL)
 
 
 def fitting_long_side(
-    size: tuple[int, int], pairs: int, mixed_precision: bool, available: int
+    size: tuple[int, int],
+    pairs: int,
+    mixed_precision: bool,
+    available: int,
+    tile_pixels: int | None = None,
 ) -> int:
     """The largest long side, at the aspect ratio of `size` (width, height), whose job fits in
-    FITTING_SHARE of `available` bytes."""
+    FITTING_SHARE of `available` bytes (in tiles of at most `tile_pixels`, if given)."""
     width, height = size
-    pixels = FITTING_SHARE * available / job_memory_bytes(1, pairs, mixed_precision)
+    budget = FITTING_SHARE * available
+    per_pixel = job_memory_bytes(1, pairs, mixed_precision)
+    if tile_pixels is not None:
+        dtype = torch.bfloat16 if mixed_precision else torch.float32
+        budget -= tile_pixels * BYTES_PER_PIXEL[dtype]
+        per_pixel = TILED_BYTES_PER_PIXEL + pairs * PAIR_BYTES_PER_PIXEL
+    pixels = max(budget, 0) / per_pixel
     return math.floor(max(width, height) * math.sqrt(pixels / (width * height)))
 
 
