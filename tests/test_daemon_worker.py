@@ -53,6 +53,11 @@ def test_style_weights_become_the_style_blend() -> None:
     assert params.seed is None
 
 
+def test_a_tile_size_reaches_the_engine() -> None:
+    assert to_style_params(JobParams(tile_size=256)).tile_size == 256
+    assert to_style_params(JobParams()).tile_size is None
+
+
 def test_progress_events_carry_finite_losses_and_an_rgb_preview() -> None:
     preview = np.zeros((6, 8, 3), np.uint8)
     progress = Progress(

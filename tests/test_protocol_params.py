@@ -53,6 +53,7 @@ job_params = st.builds(
     content_weight=finite(0),
     style_weight=optional(finite(0)),
     preview_every=st.integers(0, 10_000),
+    tile_size=optional(st.integers(64, 8192)),
 )
 
 
@@ -82,6 +83,7 @@ def test_the_defaults_equal_the_engines() -> None:
         "content_weight",
         "style_weight",
         "preview_every",
+        "tile_size",
     ]
     for name in same_name:
         assert getattr(ours, name) == engine[name], name
@@ -154,6 +156,9 @@ def _engine_defaults() -> dict[str, object]:
         ({"style_weight": "1e5"}, "params.style_weight"),
         ({"preview_every": 10_001}, "params.preview_every"),
         ({"preview_every": None}, "params.preview_every"),
+        ({"tile_size": 63}, "params.tile_size"),
+        ({"tile_size": 8193}, "params.tile_size"),
+        ({"tile_size": 256.0}, "params.tile_size"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(changes: dict, named: str) -> None:

@@ -31,7 +31,6 @@ _LOCAL_ONLY = {
     "tolerance": "--tolerance",
     "learning_rate": "--learning-rate",
     "lbfgs_history": "--lbfgs-history",
-    "tile_size": "--tile-size",
     "style_upscale": "--style-upscale",
     "content_layers": "--content-layers",
     "style_layers": "--style-layers",
@@ -49,6 +48,7 @@ _SAME_NAME = (
     "style_weight",
     "preserve_colors",
     "optimizer",
+    "tile_size",
 )
 
 

@@ -17,6 +17,7 @@ _CODE = ErrorCode.INVALID_PARAM
 # Ranges, in one table so that validation and error messages cannot drift apart.
 MIN_SIZE, MAX_SIZE = 16, 8192  # processing long side; VGG needs 16 px down to relu5_1
 MAX_ITERATIONS = 10_000
+MIN_TILE_SIZE = 64  # a tile's core; the engine adds a halo around it
 MAX_PREVIEW_EVERY = 10_000
 MAX_SEED = 2**31 - 1
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.05, 8.0
@@ -83,6 +84,7 @@ class JobParams:
     content_weight: float = 1.0
     style_weight: float | None = None  # expert override of `strength`
     preview_every: int = 0  # steps between previews; 0: none
+    tile_size: int | None = None  # scales with a longer side are evaluated in tiles; None: never
 
     def __post_init__(self) -> None:
         for name, enum in _ENUM_FIELDS.items():
@@ -115,6 +117,7 @@ class JobParams:
         check_optional_int("size", MIN_SIZE, MAX_SIZE)
         check_optional_int("iterations", 0, MAX_ITERATIONS)
         check_optional_int("seed", 0, MAX_SEED)
+        check_optional_int("tile_size", MIN_TILE_SIZE, MAX_SIZE)
         check_int(self.preview_every, "params.preview_every", 0, MAX_PREVIEW_EVERY, _CODE)
 
     @property

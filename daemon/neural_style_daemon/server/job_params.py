@@ -30,4 +30,5 @@ def to_style_params(params: JobParams) -> StyleParams:
         init=Init(params.init.value),
         seed=params.seed,
         preview_every=params.preview_every,
+        tile_size=params.tile_size,
     )
