@@ -9,12 +9,14 @@ import torch
 from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine.devices import available_memory_bytes
 from neural_style_daemon.engine.memory import (
+    TILE_SIZES,
     fit_in_memory,
     fitting_long_side,
     gib,
     job_memory_bytes,
     largest_tile_pixels,
 )
+from neural_style_daemon.engine.optimize import lbfgs_history
 from neural_style_daemon.engine.pyramid import scaled_size
 from neural_style_daemon.errors import DeviceMemoryError
 
@@ -48,48 +50,72 @@ def test_a_job_that_fits_only_with_the_short_history_gets_it_and_a_warning():
 
 
 @pytest.mark.parametrize("params", [StyleParams(), StyleParams(optimizer="adam")])
-def test_a_job_that_cannot_fit_is_refused_with_a_size_that_would(params):
-    size, available = (4096, 3072), 6 * 2**30
+def test_a_job_that_cannot_fit_even_in_tiles_is_refused_with_a_size_that_would(params):
+    size, available = (8192, 8192), 2 * 2**30
     with pytest.raises(DeviceMemoryError) as refused:
         fit_in_memory(size, params, True, available, pytest.fail)
-    pairs = 5 if params.optimizer.value == "lbfgs" else 1
+    # The short history, or fewer where the history's own cap allows fewer at this size.
+    image = torch.empty(1, 3, 8192, 8192, device="meta")
+    pairs = lbfgs_history(image, 5) if params.optimizer.value == "lbfgs" else 1
+    box = largest_tile_pixels(size, TILE_SIZES[-1])  # the smallest tiles tried
     side = refused.value.fitting_side
-    assert side == fitting_long_side(size, pairs, True, available)
+    assert side == fitting_long_side(size, pairs, True, available, box)
     assert str(refused.value) == (
-        f"not enough memory at 4096 px: a 4096x3072 px job needs about "
-        f"{gib(job_memory_bytes(4096 * 3072, pairs, True))} and 6.0 GiB are free: a size of "
-        f"{side} px or less would fit"
+        f"not enough memory at 8192 px: a 8192x8192 px job needs about "
+        f"{gib(job_memory_bytes(8192 * 8192, pairs, True, box))} and 2.0 GiB are free: a size "
+        f"of {side} px or less would fit"
     )
 
     def needed(long_side: int) -> int:
         width, height = scaled_size(*size, long_side)
-        return job_memory_bytes(width * height, pairs, True)
+        return job_memory_bytes(width * height, pairs, True, box)
 
     # The largest that fits in nine tenths of the free memory: what is free moves.
     assert needed(side) <= 0.9 * available < needed(side + 2)
 
 
-def test_tiles_let_a_job_fit_that_would_not_untiled():
-    size, available = (6000, 4000), 28 * 2**30
-    with pytest.raises(DeviceMemoryError):
-        fit_in_memory(size, StyleParams(), False, available, pytest.fail)
-    tiled = StyleParams(tile_size=1024)
-    assert fit_in_memory(size, tiled, False, available, pytest.fail) is tiled
+def test_a_job_too_large_whole_runs_in_the_largest_tiles_that_fit():
+    size, pixels = (6000, 4000), 6000 * 4000
+    full = lbfgs_history(torch.empty(1, 3, 4000, 6000, device="meta"), 20)
+
+    def needs(pairs: int, tile_size: int) -> int:
+        return job_memory_bytes(pixels, pairs, False, largest_tile_pixels(size, tile_size))
+
+    for available, pairs in ((28 * 2**30, full), (15 * 2**30, 5)):
+        warnings: list[str] = []
+        fitted = fit_in_memory(size, StyleParams(), False, available, warnings.append)
+        assert job_memory_bytes(pixels, 5, False) > available  # whole, it cannot fit
+        assert fitted.lbfgs_history == pairs
+        # The largest tiles that fit: the next larger ones would not have.
+        assert needs(pairs, fitted.tile_size) <= available
+        larger = [t for t in TILE_SIZES if t > fitted.tile_size]
+        assert not larger or needs(pairs, min(larger)) > available
+        assert len(warnings) == 1
+        assert f"evaluating it in {fitted.tile_size} px tiles" in warnings[0]
+        assert ("5-step L-BFGS history" in warnings[0]) == (pairs == 5)
+    # A job that fits whole is left whole, and one given tiles keeps tiles no larger.
+    assert (
+        fit_in_memory((640, 480), StyleParams(), False, 28 * 2**30, pytest.fail).tile_size is None
+    )
+    given = StyleParams(tile_size=300)
+    assert fit_in_memory(size, given, False, 28 * 2**30, pytest.fail) is given
+    fitted = fit_in_memory(size, given, False, 15 * 2**30, lambda _: None)
+    assert fitted.tile_size <= 300
+
+
+def test_the_largest_tile_bounds_the_evaluations_share():
+    size = (6000, 4000)
     box = largest_tile_pixels(size, 1024)
-    # The largest tile, with its halo on both sides: the evaluation's share is bounded by it.
+    # The largest tile, with its halo on both sides.
     assert box is not None and box <= (1024 + 2 * 80) ** 2
     assert largest_tile_pixels((800, 600), 1024) is None
     # Smaller tiles need less; the whole image's share stays.
-    assert job_memory_bytes(24_000_000, 20, False, largest_tile_pixels(size, 512)) < (
-        job_memory_bytes(24_000_000, 20, False, box)
+    smaller = largest_tile_pixels(size, 512)
+    assert (
+        job_memory_bytes(24_000_000, 20, False, smaller)
+        < (job_memory_bytes(24_000_000, 20, False, box))
+        < job_memory_bytes(24_000_000, 20, False)
     )
-    # Refused even in tiles, the size offered fits in tiles.
-    with pytest.raises(DeviceMemoryError) as refused:
-        fit_in_memory(size, tiled, False, 8 * 2**30, pytest.fail)
-    side = refused.value.fitting_side
-    width, height = scaled_size(*size, side)
-    needed = job_memory_bytes(width * height, 5, False, largest_tile_pixels((width, height), 1024))
-    assert side > 2000 and needed <= 0.9 * 8 * 2**30
 
 
 def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_elsewhere():

@@ -42,6 +42,11 @@ PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
 FITTING_SHARE = 0.9
 
 
+# Tile sizes a job that does not fit whole is tried with, largest first: below 256 px the halo
+# would more than triple the pixels evaluated.
+TILE_SIZES = (2048, 1024, 512, 256)
+
+
 def fit_in_memory(
     size: tuple[int, int],
     params: StyleParams,
@@ -49,29 +54,46 @@ def fit_in_memory(
     available: int,
     warn: Callable[[str], None],
 ) -> StyleParams:
-    """`params` for a job whose largest scale is `size` (width, height), with the short L-BFGS
-    history (and a warning) where only that fits in `available` bytes; DeviceMemoryError
-    where neither does."""
+    """`params` for a job whose largest scale is `size` (width, height) that fit in `available`
+    bytes, with a warning for each change: the short L-BFGS history where only that fits,
+    else the largest tiles that fit (with the full history if it fits then). DeviceMemoryError
+    where nothing does, naming a size that would."""
     width, height = size
     image = torch.empty(1, 3, height, width, device="meta")  # a shape, for the optimiser's cap
     pairs = lbfgs_history(image, params.lbfgs_history) if params.optimizer is Optimizer.LBFGS else 1
-    box = largest_tile_pixels(size, params.tile_size)
-    needed = job_memory_bytes(width * height, pairs, mixed_precision, box)
+    shorter = shorter_lbfgs_history(params)
+    short_pairs = pairs if shorter is None else min(pairs, lbfgs_history(image, shorter))
+
+    def needs(pair_count: int, tile_size: int | None) -> int:
+        box = largest_tile_pixels(size, tile_size)
+        return job_memory_bytes(width * height, pair_count, mixed_precision, box)
+
+    needed = needs(pairs, params.tile_size)
     if needed <= available:
         return params
-    shorter = shorter_lbfgs_history(params)
-    short_pairs = pairs if shorter is None else lbfgs_history(image, shorter)
-    if short_pairs < pairs:
-        if job_memory_bytes(width * height, short_pairs, mixed_precision, box) <= available:
-            warn(
-                f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
-                f"(about {gib(needed)} needed, {gib(available)} free): running with "
-                f"{short_pairs} steps"
-            )
-            return replace(params, lbfgs_history=short_pairs)
-        needed = job_memory_bytes(width * height, short_pairs, mixed_precision, box)
-        pairs = short_pairs
-    fits = fitting_long_side(size, pairs, mixed_precision, available, box)
+    if short_pairs < pairs and needs(short_pairs, params.tile_size) <= available:
+        warn(
+            f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
+            f"(about {gib(needed)} needed, {gib(available)} free): running with "
+            f"{short_pairs} steps"
+        )
+        return replace(params, lbfgs_history=short_pairs)
+    tiles = [t for t in TILE_SIZES if t < max(size) and t < (params.tile_size or math.inf)]
+    for pair_count in dict.fromkeys((pairs, short_pairs)):
+        for tile_size in tiles:
+            if needs(pair_count, tile_size) <= available:
+                history = "" if pair_count == pairs else f" and a {pair_count}-step L-BFGS history"
+                warn(
+                    f"not enough free memory at {max(size)} px to evaluate the image whole "
+                    f"(about {gib(needed)} needed, {gib(available)} free): evaluating it in "
+                    f"{tile_size} px tiles{history}, which takes longer"
+                )
+                return replace(params, tile_size=tile_size, lbfgs_history=pair_count)
+    smallest = tiles[-1] if tiles else params.tile_size
+    needed = needs(short_pairs, smallest)
+    fits = fitting_long_side(
+        size, short_pairs, mixed_precision, available, largest_tile_pixels(size, smallest)
+    )
     advice = "close other programs that use memory"
     if fits >= MIN_SIDE:
         advice = f"a size of {fits} px or less would fit"
