@@ -273,6 +273,10 @@ class VirtualScreen:
         )
         return found[0]
 
+    def is_shown(self, window: str) -> bool:
+        """Whether the window with this id is still mapped on the screen."""
+        return window in self.run("xdotool", "search", "--onlyvisible", "--name", ".").split()
+
     def size(self, window: str) -> tuple[int, int]:
         shell = dict(
             line.split("=", 1)
