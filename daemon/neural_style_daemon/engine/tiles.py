@@ -153,11 +153,16 @@ def tiled_grams(
         for name in layers:
             part = _core_gram_sum(features[name][tile.core_at(layer_stride(name))])
             sums[name] = sums[name] + part if name in sums else part
-    grams = {}
-    for name, total in sums.items():
-        positions = math.prod(_feature_size(height, width, layer_stride(name)))
-        grams[name] = (total / (total.shape[0] * positions))[None]
-    return grams
+    return {name: gram[None] for name, gram in _normalised(sums, height, width).items()}
+
+
+def _normalised(sums: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
+    """Summed F F^T over an H x W image's positions, divided by C x h x w as
+    losses.gram_matrix does."""
+    return {
+        name: total / (total.shape[0] * math.prod(_feature_size(height, width, layer_stride(name))))
+        for name, total in sums.items()
+    }
 
 
 class TiledEvaluation:
@@ -254,7 +259,4 @@ class TiledEvaluation:
                 core = features[name][tile.core_at(stride)].float()
                 target_core = loss.target[tile.core_in_image_features(stride)]
                 errors[name] += (core - target_core).square().sum()
-        grams = {
-            name: total / (total.shape[0] * self._positions(name)) for name, total in sums.items()
-        }
-        return grams, errors
+        return _normalised(sums, *self.size), errors
