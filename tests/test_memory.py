@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from neural_style_daemon.engine import StyleParams, stylize
+from neural_style_daemon.engine import optimize as optimize_module
 from neural_style_daemon.engine.devices import available_memory_bytes
 from neural_style_daemon.engine.memory import (
     TILE_SIZES,
@@ -15,6 +16,7 @@ from neural_style_daemon.engine.memory import (
     gib,
     job_memory_bytes,
     largest_tile_pixels,
+    smaller_tile_size,
 )
 from neural_style_daemon.engine.optimize import lbfgs_history
 from neural_style_daemon.engine.pyramid import scaled_size
@@ -118,14 +120,14 @@ def test_the_largest_tile_bounds_the_evaluations_share():
     )
 
 
-def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_elsewhere():
+def test_the_available_memory_is_the_kernels_figure_on_a_linux_cpu_and_unknown_on_mps():
     available = available_memory_bytes(torch.device("cpu"))
     with open("/proc/meminfo") as meminfo:
         total = next(
             int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:")
         )
     assert available is not None and 0 < available <= total
-    assert available_memory_bytes(torch.device("cuda")) is None
+    assert available_memory_bytes(torch.device("mps")) is None
 
 
 def test_the_engine_refuses_a_job_too_large_for_the_free_memory_before_any_step(
@@ -151,3 +153,109 @@ def test_the_engine_runs_a_job_that_fits_only_with_the_short_history_with_it(
     )
     assert result.steps == 3 and lbfgs_histories == [5]
     assert len(warnings) == 1 and "running with 5 steps" in warnings[0]
+
+
+def test_out_of_memory_in_tiles_tries_the_next_smaller_tiles_and_never_below_the_smallest():
+    assert smaller_tile_size((6000, 4000), None) == TILE_SIZES[0]
+    assert smaller_tile_size((6000, 4000), TILE_SIZES[0]) == TILE_SIZES[1]
+    assert smaller_tile_size((1500, 1000), None) == 1024  # tiles smaller than the image
+    assert smaller_tile_size((6000, 4000), 300) == 256
+    assert smaller_tile_size((6000, 4000), TILE_SIZES[-1]) is None
+    assert smaller_tile_size((200, 150), None) is None  # smaller than any tile
+
+
+def _needs_in_tiles(size, pairs, mixed_precision, tile_size):
+    width, height = size
+    return job_memory_bytes(
+        width * height, pairs, mixed_precision, largest_tile_pixels(size, tile_size)
+    )
+
+
+def capped_below_whole(size: tuple[int, int], mixed_precision: bool) -> int:
+    """A cap under which a job of `size` fits in 256 px tiles with its full history, and not
+    whole even with the short history."""
+    limit = _needs_in_tiles(size, 20, mixed_precision, 256) + 2**20
+    assert job_memory_bytes(size[0] * size[1], 5, mixed_precision) > limit
+    assert _needs_in_tiles(size, 20, mixed_precision, 512) > limit
+    return limit
+
+
+@pytest.mark.parametrize("cap", ["job", "engine"])
+def test_a_job_capped_below_what_it_needs_whole_runs_in_tiles_at_its_size(
+    engine, make_content, make_style, params, lbfgs_histories, monkeypatch, cap
+):
+    size = (480, 360)
+    limit = capped_below_whole(size, engine.model.mixed_precision)
+    job = params(iterations=2)
+    if cap == "job":
+        job = params(iterations=2, max_memory=limit / 2**30)
+    else:
+        monkeypatch.setattr(engine, "max_memory_bytes", limit)
+    evaluations: list[int] = []
+    monkeypatch.setattr(
+        optimize_module,
+        "TiledEvaluation",
+        recording_tiled_evaluations(optimize_module.TiledEvaluation, evaluations),
+    )
+    warnings: list[str] = []
+    result = engine.stylize(
+        make_content(*size), [make_style(64, 64)], job, on_warning=warnings.append
+    )
+    assert result.sizes == [size] and result.image.shape == (360, 480, 3)  # not shrunk
+    assert result.steps == 2 and lbfgs_histories == [20]
+    assert evaluations == [4]  # one scale, in 2 x 2 tiles
+    assert len(warnings) == 1 and "evaluating it in 256 px tiles" in warnings[0]
+
+
+def recording_tiled_evaluations(real, counts: list[int]):
+    """TiledEvaluation, recording the tile count of each one made."""
+
+    def make(*args, **kwargs):
+        evaluation = real(*args, **kwargs)
+        counts.append(len(evaluation.tiles))
+        return evaluation
+
+    return make
+
+
+def test_a_job_capped_below_even_the_smallest_tiles_is_refused_before_any_step(
+    engine, make_content, make_style, params, progress_log
+):
+    with pytest.raises(DeviceMemoryError, match="not enough memory at 320 px"):
+        engine.stylize(
+            make_content(320, 240),
+            [make_style(64, 64)],
+            params(max_memory=0.05),
+            on_progress=progress_log,
+        )
+    assert progress_log.reports == []
+
+
+def test_out_of_memory_with_no_history_left_to_shorten_runs_the_scale_again_in_tiles(
+    engine, make_content, make_style, params, progress_log, monkeypatch
+):
+    evaluations: list[int] = []
+    monkeypatch.setattr(
+        optimize_module,
+        "TiledEvaluation",
+        recording_tiled_evaluations(optimize_module.TiledEvaluation, evaluations),
+    )
+    checks = iter(range(1, 100))
+
+    def out_of_memory_at_the_first_check() -> bool:
+        if next(checks) == 1:
+            raise torch.cuda.OutOfMemoryError("out of memory (raised by the test)")
+        return False
+
+    warnings: list[str] = []
+    result = engine.stylize(
+        make_content(320, 240),
+        [make_style(64, 64)],
+        params(iterations=2, lbfgs_history=5),
+        on_progress=progress_log,
+        should_cancel=out_of_memory_at_the_first_check,
+        on_warning=warnings.append,
+    )
+    assert warnings == ["out of memory at 320 px: retried evaluating it in 256 px tiles"]
+    assert evaluations == [2] and result.steps == 2
+    assert result.image.shape == (240, 320, 3)

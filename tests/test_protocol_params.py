@@ -54,6 +54,7 @@ job_params = st.builds(
     style_weight=optional(finite(0)),
     preview_every=st.integers(0, 10_000),
     tile_size=optional(st.integers(64, 8192)),
+    max_memory=optional(finite(0.05, 4096)),
 )
 
 
@@ -61,6 +62,14 @@ job_params = st.builds(
 def test_params_round_trip_through_json(params: JobParams) -> None:
     wire = json.loads(json.dumps(params.to_wire(), allow_nan=False))
     assert JobParams.from_wire(wire) == params
+
+
+def test_the_newer_fields_travel_only_when_set_so_older_daemons_take_the_job() -> None:
+    assert "tile_size" not in JobParams().to_wire()
+    assert "max_memory" not in JobParams().to_wire()
+    wire = JobParams(tile_size=512, max_memory=2.5).to_wire()
+    assert wire["tile_size"] == 512 and wire["max_memory"] == 2.5
+    assert JobParams().to_wire()["seed"] == 0 and JobParams(seed=None).to_wire()["seed"] is None
 
 
 def test_missing_keys_take_the_defaults() -> None:
@@ -84,6 +93,7 @@ def test_the_defaults_equal_the_engines() -> None:
         "style_weight",
         "preview_every",
         "tile_size",
+        "max_memory",
     ]
     for name in same_name:
         assert getattr(ours, name) == engine[name], name

@@ -117,7 +117,15 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         metavar="PX",
         help="evaluate scales with a longer side in tiles of about PX pixels: the same "
-        "result in memory bounded by the tile (default: never)",
+        "result in memory bounded by the tile (default: only where the job does not fit "
+        "whole)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        metavar="GIB",
+        help="memory the job may use, in GiB, as if no more were free: it runs in tiles (or "
+        "with a shorter L-BFGS history) where it needs more whole (default: what is free)",
     )
     p.add_argument(
         "--preserve-colors",

@@ -49,6 +49,7 @@ _SAME_NAME = (
     "preserve_colors",
     "optimizer",
     "tile_size",
+    "max_memory",
 )
 
 

@@ -132,6 +132,13 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
         help="out of memory, a job is retried at smaller sizes down to this "
         "long side (default 256)",
     )
+    parser.add_argument(
+        "--max-memory",
+        type=positive(float),
+        metavar="GIB",
+        help="memory each job may use, in GiB, as if no more were free: larger jobs run in "
+        "tiles (default: what the device has free)",
+    )
 
 
 def serve_argv(args: argparse.Namespace) -> list[str]:
@@ -162,6 +169,8 @@ def serve_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--exit-after-idle", str(args.exit_after_idle)]
     if args.max_side is not None:
         argv += ["--max-side", str(args.max_side)]
+    if args.max_memory is not None:
+        argv += ["--max-memory", str(args.max_memory)]
     if args.curve_keys is not None:
         argv += ["--curve-keys", str(args.curve_keys.resolve())]
     return argv
@@ -206,6 +215,7 @@ def serve_options(
             log_level,
             None if log_file is None else str(log_file),
             oom_min_size=args.oom_min_size,
+            max_memory_bytes=None if args.max_memory is None else round(args.max_memory * 2**30),
             faults=faults,
         ),
         scheduler=SchedulerConfig(

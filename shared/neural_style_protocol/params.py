@@ -18,6 +18,7 @@ _CODE = ErrorCode.INVALID_PARAM
 MIN_SIZE, MAX_SIZE = 16, 8192  # processing long side; VGG needs 16 px down to relu5_1
 MAX_ITERATIONS = 10_000
 MIN_TILE_SIZE = 64  # a tile's core; the engine adds a halo around it
+MIN_MAX_MEMORY, MAX_MAX_MEMORY = 0.05, 4096.0  # GiB a job may be capped at
 MAX_PREVIEW_EVERY = 10_000
 MAX_SEED = 2**31 - 1
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.05, 8.0
@@ -62,6 +63,10 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
 }
 
 
+# Fields newer than the first daemons, which refuse keys they do not know: left out unless set.
+_SENT_ONLY_WHEN_SET = ("tile_size", "max_memory")
+
+
 @dataclass(frozen=True)
 class JobParams:
     """Everything a client may set for one job, besides the images.
@@ -85,6 +90,7 @@ class JobParams:
     style_weight: float | None = None  # expert override of `strength`
     preview_every: int = 0  # steps between previews; 0: none
     tile_size: int | None = None  # scales with a longer side are evaluated in tiles; None: never
+    max_memory: float | None = None  # GiB the job may use; None: what the daemon has free
 
     def __post_init__(self) -> None:
         for name, enum in _ENUM_FIELDS.items():
@@ -118,6 +124,8 @@ class JobParams:
         check_optional_int("iterations", 0, MAX_ITERATIONS)
         check_optional_int("seed", 0, MAX_SEED)
         check_optional_int("tile_size", MIN_TILE_SIZE, MAX_SIZE)
+        if self.max_memory is not None:
+            put_float("max_memory", MIN_MAX_MEMORY, MAX_MAX_MEMORY)
         check_int(self.preview_every, "params.preview_every", 0, MAX_PREVIEW_EVERY, _CODE)
 
     @property
@@ -126,10 +134,12 @@ class JobParams:
         return self.strength / 100.0
 
     def to_wire(self) -> dict[str, object]:
-        """A JSON-ready dict holding every field."""
+        """A JSON-ready dict holding every field (the newer ones only when set)."""
         wire: dict[str, object] = {}
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.name in _SENT_ONLY_WHEN_SET and value is None:
+                continue
             if isinstance(value, Enum):
                 value = value.value
             elif isinstance(value, tuple):

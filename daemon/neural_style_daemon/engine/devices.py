@@ -82,9 +82,13 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def available_memory_bytes(device: torch.device) -> int | None:
-    """Memory a job on `device` can still take, where that is known and matters: on a Linux
-    CPU, what the kernel reckons it can give without swapping (MemAvailable); None elsewhere
-    (CUDA's allocator raises when it runs out instead)."""
+    """Memory a job on `device` can still take, where that is known: on CUDA, what the driver
+    has free plus what the caching allocator holds unused; on a Linux CPU, what the kernel
+    reckons it can give without swapping (MemAvailable); None elsewhere."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return free + cached
     if device.type != "cpu":
         return None
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as meminfo:

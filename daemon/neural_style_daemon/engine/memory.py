@@ -104,6 +104,13 @@ def fit_in_memory(
     )
 
 
+def smaller_tile_size(size: tuple[int, int], tile_size: int | None) -> int | None:
+    """The next of TILE_SIZES to evaluate a scale of `size` in after running out of memory
+    in tiles of `tile_size` (None: whole); None when there is no smaller one."""
+    current = min(tile_size or math.inf, max(size))
+    return next((t for t in TILE_SIZES if t < current), None)
+
+
 def largest_tile_pixels(size: tuple[int, int], tile_size: int | None) -> int | None:
     """The pixels of the largest tile, halo included, that the largest scale is evaluated
     in; None when it is not tiled."""

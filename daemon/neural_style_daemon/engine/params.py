@@ -19,6 +19,8 @@ STYLE_LAYER_SETS = {
 
 # The largest processing size (long side, pixels) a job may ask for.
 MAX_SIZE = 8192
+# The range of a job's memory cap, in GiB: below 0.05 not even the smallest tile fits.
+MIN_MAX_MEMORY_GIB, MAX_MAX_MEMORY_GIB = 0.05, 4096.0
 # The smallest side VGG can see through four poolings down to relu5_1.
 MIN_SIDE = 16
 
@@ -110,6 +112,9 @@ class StyleParams:
     # Scales with a side longer than this are evaluated in tiles of about this many pixels
     # (engine/tiles.py): the same loss and gradient in memory bounded by the tile. None: never.
     tile_size: int | None = None
+    # What the job may use, in GiB, as if the device had no more free (memory.fit_in_memory
+    # plans the history and the tiles for it); None: what the device has free.
+    max_memory: float | None = None
     preserve_colors: ColorMode = ColorMode.NONE
     init: Init = Init.CONTENT
     seed: int | None = 0
@@ -184,6 +189,8 @@ def _validate(p: StyleParams) -> None:
         _check_number("tile_size", p.tile_size, low=64, high=MAX_SIZE)
         if p.tile_size != int(p.tile_size):
             raise InvalidInputError(f"tile_size must be a whole number, not {p.tile_size}")
+    if p.max_memory is not None:
+        _check_number("max_memory", p.max_memory, low=MIN_MAX_MEMORY_GIB, high=MAX_MAX_MEMORY_GIB)
     for name in ("iterations", "initial_iterations"):
         value = getattr(p, name)
         if value is not None:

@@ -24,7 +24,7 @@ from .devices import (
     resolve_device,
     reuse_freed_cpu_memory,
 )
-from .memory import fit_in_memory
+from .memory import fit_in_memory, smaller_tile_size
 from .optimize import (
     Objective,
     layer_features,
@@ -100,6 +100,7 @@ class StyleEngine:
         precision: str = "auto",
         cuda_graphs: bool = True,
         steps_between_reads: int | None = None,
+        max_memory_bytes: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -110,6 +111,8 @@ class StyleEngine:
         # How often a scale reads its loss back; None: optimize.steps_between_reads's choice.
         self.steps_between_reads = steps_between_reads
         self.targets = TargetCache(target_cache_bytes)
+        # What any one job may use, as if the device had no more free: a daemon's --max-memory.
+        self.max_memory_bytes = max_memory_bytes
         model = load_vgg(weights, seed=seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # a static shape per scale: autotune pays off
@@ -260,7 +263,7 @@ class _Job:
     def run(self) -> StylizeResult:
         self.start = time.perf_counter()
         hits_before = self.engine.targets.hits
-        available = available_memory_bytes(self.device)
+        available = self._memory_for_the_job()
         if available is not None:  # before any work: see memory.py
             self.params = fit_in_memory(
                 self.sizes[-1],
@@ -294,12 +297,22 @@ class _Job:
             target_cache_hits=self.engine.targets.hits - hits_before,
         )
 
+    def _memory_for_the_job(self) -> int | None:
+        """The bytes the job may take: what the device has free, capped by the engine's and
+        the job's limits; None where neither the device nor a cap says."""
+        limits = [available_memory_bytes(self.device), self.engine.max_memory_bytes]
+        if self.params.max_memory is not None:
+            limits.append(round(self.params.max_memory * 2**30))
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
+
     def _optimize_scale(
         self, index: int, objective: Objective, start: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float] | None]:
         """One scale from `start`. Out of memory with a long L-BFGS history, the scale runs again
-        from the same start with a short one, which the scales after it keep: the scales
-        before are not run again, as they would be if the whole job were."""
+        from the same start with a short one, and then in ever smaller tiles, which the scales
+        after it keep: the scales before are not run again, as they would be if the whole job
+        were, and the job is never shrunk where tiles let it fit."""
         size = self.sizes[index]
         while True:
             try:
@@ -316,15 +329,18 @@ class _Job:
                 )
             except torch.OutOfMemoryError:
                 shorter = shorter_lbfgs_history(self.params)
-                if shorter is None:
+                tile_size = smaller_tile_size(size, self.params.tile_size)
+                if shorter is None and tile_size is None:
                     raise
             # Out of the except block, whose traceback held the failed run's optimiser.
             free_unused_memory(self.device)
-            self.params = replace(self.params, lbfgs_history=shorter)
-            self.on_warning(
-                f"out of memory at {max(size)} px: retried with a shorter L-BFGS history "
-                f"({shorter} steps)"
-            )
+            if shorter is not None:
+                self.params = replace(self.params, lbfgs_history=shorter)
+                change = f"with a shorter L-BFGS history ({shorter} steps)"
+            else:
+                self.params = replace(self.params, tile_size=tile_size)
+                change = f"evaluating it in {tile_size} px tiles"
+            self.on_warning(f"out of memory at {max(size)} px: retried {change}")
 
     def _colour_prepared(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
         mode = self.params.preserve_colors

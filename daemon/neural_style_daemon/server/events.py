@@ -23,6 +23,7 @@ class WorkerConfig:
     log_file: str | None = None  # besides stderr
     progress_interval: float = 0.1  # seconds between progress events (the last always goes)
     oom_min_size: int = 256  # out-of-memory retries shrink the processing size down to this
+    max_memory_bytes: int | None = None  # what one job may use (--max-memory); None: what is free
     faults: Faults = field(default_factory=Faults)  # injected by tests only
 
 

@@ -80,7 +80,7 @@ def _load_engine(config: WorkerConfig) -> StyleEngine:
         time.sleep(faults.slow_start)
     if faults.fail_on_start:
         raise StyleTransferError("injected fault: fail_on_start")
-    engine = StyleEngine(config.weights, config.device)
+    engine = StyleEngine(config.weights, config.device, max_memory_bytes=config.max_memory_bytes)
     if engine.device.type == "cuda":
         # Before the worker says it is ready: CUDA's first-use costs (loading kernels, library
         # handles) would otherwise land on the first job. A CPU has little of that, and the
