@@ -104,5 +104,4 @@ class JobFailed:
     message: str
 
 
-ToWorker = RunJob | CancelJob | StopWorker
 FromWorker = WorkerReady | WorkerStartFailed | JobProgress | JobDone | JobFailed
