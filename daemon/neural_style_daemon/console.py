@@ -35,7 +35,7 @@ class ProgressBar:
 
     def __enter__(self) -> ProgressBar:
         if not self.disabled:
-            from tqdm import tqdm  # type: ignore[import-untyped]
+            from tqdm import tqdm
 
             self.bar = tqdm(
                 total=1000,

@@ -87,6 +87,8 @@ def relative_scale(target: torch.Tensor) -> float:
 class ContentLoss(nn.Module):
     """Relative mean squared error of features against the content's features."""
 
+    target: torch.Tensor  # a buffer: moves with the module
+
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target.detach().float())
@@ -101,6 +103,8 @@ class ContentLoss(nn.Module):
 
 class StyleLoss(nn.Module):
     """Relative mean squared error of the Gram matrix against a (blended) target Gram."""
+
+    target: torch.Tensor
 
     def __init__(self, target_gram: torch.Tensor) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import signal
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from multiprocessing.context import SpawnContext
 from pathlib import Path
 
 from neural_style_protocol.messages import WorkerState
@@ -64,7 +64,7 @@ class WorkerHandle:
         self,
         config: WorkerConfig,
         max_failures: int = MAX_FAILURES,
-        processes: BaseContext | None = None,
+        processes: SpawnContext | None = None,
     ) -> None:
         """`processes`: where worker processes and their pipes come from (spawn by default)."""
         self.config = config
