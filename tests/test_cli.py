@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from neural_style_daemon import cli
+from neural_style_daemon import console
 from neural_style_daemon.cli import main
 from neural_style_daemon.engine import stylize
 from neural_style_daemon.engine.devices import has_fast_bf16
@@ -230,7 +230,7 @@ def test_out_of_memory_is_one_clear_line_after_the_engines_retry_and_writes_noth
     def out_of_memory(_self):
         raise torch.OutOfMemoryError("out of memory (raised by the test)")
 
-    monkeypatch.setattr(cli._CancelOnInterrupt, "requested", out_of_memory)
+    monkeypatch.setattr(console.CancelOnInterrupt, "requested", out_of_memory)
     out = tmp_path / "out.png"
     assert run_cli("stylize", images["content"], images["style"], "-o", out, "--local", *FAST) == 2
     assert "retried with a shorter L-BFGS history (5 steps)" in caplog.text

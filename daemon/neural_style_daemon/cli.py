@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .console import EXIT_INTERRUPTED, EXIT_USAGE, CancelOnInterrupt, ProgressBar, add_model_options
 from .errors import InvalidInputError, StyleTransferError
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("neural_style")
 
@@ -168,23 +165,12 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         metavar="W,W,...",
         help="one per style layer (default: equal)",
     )
-    _add_model_options(p)
+    add_model_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--local", action="store_true", help="run in this process even if a daemon is running"
     )
     p.set_defaults(handler=_run_stylize)
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument(
-        "--weights",
-        default="imagenet",
-        metavar="imagenet|random|PATH",
-        help="VGG16 weights: torchvision's ImageNet checkpoint (default), seeded "
-        "random ones (tests only: no artistic result), or a local file",
-    )
 
 
 def _params_from_args(args: argparse.Namespace):
@@ -224,7 +210,7 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     styles = [load_image(path, f"style image {i}") for i, path in enumerate(args.styles, 1)]
     init_image = load_image(Path(args.init), "init image") if params.init is Init.IMAGE else None
     engine = StyleEngine(args.weights, args.device)
-    with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
+    with ProgressBar(disabled=args.quiet) as bar, CancelOnInterrupt() as interrupt:
         result = engine.stylize(
             content,
             styles,
@@ -245,72 +231,6 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
             f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s)", file=sys.stderr
         )
     return 0
-
-
-class _ProgressBar:
-    """A tqdm bar over the job's pixel-weighted work, with scale, iteration and loss."""
-
-    def __init__(self, disabled: bool) -> None:
-        self.disabled = disabled
-        self.bar = None
-
-    def __enter__(self) -> _ProgressBar:
-        if not self.disabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=1000,
-                unit="‰",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                bar_format="{desc} {bar} {percentage:3.0f}% [{elapsed}<{remaining}]",
-            )
-        return self
-
-    def update(self, progress) -> None:
-        """From the engine's Progress, or the daemon's (which has no size, maybe no loss)."""
-        if self.bar is None:
-            return
-        size = getattr(progress, "size", None)
-        loss = progress.losses.get("total")
-        self.bar.set_description_str(
-            f"scale {progress.scale}/{progress.scales}"
-            + (f" {size[0]}x{size[1]}" if size else "")
-            + f" step {progress.iteration}/{progress.iterations}"
-            + (f" loss {loss:.4g}" if loss is not None else ""),
-            refresh=False,
-        )
-        self.bar.update(round(progress.work_done * 1000) - self.bar.n)
-
-    def __exit__(self, error_type: type | None, *exc: object) -> None:
-        if self.bar is not None:
-            # A job that failed before its first step (refused for memory, say) leaves no empty
-            # bar above the error's line.
-            self.bar.leave = not (error_type is not None and self.bar.n == 0)
-            self.bar.close()
-
-
-class _CancelOnInterrupt:
-    """The first Ctrl-C stops the optimisation after the current step and keeps the image
-    (the engine's cooperative cancel); a second one aborts at once."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-
-    def requested(self) -> bool:
-        return self.interrupted
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.interrupted:
-            raise KeyboardInterrupt
-        self.interrupted = True
-
-    def __enter__(self) -> _CancelOnInterrupt:
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self.previous)
 
 
 def _add_fetch_weights(subparsers: argparse._SubParsersAction) -> None:
@@ -378,7 +298,7 @@ def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
         add_install_command(subparsers)
     from .daemon_cli import add_daemon_commands
 
-    add_daemon_commands(subparsers, _add_model_options)
+    add_daemon_commands(subparsers)
     return parser
 
 

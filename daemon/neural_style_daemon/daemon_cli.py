@@ -26,9 +26,9 @@ from neural_style_protocol.errors import ClientError, ConnectionFileError, Daemo
 from neural_style_protocol.messages import Progress, StatusReply
 from neural_style_protocol.version import PROTOCOL_VERSION
 
+from .console import EXIT_NOT_RUNNING
 from .errors import DaemonError
 from .serve_options import (
-    AddOptions,
     add_serve_options,
     check_listen,
     limits_for,
@@ -36,7 +36,6 @@ from .serve_options import (
     serve_options,
 )
 
-EXIT_NOT_RUNNING = 1
 START_TIMEOUT = 60.0  # seconds for `start` to see the daemon answer
 STOP_TIMEOUT = 30.0  # seconds for `stop` to see it exit
 LOG_FILE_NAME = "daemon.log"
@@ -45,14 +44,14 @@ LOG_ROTATE_BYTES = 4 << 20
 DAEMON_COMMANDS = ("serve", "start", "stop", "status")
 
 
-def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: AddOptions) -> None:
+def add_daemon_commands(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="run the daemon in the foreground",
         description="Keep the model warm and serve jobs to the GIMP plug-in and `stylize`, "
         "until Ctrl-C, SIGTERM or `neural-style stop`.",
     )
-    add_serve_options(serve, model_options)
+    add_serve_options(serve)
     serve.add_argument(
         "--log-file",
         type=Path,
@@ -65,7 +64,7 @@ def add_daemon_commands(subparsers: argparse._SubParsersAction, model_options: A
         help="start the daemon in the background (if none is running)",
         description="Start `serve` as a background process and wait until it answers.",
     )
-    add_serve_options(start, model_options)
+    add_serve_options(start)
     start.add_argument(
         "--timeout",
         type=float,

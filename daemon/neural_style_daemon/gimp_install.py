@@ -4,6 +4,7 @@ and check that GIMP's Python can run it (or, without pyzmq, that the plug-in use
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -22,6 +23,7 @@ from neural_style_gimp.processes import FLATPAK_APP, FLATPAK_GRANT
 from neural_style_gimp.settings import SETTINGS_FILE
 
 from . import __version__
+from .daemon_cli import add_daemon_commands
 from .errors import InvalidInputError
 
 PLUGIN_NAME = "neural-style"  # GIMP wants the folder named as the script, without ".py"
@@ -145,10 +147,10 @@ def start_command(options: str = "") -> list[str]:
     "--weights PATH" for an offline checkpoint), checked here so a typo fails now, not in GIMP."""
     words = shlex.split(options)
     if words:
-        from .cli import build_parser
-
+        parser = argparse.ArgumentParser(prog="neural-style")
+        add_daemon_commands(parser.add_subparsers(metavar="COMMAND"))
         try:
-            build_parser(daemon_only=True).parse_args(["start", *words])
+            parser.parse_args(["start", *words])
         except SystemExit:  # argparse has said what is wrong
             raise InvalidInputError(
                 f"--daemon-options {options!r}: not options of "

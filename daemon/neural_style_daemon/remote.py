@@ -17,13 +17,13 @@ from neural_style_protocol.images import RawImage
 from neural_style_protocol.messages import Error, Progress, Result, new_job_id
 from neural_style_protocol.params import JobParams
 
+from .console import EXIT_INTERRUPTED, CancelOnInterrupt, ProgressBar
 from .errors import DaemonError, InvalidInputError
 from .imageio import load_image, output_format, save_image
 
 log = logging.getLogger(__name__)
 
 PING_TIMEOUT = 1.0  # seconds: a daemon slower than this to answer a ping is not used
-EXIT_INTERRUPTED = 130
 # StyleParams fields the wire does not carry, by option.
 _LOCAL_ONLY = {
     "initial_iterations": "--initial-iterations",
@@ -114,15 +114,13 @@ def _as_rgba(image: np.ndarray) -> RawImage:
 
 def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
     """Run the job on the daemon, with the same progress bar, Ctrl-C and output as locally."""
-    from .cli import _CancelOnInterrupt, _ProgressBar
-
     params = job_params(args)
     output_format(args.output)
     if not args.output.parent.is_dir():
         raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
     content = load_image(args.content, "content image")
     styles = [_read_style(path, index) for index, path in enumerate(args.styles, 1)]
-    with _ProgressBar(disabled=args.quiet) as bar, _CancelOnInterrupt() as interrupt:
+    with ProgressBar(disabled=args.quiet) as bar, CancelOnInterrupt() as interrupt:
         try:
             # resubmit: a daemon restarted meanwhile (`stop` then `start`, or a crash and a
             # new `start`) gets the same job again, so the user still gets the image.
@@ -165,12 +163,12 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
     return 0
 
 
-def _follow(stream: JobStream, bar: object) -> Result | None:
+def _follow(stream: JobStream, bar: ProgressBar) -> Result | None:
     """The job's Result; None if it was cancelled before it started; DaemonError otherwise."""
     with stream:
         for event in stream:
             if isinstance(event, Progress):
-                bar.update(event)  # type: ignore[attr-defined]
+                bar.update(event)
             elif isinstance(event, Resubmitted):
                 log.warning("%s", event)  # its progress starts again from zero
             elif isinstance(event, Result):

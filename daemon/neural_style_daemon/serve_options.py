@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 from neural_style_protocol.limits import DEFAULT_LIMITS, Limits
 from neural_style_protocol.transport import DEFAULT_ENDPOINT, EndpointError, check_endpoint
 
+from .console import add_model_options
 from .errors import DaemonError
 
 if TYPE_CHECKING:
     from .server.faults import Faults
     from .server.lifecycle import ServeOptions
-
-AddOptions = Callable[[argparse.ArgumentParser], None]
 
 
 def positive(kind: type) -> Callable[[str], float]:
@@ -47,7 +46,7 @@ def at_least(kind: type, low: float) -> Callable[[str], float]:
     return parse
 
 
-def add_serve_options(parser: argparse.ArgumentParser, model_options: AddOptions) -> None:
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint",
         default=DEFAULT_ENDPOINT,
@@ -63,7 +62,7 @@ def add_serve_options(parser: argparse.ArgumentParser, model_options: AddOptions
         "pair in DIR (made on first use), allowed clients' public keys "
         "in DIR/clients/*.key; needed to listen beyond loopback",
     )
-    model_options(parser)
+    add_model_options(parser)
     parser.add_argument(
         "--queue-length",
         type=positive(int),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from neural_style_protocol.errors import ProtocolError
 from neural_style_protocol.params import MAX_SEED, MAX_SIZE, MIN_SIZE, ColorMode, JobParams, Preset
@@ -208,10 +209,10 @@ def job_params(
     `device`; PluginError for bad values (scripts can pass anything GIMP's ranges let
     through)."""
 
-    def get(name: str) -> object:
+    def get(name: str) -> Any:  # a GIMP config value: its type is the argument's kind
         return values.get(name, BY_NAME[name].default)
 
-    share = float(get("second-style-share"))  # type: ignore[arg-type]
+    share = float(get("second-style-share"))
     weights = (100.0 - share, share) if style_count == 2 else None
     if weights is not None and min(weights) <= 0:
         which = "first" if weights[0] <= 0 else "second"
@@ -222,15 +223,15 @@ def job_params(
     try:
         return JobParams(
             preset=str(get("quality")),  # type: ignore[arg-type]
-            strength=float(get("strength")),  # type: ignore[arg-type]
+            strength=float(get("strength")),
             size=processing_size(
                 width,
                 height,
-                int(get("size")),  # type: ignore[arg-type]
+                int(get("size")),
                 device,
             ),
             preserve_colors=str(get("preserve-colors")),  # type: ignore[arg-type]
-            seed=int(get("seed")),  # type: ignore[arg-type]
+            seed=int(get("seed")),
             style_weights=weights,
         )
     except ProtocolError as error:

@@ -117,21 +117,10 @@ class Reader:
     def take_int(self, key: str, low: int, high: int) -> int:
         return check_int(self.take(key), self.name(key), low, high, self.code)
 
-    def take_optional_int(self, key: str, low: int, high: int) -> int | None:
-        value = self.take(key)
-        return None if value is None else check_int(value, self.name(key), low, high, self.code)
-
     def take_float(self, key: str, low: float, high: float, *, above_low: bool = False) -> float:
         return check_float(
             self.take(key), self.name(key), low, high, self.code, above_low=above_low
         )
-
-    def take_optional_float(self, key: str, low: float, high: float) -> float | None:
-        value = self.take(key)
-        return None if value is None else check_float(value, self.name(key), low, high, self.code)
-
-    def take_bool(self, key: str) -> bool:
-        return check_bool(self.take(key), self.name(key), self.code)
 
     def take_str(self, key: str, *, max_len: int, pattern: re.Pattern[str] | None = None) -> str:
         return check_str(

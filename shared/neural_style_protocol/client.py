@@ -192,7 +192,7 @@ class DaemonClient:
         """
         message = Submit(job_id, content, tuple(styles), params or JobParams())
         policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
-        msg_id = self._send(message)
+        msg_id = self.send_message(message)
         return JobStream(
             self,
             message,
@@ -204,14 +204,18 @@ class DaemonClient:
             ack_timeout=ack_timeout,
         )
 
-    # ---- internals -----------------------------------------------------------------------
+    # ---- what a JobStream uses (stream.StreamClient) ----------------------------------------
 
-    def _live_socket(self) -> zmq.Socket:
-        if self._socket is None:
-            raise DaemonUnavailable("this client has been closed")
-        return self._socket
+    def replies_to(self, msg_id: str) -> deque[Envelope] | None:
+        """The replies filed so far under the request `msg_id`, oldest first; None once they
+        are no longer kept."""
+        return self._replies.get(msg_id)
 
-    def _switch_to(self, info: ConnectionInfo) -> None:
+    def forget_replies(self, msg_id: str) -> None:
+        """Stop keeping replies to the request `msg_id` (later ones are dropped)."""
+        self._replies.pop(msg_id, None)
+
+    def switch_to(self, info: ConnectionInfo) -> None:
         """Leave a daemon that is gone for its successor (a new socket, endpoint and key).
         Requests in flight to the old one get no answer; job streams resubmit theirs."""
         old = self._live_socket()
@@ -222,7 +226,7 @@ class DaemonClient:
         self.last_heard = -math.inf
         self._last_ping = -math.inf
 
-    def _send(self, message: Message, *, expect_reply: bool = True) -> str:
+    def send_message(self, message: Message, *, expect_reply: bool = True) -> str:
         """Sign and send; replies to it are kept (under its msg_id) only if `expect_reply`."""
         msg_id = uuid.uuid4().hex
         frames = serialize(message, self._key, msg_id=msg_id)
@@ -237,8 +241,34 @@ class DaemonClient:
             self._replies[msg_id] = deque()
         return msg_id
 
+    def heartbeat(self) -> float:
+        """Ping if it is time; the seconds until the next ping is due."""
+        now = time.monotonic()
+        if now - self._last_ping >= self.heartbeat_interval:
+            self.send_message(Ping(), expect_reply=False)  # its pong only refreshes last_heard
+            self._last_ping = now
+        return self._last_ping + self.heartbeat_interval - now
+
+    def pump(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for messages; file each under its request."""
+        socket = self._live_socket()
+        if not socket.poll(max(1, math.ceil(timeout * 1000))):
+            return
+        while True:
+            received = receive(socket, self._limits.max_frames)
+            if received is None:
+                return
+            self._file(received)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _live_socket(self) -> zmq.Socket:
+        if self._socket is None:
+            raise DaemonUnavailable("this client has been closed")
+        return self._socket
+
     def _exchange(self, message: Message, timeout: float) -> DaemonMessage:
-        msg_id = self._send(message)
+        msg_id = self.send_message(message)
         try:
             envelope = self._wait_for(msg_id, time.monotonic() + timeout)
         finally:
@@ -267,27 +297,8 @@ class DaemonClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self._pump(left)
+            self.pump(left)
         return box.popleft()
-
-    def _heartbeat(self) -> float:
-        """Ping if it is time; the seconds until the next ping is due."""
-        now = time.monotonic()
-        if now - self._last_ping >= self.heartbeat_interval:
-            self._send(Ping(), expect_reply=False)  # its pong only refreshes last_heard
-            self._last_ping = now
-        return self._last_ping + self.heartbeat_interval - now
-
-    def _pump(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for messages; file each under its request."""
-        socket = self._live_socket()
-        if not socket.poll(max(1, math.ceil(timeout * 1000))):
-            return
-        while True:
-            received = receive(socket, self._limits.max_frames)
-            if received is None:
-                return
-            self._file(received)
 
     def _file(self, received: Received) -> None:
         if received.dropped:

@@ -37,10 +37,5 @@ class Limits:
                 f"styles, not {self.max_frames}"
             )
 
-    @property
-    def max_buffers(self) -> int:
-        """Binary frames after the envelope."""
-        return self.max_frames - ENVELOPE_FRAMES
-
 
 DEFAULT_LIMITS = Limits()

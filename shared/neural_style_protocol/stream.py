@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Union
+from pathlib import Path
+from typing import Protocol, Union
 
+from .connection import ConnectionInfo
 from .errors import DaemonRefused, DaemonTimeout, DaemonUnavailable, ErrorCode
-from .messages import Accepted, Cancel, Error, Progress, Result, Submit
+from .messages import Accepted, Cancel, Error, Message, Progress, Result, Submit
 from .restart import (
     ResubmitPolicy,
     Resubmitted,
@@ -20,9 +23,7 @@ from .restart import (
     ended_by_shutdown,
     same_daemon,
 )
-
-if TYPE_CHECKING:
-    from .client import DaemonClient
+from .wire import Envelope
 
 JobEvent = Union[Accepted, Progress, Result, Error, Resubmitted]
 
@@ -36,6 +37,36 @@ ACK_TIMEOUT = 20.0
 FILE_CHECK = 1.0  # seconds between looks at the connection file while resubmitting is allowed
 
 
+class StreamClient(Protocol):
+    """What a JobStream needs of the client it reads through (DaemonClient is the one): the
+    daemon it talks to, sending, waiting, and the replies it files under each request."""
+
+    info: ConnectionInfo
+    connection_file: Path | None  # where a restarted daemon is looked for
+    generation: int  # how many times the client has moved to a restarted daemon
+    last_heard: float  # time.monotonic() of the daemon's latest message
+
+    def send_message(self, message: Message, *, expect_reply: bool = True) -> str:
+        """Send; its msg_id, under which replies are kept if `expect_reply`."""
+        ...
+
+    def replies_to(self, msg_id: str) -> deque[Envelope] | None: ...
+
+    def forget_replies(self, msg_id: str) -> None: ...
+
+    def heartbeat(self) -> float:
+        """Ping if it is time; the seconds until the next ping is due."""
+        ...
+
+    def pump(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for messages and file them."""
+        ...
+
+    def switch_to(self, info: ConnectionInfo) -> None:
+        """Move to a restarted daemon."""
+        ...
+
+
 class JobStream:
     """The events of one submitted job, in order: Accepted, Progress..., then a Result (also
     for a cancelled job: the partial image, `cancelled=True`) or an Error, which ends it.
@@ -47,7 +78,7 @@ class JobStream:
 
     def __init__(
         self,
-        client: DaemonClient,
+        client: StreamClient,
         submit: Submit,
         msg_id: str,
         *,
@@ -98,7 +129,7 @@ class JobStream:
         """Ask for the job to stop; its outcome still arrives in this stream."""
         if not self._done and not self.cancel_sent:
             self.cancel_sent = True
-            self._client._send(Cancel(self.job_id), expect_reply=False)
+            self._client.send_message(Cancel(self.job_id), expect_reply=False)
 
     def close(self) -> None:
         """Stop reading; an unfinished job is cancelled (as if the user had asked)."""
@@ -121,10 +152,10 @@ class JobStream:
 
     def _finish(self) -> None:
         self._done = True
-        self._client._replies.pop(self._msg_id, None)
+        self._client.forget_replies(self._msg_id)
 
     def _next_event(self) -> JobEvent:
-        box = self._client._replies.get(self._msg_id)
+        box = self._client.replies_to(self._msg_id)
         if box is None:
             raise DaemonUnavailable("this job's events are no longer being read")
         while not box:
@@ -154,12 +185,12 @@ class JobStream:
                 f"no word from the daemon at {self._daemon.endpoint} for "
                 f"{self._inactivity_timeout:g} s"
             ), True
-        wait = min(wait, client._heartbeat())
+        wait = min(wait, client.heartbeat())
         if self._should_cancel is not None:
             if self._should_cancel():
                 self.cancel()
             wait = min(wait, CANCEL_POLL)
-        client._pump(max(wait, 0.0))
+        client.pump(max(wait, 0.0))
         return self._departure()
 
     def _departure(self) -> tuple[str, bool] | None:
@@ -170,7 +201,7 @@ class JobStream:
         if path is None or now < self._next_file_check or not self._may_resubmit():
             return None
         self._next_file_check = now + FILE_CHECK
-        if self._client._replies.get(self._msg_id):
+        if self._client.replies_to(self._msg_id):
             return None  # its last words arrived: read them first
         why = departure(path, self._daemon)
         return None if why is None else (why, False)
@@ -249,9 +280,9 @@ class JobStream:
             if found is None:
                 log.warning("%s; no new daemon within %g s", why, self._policy.wait)
                 return None
-            client._switch_to(found)
-        client._replies.pop(self._msg_id, None)
-        self._msg_id = client._send(self._submit)
+            client.switch_to(found)
+        client.forget_replies(self._msg_id)
+        self._msg_id = client.send_message(self._submit)
         self._daemon, self._generation = client.info, client.generation
         self._since = time.monotonic()
         self._acknowledged = False

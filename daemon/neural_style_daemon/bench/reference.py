@@ -12,6 +12,7 @@ Each arm optimises its own objective; only this function decides who got how far
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ class ReferenceLoss:
             return float(CONTENT_WEIGHT * content + STYLE_WEIGHT * style)
 
 
-def matched_weights(reference: ReferenceLoss) -> dict[str, object]:
+def matched_weights(reference: ReferenceLoss) -> dict[str, Any]:
     """StyleParams fields under which the engine's objective at the output size equals the
     reference objective times a constant (tv_weight 0).
 

@@ -93,7 +93,6 @@ VARIANTS = {
         ),
     )
 }
-EAGER_VARIANTS = tuple(name for name, v in VARIANTS.items() if not v.compiled)
 COMPILED_VARIANTS = tuple(name for name, v in VARIANTS.items() if v.compiled)
 
 # The torch.compile mode that adds CUDA graphs to each mode without them.

@@ -11,6 +11,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -136,7 +137,7 @@ def measure_variant(
     if variant.compiled:
         backend = settings.compile_backend
         mode = compile_mode(variant, settings.compile_mode) if backend == "inductor" else backend
-    row = dict(
+    row: dict[str, Any] = dict(
         size=max(width, height),
         width=width,
         height=height,
@@ -146,7 +147,7 @@ def measure_variant(
         iterations=settings.iterations,
         compile_mode=mode,
     )
-    empty = dict(
+    empty: dict[str, Any] = dict(
         ms_per_iter=None,
         ms_min=None,
         tflops=None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ def _judged(label: str, size: int, job: DaemonJob, naive: NaiveArm, *, mirrored:
     return JobRow(**_job_fields(label, size, job), **judged_fields(naive, image, job.seconds))
 
 
-def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[str, object]:
+def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[str, Any]:
     """A result's reference loss, the naive's time to that loss and the ratio of the times
     (against the naive's whole run, as a lower bound, if it never got that low)."""
     loss = naive.reference(image)
@@ -167,7 +168,7 @@ def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[st
     )
 
 
-def _job_fields(label: str, size: int, job: DaemonJob) -> dict[str, object]:
+def _job_fields(label: str, size: int, job: DaemonJob) -> dict[str, Any]:
     return dict(
         job=label,
         size=size,

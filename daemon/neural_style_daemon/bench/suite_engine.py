@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class EngineVariant:
     name: str
     description: str
-    settings: dict[str, object] = field(default_factory=dict)  # StyleEngine keyword arguments
+    settings: dict[str, Any] = field(default_factory=dict)  # StyleEngine keyword arguments
     cuda_only: bool = False  # its switch changes nothing elsewhere
 
 
@@ -90,7 +91,7 @@ def _job(
     device = config.bench.device
     engine = StyleEngine(
         config.bench.weights, str(device), seed=config.bench.seed, **variant.settings
-    )  # type: ignore[arg-type]
+    )
     engine.stylize(np.ascontiguousarray(content[:, ::-1]), [style], params)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize(device)

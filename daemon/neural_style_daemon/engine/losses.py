@@ -11,7 +11,6 @@ style/content balance.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -28,32 +27,10 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     # Autocast would pick the product's dtype itself; the features' dtype decides here.
     with torch.autocast(features.device.type, enabled=False):
         if n == 1:
-            return _SingleGram.apply(features)
+            return _gram_of_one(features)[None]
         flat = features.reshape(n, c, h * w)
         gram = torch.bmm(flat, flat.transpose(1, 2))
         return gram.to(_result_dtype(features)) / (c * h * w)
-
-
-class _SingleGram(torch.autograd.Function):
-    """The Gram matrix of one image's features, with a backward of one product:
-    dF = F (dG + dG^T) / (C H W), in the features' own layout.
-
-    Autograd's backward of `flat @ flat.T` runs one product per operand and adds the two
-    through a transposed, strided sum: a second product and a pass over the whole feature
-    map, per style layer per evaluation (the largest tensors of the step). The image gradient
-    is the same to the bit in the engine (dG is symmetric there); an evaluation took 3 % less
-    time at 256 px and 8 % less at 512 px on the 2-core CPU (docs/benchmarks.md). Only the
-    features are kept for the backward, which the ReLU before them keeps anyway."""
-
-    @staticmethod
-    def forward(ctx, features: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(features)
-        return _gram_of_one(features)[None]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (features,) = ctx.saved_tensors
-        return _features_gradient(features, grad[0])
 
 
 def _gram_of_one(features: torch.Tensor) -> torch.Tensor:
@@ -110,39 +87,34 @@ def relative_scale(target: torch.Tensor) -> float:
 class ContentLoss(nn.Module):
     """Relative mean squared error of features against the content's features."""
 
+    target: torch.Tensor  # a buffer: moves with the module
+
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target.detach().float())
         self.scale = relative_scale(self.target)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(features.float(), self.target) * self.scale
-
     def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the features to pass on to the next layer, the loss): the loss as `forward`
-        computes it, with its gradient taken only when the backward pass reaches this layer
-        (see `_StyleTap`)."""
+        """(the features to pass on to the next layer, the loss): the mean squared error of
+        the features (in fp32) times `scale`, with its gradient taken only when the backward
+        pass reaches this layer (see `_StyleTap`)."""
         return _ContentTap.apply(features, self.target, self.scale)
 
 
 class StyleLoss(nn.Module):
     """Relative mean squared error of the Gram matrix against a (blended) target Gram."""
 
+    target: torch.Tensor
+
     def __init__(self, target_gram: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target_gram.detach().float())
         self.scale = relative_scale(self.target)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        gram = gram_matrix(features)
-        # One dtype on both sides (fp64 features give an fp64 Gram): torch 2.11's mse_loss,
-        # the GPU machines' version, has no backward between fp64 and fp32.
-        return F.mse_loss(gram, self.target.to(gram.dtype)) * self.scale
-
     def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the features to pass on to the next layer, the loss) for one image's features: the
-        loss as `forward` computes it, with its gradient taken only when the backward pass
-        reaches this layer (see `_StyleTap`)."""
+        mean squared error of their Gram matrix times `scale`, with its gradient taken only
+        when the backward pass reaches this layer (see `_StyleTap`)."""
         return _StyleTap.apply(features, self.target, self.scale)
 
 

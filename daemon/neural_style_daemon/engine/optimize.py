@@ -3,7 +3,9 @@ at a time so that progress and cancel happen between iterations."""
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,8 +110,10 @@ class Objective(nn.Module):
 
         self.model(image, self.layers, tap=through_losses)
         zero = image.new_zeros((), dtype=torch.float32)
-        content = sum(contents)
-        style = sum(styles)
+        # Added in layer order, as sum() would: reduce only says to the type checker that the
+        # result is a tensor (there is at least one content and one style layer).
+        content = functools.reduce(operator.add, contents)
+        style = functools.reduce(operator.add, styles)
         return LossTerms(
             content=self.content_weight * content,
             style=self.style_weight * style,

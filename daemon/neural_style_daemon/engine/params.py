@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
 from ..errors import InvalidInputError
 from .vgg import relu_names
@@ -144,7 +145,7 @@ class StyleParams:
             return self.style_weight
         return strength_to_style_weight(0.5 if self.strength is None else self.strength)
 
-    def with_overrides(self, **changes: object) -> StyleParams:
+    def with_overrides(self, **changes: Any) -> StyleParams:
         """A copy with the changes that are not None (command-line style overrides)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

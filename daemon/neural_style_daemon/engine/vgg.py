@@ -65,7 +65,7 @@ class _MaxPoolFindingMaximaAgain(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        _, indices = F.max_pool2d_with_indices(x, kernel_size=2, stride=2)
+        _, indices = F.max_pool2d_with_indices(x, kernel_size=(2, 2), stride=(2, 2))
         return torch.ops.aten.max_pool2d_with_indices_backward(
             grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
         )
@@ -78,6 +78,9 @@ class VGGFeatures(nn.Module):
     Takes images in [0, 1] RGB and applies ImageNet normalisation itself. The weights are
     frozen: the optimisation only needs gradients with respect to the image.
     """
+
+    mean: torch.Tensor  # buffers: they move with the module
+    std: torch.Tensor
 
     def __init__(self, arch: str = "vgg16") -> None:
         super().__init__()

@@ -105,5 +105,4 @@ class JobFailed:
     message: str
 
 
-ToWorker = RunJob | CancelJob | StopWorker
 FromWorker = WorkerReady | WorkerStartFailed | JobProgress | JobDone | JobFailed

@@ -61,6 +61,7 @@ class Job:
     started_at: float | None = None  # when the worker got it (its wall-time limit counts)
     cancel_requested_at: float | None = None
     timed_out: bool = False  # cancelled for running past the limit: ends as timed_out
+    worker_killed: bool = False  # it ignored its cancel, so its worker was killed
     finished_at: float | None = None
 
     @property

@@ -41,7 +41,7 @@ from .replies import (
     worker_failed_text,
 )
 from .supervisor import WorkerHandle
-from .watchdog import Watchdog
+from .watchdog import RunningJob, Verdict, Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,11 @@ class Scheduler:
         self._send = send
         self.clock = clock
         self.last_activity = clock()
-        self.watchdog = Watchdog(self)
+        self.watchdog = Watchdog(
+            WatchdogLimits(
+                self.config.job_timeout, self.config.cancel_grace, self.config.unload_after_idle
+            )
+        )
 
     @property
     def idle(self) -> bool:
@@ -232,7 +236,7 @@ class Scheduler:
             job.move(JobState.CANCELLING)  # stopped by the worker itself (told to exit)
         self.worker.job_ended(healthy=True)
         if event.cancelled and job.timed_out:
-            self._end(job, JobState.FAILED, self.watchdog.timed_out(job, ""))
+            self._end(job, JobState.FAILED, self.watchdog.timed_out(job.job_id, ""))
         else:
             self._end(job, JobState.CANCELLED if event.cancelled else JobState.DONE, result)
         log.info(
@@ -259,8 +263,10 @@ class Scheduler:
         how = self.worker.reap()
         job = self.jobs.running
         if job is not None:
-            self._end(job, *self.watchdog.ending_after_death(job, how))
-        self.watchdog.killed_for = None
+            ending = self.watchdog.ending_after_death(
+                job.job_id, how, worker_killed=job.worker_killed, timed_out=job.timed_out
+            )
+            self._end(job, *ending)
         if self.worker.state is WorkerState.FAILED:
             for queued in self.jobs.queued:
                 self._end(
@@ -347,7 +353,37 @@ class Scheduler:
         for job in self.jobs.active():
             if job.state is not JobState.CANCELLING and self.peers.silent(job.watchers, timeout):
                 self._abandon(job, f"no word from its client for {timeout:g} s")
-        self.watchdog.check()
+        self._act_on(self.watchdog.judge(self.clock(), self._watched_job(), self._idle_since()))
+
+    def _watched_job(self) -> RunningJob | None:
+        job = self.jobs.running
+        if job is None:
+            return None
+        running = job.state is JobState.RUNNING
+        return RunningJob(
+            job.job_id,
+            job.started_at if running else None,
+            job.cancel_requested_at,
+            job.worker_killed,
+        )
+
+    def _idle_since(self) -> float | None:
+        """When the daemon last had work, while it has none and its worker is loaded."""
+        if self.stopping or not self.idle or self.worker.state is not WorkerState.IDLE:
+            return None
+        return self.last_activity
+
+    def _act_on(self, verdicts: list[Verdict]) -> None:
+        job = self.jobs.running
+        for verdict in verdicts:
+            if verdict is Verdict.CANCEL_OVERDUE_JOB and job is not None:
+                job.timed_out = True
+                self.stop_running(job)
+            elif verdict is Verdict.KILL_WORKER and job is not None:
+                job.worker_killed = True
+                self.worker.kill()
+            elif verdict is Verdict.UNLOAD_WORKER:
+                self.worker.unload()
 
     # ---- shutdown ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
 from pathlib import Path
 
 from neural_style_protocol.messages import WorkerState
@@ -59,7 +60,13 @@ def describe_exit(exitcode: int | None) -> str:
 class WorkerHandle:
     """One worker process at a time, and its state as `status` reports it."""
 
-    def __init__(self, config: WorkerConfig, max_failures: int = MAX_FAILURES) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        max_failures: int = MAX_FAILURES,
+        processes: SpawnContext | None = None,
+    ) -> None:
+        """`processes`: where worker processes and their pipes come from (spawn by default)."""
         self.config = config
         self.max_failures = max_failures
         self.state = WorkerState.STOPPED
@@ -69,7 +76,7 @@ class WorkerHandle:
         self.model_loaded = False
         self.memory_bytes: int | None = None
         self.pid: int | None = None
-        self._mp = multiprocessing.get_context("spawn")
+        self._mp = processes or multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._exit_expected = False

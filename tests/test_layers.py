@@ -1,8 +1,11 @@
-"""The protocol package is a layer of its own: standard library only (the GIMP plug-in imports it
-inside GIMP's Python), and it still runs on Python 3.9."""
+"""Imports go one way. No module of the project imports, however indirectly, a module that
+imports it back (a function-level import counts: it only hides a cycle). The protocol package is
+a layer of its own: standard library only (the GIMP plug-in imports it inside GIMP's Python), and
+it still runs on Python 3.9."""
 
 from __future__ import annotations
 
+import ast
 import glob
 import os
 import shutil
@@ -12,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).parents[1] / "shared"
+ROOT = Path(__file__).parents[1]
+# Each package of the project, by the folder it lies in.
+PACKAGES = {
+    "neural_style_daemon": ROOT / "daemon",
+    "neural_style_protocol": ROOT / "shared",
+    "neural_style_gimp": ROOT / "gimp_plugin",
+}
+SHARED = ROOT / "shared"
 PACKAGE = SHARED / "neural_style_protocol"
 MODULES = sorted(
     f"neural_style_protocol.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"
@@ -43,6 +53,108 @@ message = Submit("job", RawImage(bytes(16), 2, 2), (b"png",), JobParams(style_we
 assert deserialize(serialize(message, b"key"), b"key", ReplayGuard()) == message
 print("ok", sys.version_info[:2])
 """
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the three packages by its dotted name (a package by its own name)."""
+    modules = {}
+    for package, folder in PACKAGES.items():
+        for path in (folder / package).rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(module: str, path: Path, modules: set[str]) -> set[str]:
+    """The project modules that `module` (its source at `path`) imports, by any import
+    statement at any depth: in functions and under TYPE_CHECKING too. `from package import
+    name` depends on the submodule `package.name` if there is one, else on the package."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                source = ".".join([*parts, source] if source else parts)
+            names = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
+                for alias in node.names
+            ]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:  # `import a.b.c` of a function `c`, say
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {
+        module: imported_modules(module, path, set(modules)) for module, path in modules.items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_of_the_project_imports_itself_back() -> None:
+    graph = import_graph()
+    assert len(graph) > 80  # all three packages were read
+    assert cycles(graph) == []
+
+
+def test_a_cycle_through_a_function_level_import_is_found(tmp_path) -> None:
+    source = tmp_path / "remote.py"
+    source.write_text(
+        "from __future__ import annotations\n"
+        "from . import console\n"
+        "def stylize():\n"
+        "    from .cli import build_parser\n"
+        "    import pkg.server.jobs\n"
+    )
+    modules = {"pkg", "pkg.cli", "pkg.console", "pkg.remote", "pkg.server", "pkg.server.jobs"}
+    found = imported_modules("pkg.remote", source, modules)
+    assert found == {"pkg.console", "pkg.cli", "pkg.server.jobs"}
+    graph = {"pkg.remote": found, "pkg.cli": {"pkg.remote"}, "pkg.console": set()}
+    graph |= {"pkg.server.jobs": set()}
+    assert cycles(graph) == [["pkg.cli", "pkg.remote"]]
 
 
 def test_the_pure_modules_import_only_the_standard_library() -> None:
