@@ -220,6 +220,11 @@ def test_progress_text_and_fraction_over_two_layers():
     assert report.fraction == pytest.approx(0.5)  # never moves back
 
 
+def test_progress_text_names_the_tile_of_a_tiled_step():
+    tiled = Progress("a" * 32, 1, 1, 1, 3, 10, 0.25, {}, 2.0, None, None, 5, 8)
+    assert ProgressReport().update(tiled) == "Neural style: scale 1/1, step 3/10, tile 5/8"
+
+
 def test_progress_text_for_queue_and_restart():
     report = ProgressReport()
     assert "waiting for 2 other jobs" in report.update(Accepted("a" * 32, 2))

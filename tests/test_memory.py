@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from memory_support import capped_below_whole
 
 from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine import optimize as optimize_module
@@ -162,22 +163,6 @@ def test_out_of_memory_in_tiles_tries_the_next_smaller_tiles_and_never_below_the
     assert smaller_tile_size((6000, 4000), 300) == 256
     assert smaller_tile_size((6000, 4000), TILE_SIZES[-1]) is None
     assert smaller_tile_size((200, 150), None) is None  # smaller than any tile
-
-
-def _needs_in_tiles(size, pairs, mixed_precision, tile_size):
-    width, height = size
-    return job_memory_bytes(
-        width * height, pairs, mixed_precision, largest_tile_pixels(size, tile_size)
-    )
-
-
-def capped_below_whole(size: tuple[int, int], mixed_precision: bool) -> int:
-    """A cap under which a job of `size` fits in 256 px tiles with its full history, and not
-    whole even with the short history."""
-    limit = _needs_in_tiles(size, 20, mixed_precision, 256) + 2**20
-    assert job_memory_bytes(size[0] * size[1], 5, mixed_precision) > limit
-    assert _needs_in_tiles(size, 20, mixed_precision, 512) > limit
-    return limit
 
 
 @pytest.mark.parametrize("cap", ["job", "engine"])

@@ -215,6 +215,8 @@ def test_the_daemons_limits_apply() -> None:
         lambda b: b.update(losses=[1.0]),
         lambda b: b.update(eta=-1),
         lambda b: b["preview"].update(width=3),
+        lambda b: b.update(tile=3, tiles=2),
+        lambda b: b.update(tiles=-1),
     ],
 )
 def test_a_bad_progress_is_refused(edit: Callable[[dict], object]) -> None:

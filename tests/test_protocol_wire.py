@@ -60,6 +60,8 @@ def progress(preview: bool = True) -> Progress:
         elapsed=2.5,
         eta=7.5,
         preview=RawImage(b"\x07" * 2 * 3 * 3, 2, 3, channels=3) if preview else None,
+        tile=3,
+        tiles=8,
     )
 
 

@@ -139,3 +139,24 @@ def _stand_out(image: np.ndarray, axis: int, at: int) -> float:
 def test_a_tile_size_below_what_the_network_needs_is_refused():
     with pytest.raises(InvalidInputError, match="tile_size must be a finite number in"):
         StyleParams(tile_size=16)
+
+
+def test_a_tiled_step_reports_each_tile_and_a_cancel_stops_it_mid_step(
+    engine, make_content, make_style, params, progress_log
+):
+    progress_log.cancel_after = 6  # four tiles and the end of step 1, then step 2's first tile
+    result = engine.stylize(
+        make_content(320, 160),
+        [make_style(64, 64)],
+        params(iterations=4, tile_size=160),
+        on_progress=progress_log,
+        should_cancel=progress_log.should_cancel,
+    )
+    tiles = [(r.iteration, r.tile, r.tiles) for r in progress_log.reports]
+    # Two tiles, each visited twice a step, then the step's own report; step 2 stops after its
+    # first tile.
+    assert tiles == [(1, 1, 4), (1, 2, 4), (1, 3, 4), (1, 4, 4), (1, 0, 0), (2, 1, 4)]
+    fractions = [r.work_done for r in progress_log.reports]
+    assert fractions == sorted(fractions) and fractions[4] == pytest.approx(1 / 4)
+    assert result.cancelled and result.steps == 1  # the best image of the steps done
+    assert result.image.shape == (160, 320, 3)

@@ -56,6 +56,7 @@ class ProgressBar:
             f"scale {progress.scale}/{progress.scales}"
             + (f" {size[0]}x{size[1]}" if size else "")
             + f" step {progress.iteration}/{progress.iterations}"
+            + (f" tile {progress.tile}/{progress.tiles}" if progress.tiles else "")
             + (f" loss {loss:.4g}" if loss is not None else ""),
             refresh=False,
         )

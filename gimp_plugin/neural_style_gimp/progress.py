@@ -45,6 +45,8 @@ class ProgressReport:
                 f"{self._prefix()}Neural style: scale {event.scale}/{event.scales}, "
                 f"step {event.iteration}/{event.iterations}"
             )
+            if event.tiles:
+                text += f", tile {event.tile}/{event.tiles}"
             if event.eta is not None and event.eta >= 1:
                 text += f", about {_duration(event.eta)} left"
             return text

@@ -179,6 +179,8 @@ def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
         elapsed=reader.take("elapsed"),
         eta=reader.take("eta"),
         preview=_optional_image(reader, "preview", ctx, 3),
+        tile=reader.take("tile", 0),
+        tiles=reader.take("tiles", 0),
     )
 
 

@@ -179,10 +179,16 @@ class Progress(DaemonMessage):
     elapsed: float  # seconds since the job started
     eta: float | None = None  # seconds left; None while unknown
     preview: RawImage | None = None  # a small RGB image, now and then
+    # In a tiled step, the tiles done of step `iteration` and their count (each step visits
+    # every tile twice); 0 otherwise.
+    tile: int = 0
+    tiles: int = 0
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         check_int(self.seq, "seq", 0, _BIG, _MALFORMED)
+        check_int(self.tiles, "tiles", 0, _BIG, _MALFORMED)
+        check_int(self.tile, "tile", 0, self.tiles, _MALFORMED)
         check_int(self.scales, "scales", 1, 1000, _MALFORMED)
         check_int(self.scale, "scale", 1, self.scales, _MALFORMED)
         check_int(self.iterations, "iterations", 0, _BIG, _MALFORMED)

@@ -16,7 +16,7 @@ from .capture import captured
 from .lbfgs import LBFGS
 from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
 from .params import Optimizer, StyleParams
-from .tiles import TiledEvaluation
+from .tiles import EvaluationStopped, TiledEvaluation
 from .vgg import VGGFeatures, fast_math
 
 # At most this much memory for the L-BFGS history (two image-sized vectors per entry): at
@@ -194,6 +194,7 @@ def optimize_scale(
     read_every: int = 1,
     cuda_graph: bool = False,
     tile_size: int | None = None,
+    on_tile: Callable[[int, int, int, int], bool] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float] | None]:
     """Run up to `iterations` optimiser steps from `start` (1 x 3 x H x W) and return the best
     image evaluated, with its loss terms (None if no step ran).
@@ -206,7 +207,8 @@ def optimize_scale(
     since then can only have improved the best image.
     With `cuda_graph` (a CUDA image of at most CAPTURE_MAX_PIXELS), each evaluation is one
     replayed CUDA graph. With `tile_size`, an image with a longer side is evaluated in tiles
-    (tiles.TiledEvaluation).
+    (tiles.TiledEvaluation), and `on_tile(i, pass, tile, tiles)` hears of each tile of step i;
+    its False stops the scale there, with the best image of the steps before.
 
     Departures from the usual loop: the image is clamped to [0, 1] before each evaluation (a
     projection, as PyTorch's tutorial does), because an image optimised unconstrained and
@@ -225,9 +227,11 @@ def optimize_scale(
     latest: list[torch.Tensor] = []  # the terms of the latest evaluation, on the device
 
     height, width = image.shape[-2:]
+    step = 0  # the step being evaluated, for on_tile
     tiled = None
     if tile_size is not None and max(height, width) > tile_size:
-        tiled = TiledEvaluation(objective, height, width, tile_size)
+        heard = None if on_tile is None else lambda *tile: on_tile(step, *tile)
+        tiled = TiledEvaluation(objective, height, width, tile_size, on_tile=heard)
         cuda_graph = False
 
     def evaluate() -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,7 +258,11 @@ def optimize_scale(
         return total
 
     for i in range(1, iterations + 1):
-        optimizer.step(closure)  # one evaluation per step, both optimisers
+        step = i
+        try:
+            optimizer.step(closure)  # one evaluation per step, both optimisers
+        except EvaluationStopped:
+            break  # mid-step: the optimiser's state is dropped with it
         if i % read_every and i < iterations:
             continue
         losses, stalled = best.read(latest[0], tolerance)

@@ -55,6 +55,10 @@ class Progress:
     elapsed: float  # seconds since the job started
     peak_memory_bytes: int
     preview: np.ndarray | None = None  # small RGB uint8 image, every `preview_every` steps
+    # In a tiled step, the tiles done of the step in progress (`iteration`) and their count:
+    # each step visits every tile twice (tiles.TiledEvaluation). 0 otherwise.
+    tile: int = 0
+    tiles: int = 0
 
     @property
     def eta(self) -> float | None:
@@ -326,6 +330,7 @@ class _Job:
                     read_every=self.engine.reads_every(size),
                     cuda_graph=self.engine.cuda_graphs,
                     tile_size=self.params.tile_size,
+                    on_tile=partial(self._after_tile, index),
                 )
             except torch.OutOfMemoryError:
                 shorter = shorter_lbfgs_history(self.params)
@@ -442,6 +447,32 @@ class _Job:
                 elapsed=time.perf_counter() - self.start,
                 peak_memory_bytes=peak_memory_bytes(self.device),
                 preview=preview,
+            )
+        )
+        self.cancelled = bool(self.should_cancel())
+        return not self.cancelled
+
+    def _after_tile(
+        self, index: int, iteration: int, pass_number: int, tile: int, tiles: int
+    ) -> bool:
+        """Progress and the cancel check after each tile of a tiled step: a step of a large
+        image takes minutes, and neither the progress bar nor a cancel can wait that long."""
+        width, height = self.sizes[index]
+        done_in_step = ((pass_number - 1) * tiles + tile) / (2 * tiles)
+        work = self.work_before[index] + width * height * (iteration - 1 + done_in_step)
+        self.on_progress(
+            Progress(
+                scale=index + 1,
+                scales=len(self.sizes),
+                size=(width, height),
+                iteration=iteration,
+                iterations=self.iterations[index],
+                work_done=work / self.work_total,
+                losses=self.last_losses,
+                elapsed=time.perf_counter() - self.start,
+                peak_memory_bytes=peak_memory_bytes(self.device),
+                tile=(pass_number - 1) * tiles + tile,
+                tiles=2 * tiles,
             )
         )
         self.cancelled = bool(self.should_cancel())

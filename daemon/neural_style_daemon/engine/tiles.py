@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -165,16 +165,40 @@ def _normalised(sums: dict[str, torch.Tensor], height: int, width: int) -> dict[
     }
 
 
+class EvaluationStopped(Exception):
+    """Raised out of a tiled evaluation whose `on_tile` asked to stop (a cancel)."""
+
+
+# After each tile: (pass, tile, tiles), the pass 1 (the Gram matrices) or 2 (the gradient) and
+# the tile 1-based; False stops the evaluation (EvaluationStopped).
+TileCallback = Callable[[int, int, int], bool]
+
+
 class TiledEvaluation:
     """One evaluation of `objective` (an optimize.Objective) on a 1 x 3 x H x W image, tile by
     tile: returns the weighted (content, style, total variation) terms, as the untiled
-    evaluation's LossTerms hold them, and leaves the gradient in `image.grad`."""
+    evaluation's LossTerms hold them, and leaves the gradient in `image.grad`. `on_tile` hears
+    of each tile done: a step of a large image takes minutes, and its progress and a cancel
+    cannot wait for the step's end."""
 
-    def __init__(self, objective, height: int, width: int, tile: int, halo: int = DEFAULT_HALO):
+    def __init__(
+        self,
+        objective,
+        height: int,
+        width: int,
+        tile: int,
+        halo: int = DEFAULT_HALO,
+        on_tile: TileCallback | None = None,
+    ):
         self.objective = objective
         self.tiles = plan_tiles(height, width, tile, halo)
         self.size = (height, width)
         self.layers = objective.layers
+        self.on_tile = on_tile
+
+    def _tile_done(self, pass_number: int, index: int) -> None:
+        if self.on_tile is not None and not self.on_tile(pass_number, index, len(self.tiles)):
+            raise EvaluationStopped
 
     def _positions(self, name: str) -> int:
         return math.prod(_feature_size(*self.size, layer_stride(name)))
@@ -207,7 +231,7 @@ class TiledEvaluation:
             content_factors[name] = factor
 
         gradient = torch.zeros_like(image)
-        for tile in self.tiles:
+        for index, tile in enumerate(self.tiles, start=1):
             crop = image.detach()[tile.box()].clone().requires_grad_(True)
             with fast_math(model):
                 features = model(crop, self.layers)
@@ -228,6 +252,7 @@ class TiledEvaluation:
                 surrogate = surrogate + factor * (core - target_core).square().sum()
             surrogate.backward()
             gradient[tile.box()] += crop.grad
+            self._tile_done(2, index)
 
         tv = image.new_zeros((), dtype=torch.float32)
         if objective.tv_weight:
@@ -248,7 +273,7 @@ class TiledEvaluation:
         errors = {
             name: image.new_zeros((), dtype=torch.float32) for name in objective.content_losses
         }
-        for tile in self.tiles:
+        for index, tile in enumerate(self.tiles, start=1):
             with fast_math(model):
                 features = model(image[tile.box()], self.layers)
             for name in objective.style_losses:
@@ -259,4 +284,5 @@ class TiledEvaluation:
                 core = features[name][tile.core_at(stride)].float()
                 target_core = loss.target[tile.core_in_image_features(stride)]
                 errors[name] += (core - target_core).square().sum()
+            self._tile_done(1, index)
         return _normalised(sums, *self.size), errors

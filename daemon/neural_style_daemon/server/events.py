@@ -80,6 +80,8 @@ class JobProgress:
     eta: float | None
     peak_memory_bytes: int
     preview: RawImage | None = None  # RGB
+    tile: int = 0  # the tiles done of a tiled step in progress, and their count; 0 otherwise
+    tiles: int = 0
 
 
 @dataclass(frozen=True)

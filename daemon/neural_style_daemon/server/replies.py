@@ -25,6 +25,8 @@ def progress_message(job_id: str, seq: int, event: JobProgress) -> Progress:
         event.elapsed,
         event.eta,
         event.preview,
+        event.tile,
+        event.tiles,
     )
 
 

@@ -226,6 +226,8 @@ def progress_event(job_id: str, progress: Progress) -> JobProgress:
         eta=eta if eta is not None and eta >= 0 else None,
         peak_memory_bytes=progress.peak_memory_bytes,
         preview=preview,
+        tile=progress.tile,
+        tiles=progress.tiles,
     )
 
 
