@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from daemon_support import DaemonProcess, style_png, wait_until
 from gimp_support import (
     GimpWorkspace,
@@ -24,8 +25,10 @@ from gimp_support import (
     processes_running,
     stop_daemon_in,
 )
+from memory_support import CAPPED_TILE_SIZE, capped_below_whole
 
 from neural_style_daemon.cli import main as neural_style
+from neural_style_daemon.engine.devices import has_fast_bf16
 from neural_style_gimp.arguments import BY_NAME
 
 NEW_LAYER = "python-fu-neural-style"
@@ -327,6 +330,41 @@ report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
     assert status == "execution-error"
     assert "ran out of memory" in message and "smaller processing size" in message
     assert report["layers"] == 3  # the retried job's layer only
+
+
+def test_a_layer_too_large_for_a_capped_daemon_whole_is_done_at_its_size_in_tiles(
+    workspace, monkeypatch
+):
+    size = (480, 360)
+    cap = capped_below_whole(size, has_fast_bf16(torch.device("cpu"))) / 2**30
+    runtime = workspace.folder / "capped-run"
+    daemon = DaemonProcess(runtime, "--max-memory", f"{cap:.6f}")
+    pixels = content(*size, alpha=False)
+    try:
+        daemon.wait_listening()
+        done = workspace.run_batch(
+            f"""
+image = Gimp.Image.new({size[0]}, {size[1]}, Gimp.ImageBaseType.RGB)
+layer = add_layer(image, "Photo", {workspace.write_pixels("capped", pixels)!r}, {size[0]},
+                  {size[1]}, alpha=False)
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
+                                quality="draft", strength=10.0, size={size[0]})
+dump(image, FOLDER, "capped")
+report(FOLDER, status=status, message=message)
+""",
+            runtime,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        daemon.terminate()
+    report = workspace.report()
+    assert report["status"] == "success", report["message"]
+    assert f"evaluating it in {CAPPED_TILE_SIZE} px tiles" in done.stdout + done.stderr
+    new, source = workspace.layers("capped")
+    assert (new["width"], new["height"]) == size  # at the layer's size, not shrunk
+    assert np.array_equal(source["pixels"], pixels)
+    changed = np.abs(new["pixels"][..., :3].astype(int) - pixels[..., :3]).mean()
+    assert changed > 1, f"the new layer barely differs from its source ({changed:.2f})"
 
 
 def test_the_plugin_starts_the_daemon_when_none_runs(gimp3):

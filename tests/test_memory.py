@@ -244,3 +244,23 @@ def test_out_of_memory_with_no_history_left_to_shorten_runs_the_scale_again_in_t
     assert warnings == ["out of memory at 320 px: retried evaluating it in 256 px tiles"]
     assert evaluations == [2] and result.steps == 2
     assert result.image.shape == (240, 320, 3)
+
+
+def test_a_job_tiled_for_its_largest_scale_runs_the_smaller_scales_whole(
+    engine, make_content, make_style, params, monkeypatch
+):
+    size = (480, 360)
+    limit = capped_below_whole(size, engine.model.mixed_precision)
+    evaluations: list[int] = []
+    monkeypatch.setattr(
+        optimize_module,
+        "TiledEvaluation",
+        recording_tiled_evaluations(optimize_module.TiledEvaluation, evaluations),
+    )
+    result = engine.stylize(
+        make_content(*size),
+        [make_style(64, 64)],
+        params(iterations=1, min_size=240, max_memory=limit / 2**30),
+    )
+    assert len(result.sizes) > 1 and result.sizes[-1] == size
+    assert evaluations == [4]  # the largest scale alone, in 2 x 2 tiles

@@ -59,10 +59,9 @@ def fit_in_memory(
     else the largest tiles that fit (with the full history if it fits then). DeviceMemoryError
     where nothing does, naming a size that would."""
     width, height = size
-    image = torch.empty(1, 3, height, width, device="meta")  # a shape, for the optimiser's cap
-    pairs = lbfgs_history(image, params.lbfgs_history) if params.optimizer is Optimizer.LBFGS else 1
+    pairs = _pairs(size, params.lbfgs_history, params)
     shorter = shorter_lbfgs_history(params)
-    short_pairs = pairs if shorter is None else min(pairs, lbfgs_history(image, shorter))
+    short_pairs = pairs if shorter is None else min(pairs, _pairs(size, shorter, params))
 
     def needs(pair_count: int, tile_size: int | None) -> int:
         box = largest_tile_pixels(size, tile_size)
@@ -102,6 +101,24 @@ def fit_in_memory(
         f"{gib(needed)} and {gib(available)} are free: {advice}",
         fits,
     )
+
+
+def _pairs(size: tuple[int, int], history: int, params: StyleParams) -> int:
+    """The optimiser's image-sized pairs at a scale of `size` with `history` asked for."""
+    if params.optimizer is not Optimizer.LBFGS:
+        return 1
+    width, height = size
+    image = torch.empty(1, 3, height, width, device="meta")  # a shape, for the optimiser's cap
+    return lbfgs_history(image, history)
+
+
+def fits_whole(
+    size: tuple[int, int], params: StyleParams, mixed_precision: bool, available: int
+) -> bool:
+    """Whether a scale of `size` (width, height) fits in `available` bytes evaluated whole:
+    a job tiled for its largest scale need not tile the smaller ones."""
+    pairs = _pairs(size, params.lbfgs_history, params)
+    return job_memory_bytes(size[0] * size[1], pairs, mixed_precision) <= available
 
 
 def smaller_tile_size(size: tuple[int, int], tile_size: int | None) -> int | None:

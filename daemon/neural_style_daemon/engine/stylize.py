@@ -24,7 +24,7 @@ from .devices import (
     resolve_device,
     reuse_freed_cpu_memory,
 )
-from .memory import fit_in_memory, smaller_tile_size
+from .memory import fit_in_memory, fits_whole, smaller_tile_size
 from .optimize import (
     Objective,
     layer_features,
@@ -268,6 +268,10 @@ class _Job:
         self.start = time.perf_counter()
         hits_before = self.engine.targets.hits
         available = self._memory_for_the_job()
+        self.available = available
+        # Tiles the caller asked for apply to every scale larger than them; tiles the memory
+        # plan chose only to the scales that do not fit whole.
+        self.tiles_forced = self.params.tile_size is not None
         if available is not None:  # before any work: see memory.py
             self.params = fit_in_memory(
                 self.sizes[-1],
@@ -301,6 +305,14 @@ class _Job:
             target_cache_hits=self.engine.targets.hits - hits_before,
         )
 
+    def _tile_size_at(self, size: tuple[int, int]) -> int | None:
+        """The tiles a scale of `size` is evaluated in; None: whole."""
+        tile_size = self.params.tile_size
+        if tile_size is None or self.tiles_forced or self.available is None:
+            return tile_size
+        mixed_precision = self.engine.model.mixed_precision
+        return None if fits_whole(size, self.params, mixed_precision, self.available) else tile_size
+
     def _memory_for_the_job(self) -> int | None:
         """The bytes the job may take: what the device has free, capped by the engine's and
         the job's limits; None where neither the device nor a cap says."""
@@ -329,12 +341,12 @@ class _Job:
                     tolerance=self.tolerance,
                     read_every=self.engine.reads_every(size),
                     cuda_graph=self.engine.cuda_graphs,
-                    tile_size=self.params.tile_size,
+                    tile_size=self._tile_size_at(size),
                     on_tile=partial(self._after_tile, index),
                 )
             except torch.OutOfMemoryError:
                 shorter = shorter_lbfgs_history(self.params)
-                tile_size = smaller_tile_size(size, self.params.tile_size)
+                tile_size = smaller_tile_size(size, self._tile_size_at(size))
                 if shorter is None and tile_size is None:
                     raise
             # Out of the except block, whose traceback held the failed run's optimiser.
@@ -344,6 +356,7 @@ class _Job:
                 change = f"with a shorter L-BFGS history ({shorter} steps)"
             else:
                 self.params = replace(self.params, tile_size=tile_size)
+                self.tiles_forced = True  # the estimate said whole would fit, and it did not
                 change = f"evaluating it in {tile_size} px tiles"
             self.on_warning(f"out of memory at {max(size)} px: retried {change}")
 
@@ -381,7 +394,12 @@ class _Job:
         content_features = cache.get_or_compute(
             ("content", self.content_key, mode, size, params.content_layers),
             partial(
-                _features_at, model, content_run, size, params.content_layers, params.tile_size
+                _features_at,
+                model,
+                content_run,
+                size,
+                params.content_layers,
+                self._tile_size_at(size),
             ),
         )
         # With colour preservation the prepared style depends on the content too.
@@ -391,7 +409,14 @@ class _Job:
             style_size = self._style_size(style, size)
             grams = cache.get_or_compute(
                 ("style", key, colour_key, style_size, params.style_layers),
-                partial(_grams_at, model, style, style_size, params.style_layers, params.tile_size),
+                partial(
+                    _grams_at,
+                    model,
+                    style,
+                    style_size,
+                    params.style_layers,
+                    self._tile_size_at(style_size),
+                ),
             )
             for name, gram in grams.items():
                 blended[name] = blended.get(name, 0) + weight * gram
