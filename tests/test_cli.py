@@ -251,7 +251,7 @@ def test_a_job_too_large_for_the_free_memory_is_refused_before_it_starts_with_a_
     bf16 = has_fast_bf16(torch.device("cpu"))  # the engine's precision here
     assert capsys.readouterr().err.strip() == (
         f"neural-style: error: not enough memory at 61 px: a 61x45 px job needs about "
-        f"{gib(job_memory_bytes(61 * 45, 5, bf16))} and 1 MiB are free: a size of "
+        f"{gib(job_memory_bytes(61 * 45, 5, bf16))} and 1 MiB are available: a size of "
         f"{fitting_long_side((61, 45), 5, bf16, 2**20)} px or less would fit"
     )
     assert not out.exists()

@@ -15,7 +15,6 @@ from PIL import Image
 from neural_style_gimp.arguments import (
     ARGUMENTS,
     AUTOMATIC_SIZE_ELSEWHERE,
-    AUTOMATIC_SIZE_ON_GPU,
     BY_NAME,
     CHOICE,
     DIALOG_LAYOUT,
@@ -135,17 +134,18 @@ def test_processing_size_never_enlarges_the_layer(size, expected):
 @pytest.mark.parametrize(
     "device, expected",
     [
-        ("cuda:0 (NVIDIA H100 80GB HBM3)", AUTOMATIC_SIZE_ON_GPU),
-        ("cuda", AUTOMATIC_SIZE_ON_GPU),
+        ("cuda:0 (NVIDIA H100 80GB HBM3)", None),
+        ("cuda", None),
         ("cpu", AUTOMATIC_SIZE_ELSEWHERE),
         ("mps", AUTOMATIC_SIZE_ELSEWHERE),
     ],
 )
 def test_size_zero_is_chosen_for_the_daemons_device(device, expected):
-    # On a CPU a 1024 px job takes minutes: 0, the default, asks for less there.
-    assert AUTOMATIC_SIZE_ELSEWHERE < AUTOMATIC_SIZE_ON_GPU
+    # On a CPU a full-size job takes minutes to hours: 0, the default, asks for less there;
+    # on a GPU, the layer's full size (None), tiled by the daemon where it does not fit whole.
+    assert AUTOMATIC_SIZE_ELSEWHERE < 4000
     assert BY_NAME["size"].default == 0
-    assert f"{AUTOMATIC_SIZE_ON_GPU} px on an NVIDIA GPU" in BY_NAME["size"].blurb
+    assert "full size on an NVIDIA GPU" in BY_NAME["size"].blurb
     assert processing_size(4000, 3000, 0, device) == expected
     assert job_params({}, 3000, 4000, 1, device).size == expected
     # Never enlarged: a layer smaller than the automatic size is processed at its own.

@@ -46,8 +46,8 @@ def test_a_job_that_fits_only_with_the_short_history_gets_it_and_a_warning():
     fitted = fit_in_memory((2048, 1536), StyleParams(), True, available, warnings.append)
     assert fitted.lbfgs_history == 5
     assert warnings == [
-        f"not enough free memory at 2048 px for a 20-step L-BFGS history (about "
-        f"{gib(job_memory_bytes(2048 * 1536, 20, True))} needed, {gib(available)} free): "
+        f"not enough memory at 2048 px for a 20-step L-BFGS history (about "
+        f"{gib(job_memory_bytes(2048 * 1536, 20, True))} needed, {gib(available)} available): "
         f"running with 5 steps"
     ]
 
@@ -65,7 +65,7 @@ def test_a_job_that_cannot_fit_even_in_tiles_is_refused_with_a_size_that_would(p
     assert side == fitting_long_side(size, pairs, True, available, box)
     assert str(refused.value) == (
         f"not enough memory at 8192 px: a 8192x8192 px job needs about "
-        f"{gib(job_memory_bytes(8192 * 8192, pairs, True, box))} and 2.0 GiB are free: a size "
+        f"{gib(job_memory_bytes(8192 * 8192, pairs, True, box))} and 2.0 GiB are available: a size "
         f"of {side} px or less would fit"
     )
 

@@ -38,10 +38,9 @@ _COLOR_LABELS = {
     ColorMode.LUMINANCE: "Luminance: style the brightness only",
     ColorMode.HISTOGRAM: "Histogram: recolour the style to the layer's",
 }
-# The processing size "0" stands for, by the daemon's device. On a CPU a 1024 px job takes
-# four times as long as a 512 px one (a 640 x 427 photo: 97 s against 26 s on two cores;
-# README).
-AUTOMATIC_SIZE_ON_GPU = 1024
+# The processing size "0" stands for without a CUDA GPU: on a 2-core CPU a 1024 px job takes
+# four times as long as a 512 px one (README). With one, "0" is the layer's own size: the daemon
+# runs whatever does not fit whole in tiles.
 AUTOMATIC_SIZE_ELSEWHERE = 512
 DEFAULT_SIZE = 0
 
@@ -92,8 +91,8 @@ ARGUMENTS = (
         "size",
         "Processing si_ze (px; 0: automatic)",
         "The long side the style is "
-        f"computed at: 0 chooses for the style daemon's device ({AUTOMATIC_SIZE_ON_GPU} px "
-        f"on an NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} otherwise); the layer's own size or "
+        "computed at: 0 chooses for the style daemon's device (the layer's full size on an "
+        f"NVIDIA GPU, {AUTOMATIC_SIZE_ELSEWHERE} px otherwise); the layer's own size or "
         "more: full size. The result always has the layer's size",
         INT,
         DEFAULT_SIZE,
@@ -186,17 +185,20 @@ def read_style_file(path: str) -> bytes:
         raise PluginError(f"Cannot read the style image {path}: {error.strerror}.") from None
 
 
-def automatic_size(device: str) -> int:
+def automatic_size(device: str) -> int | None:
     """The processing size for a daemon computing on `device`, as its status names it
-    ("cuda:0 (NVIDIA H100 80GB HBM3)", "cpu", "mps")."""
-    return AUTOMATIC_SIZE_ON_GPU if device.startswith("cuda") else AUTOMATIC_SIZE_ELSEWHERE
+    ("cuda:0 (NVIDIA H100 80GB HBM3)", "cpu", "mps"); None: the layer's own."""
+    return None if device.startswith("cuda") else AUTOMATIC_SIZE_ELSEWHERE
 
 
 def processing_size(width: int, height: int, size: int, device: str) -> int | None:
     """The long side to process at (0: `automatic_size`): None (the layer's own) for a size
     not below the layer's, so a small layer is never enlarged just to be worked on."""
     if size <= 0:
-        size = automatic_size(device)
+        automatic = automatic_size(device)
+        if automatic is None:
+            return None
+        size = automatic
     if size >= max(width, height):
         return None
     return max(size, MIN_SIZE)

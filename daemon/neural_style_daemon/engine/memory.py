@@ -72,8 +72,8 @@ def fit_in_memory(
         return params
     if short_pairs < pairs and needs(short_pairs, params.tile_size) <= available:
         warn(
-            f"not enough free memory at {max(size)} px for a {pairs}-step L-BFGS history "
-            f"(about {gib(needed)} needed, {gib(available)} free): running with "
+            f"not enough memory at {max(size)} px for a {pairs}-step L-BFGS history "
+            f"(about {gib(needed)} needed, {gib(available)} available): running with "
             f"{short_pairs} steps"
         )
         return replace(params, lbfgs_history=short_pairs)
@@ -83,8 +83,8 @@ def fit_in_memory(
             if needs(pair_count, tile_size) <= available:
                 history = "" if pair_count == pairs else f" and a {pair_count}-step L-BFGS history"
                 warn(
-                    f"not enough free memory at {max(size)} px to evaluate the image whole "
-                    f"(about {gib(needed)} needed, {gib(available)} free): evaluating it in "
+                    f"not enough memory at {max(size)} px to evaluate the image whole "
+                    f"(about {gib(needed)} needed, {gib(available)} available): evaluating it in "
                     f"{tile_size} px tiles{history}, which takes longer"
                 )
                 return replace(params, tile_size=tile_size, lbfgs_history=pair_count)
@@ -98,7 +98,7 @@ def fit_in_memory(
         advice = f"a size of {fits} px or less would fit"
     raise DeviceMemoryError(
         f"not enough memory at {max(size)} px: a {width}x{height} px job needs about "
-        f"{gib(needed)} and {gib(available)} are free: {advice}",
+        f"{gib(needed)} and {gib(available)} are available: {advice}",
         fits,
     )
 
