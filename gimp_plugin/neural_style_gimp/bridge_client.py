@@ -55,6 +55,10 @@ class BridgeLink:
                 f"cannot be started: {self._command[0]} {reason}. {REINSTALL}"
                 f"{flatpak_advice(sandboxed)}"
             ) from None
+        # Both are pipes, asked for above: Popen types them as possibly None.
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin = self._process.stdin
+        self._stdout = self._process.stdout
 
     @classmethod
     def open(
@@ -118,7 +122,7 @@ class BridgeLink:
     def close(self) -> None:
         """Close the bridge's input (it exits: cancelling a job, were one running) and wait."""
         process = self._process
-        for stream in (process.stdin, process.stdout):
+        for stream in (self._stdin, self._stdout):
             with contextlib.suppress(OSError):
                 stream.close()
         try:
@@ -136,7 +140,7 @@ class BridgeLink:
 
     def _send(self, kind: str, fields: dict, buffers=()) -> None:
         try:
-            pipe.write_message(self._process.stdin, kind, fields, buffers)
+            pipe.write_message(self._stdin, kind, fields, buffers)
         except OSError:
             raise self._broken("it stopped taking requests") from None
 
@@ -144,7 +148,7 @@ class BridgeLink:
         """Read the bridge's messages up to the answer, relaying progress lines."""
         while True:
             try:
-                message = pipe.read_message(self._process.stdout)
+                message = pipe.read_message(self._stdout)
             except pipe.PipeBroken as error:
                 raise self._broken(str(error)) from None
             except OSError as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import IO
 
 from neural_style_protocol.images import BytesLike
 from neural_style_protocol.limits import DEFAULT_LIMITS
@@ -29,7 +29,7 @@ class PipeBroken(Exception):
 
 
 def write_message(
-    stream: BinaryIO, kind: str, fields: dict | None = None, buffers: Sequence[BytesLike] = ()
+    stream: IO[bytes], kind: str, fields: dict | None = None, buffers: Sequence[BytesLike] = ()
 ) -> None:
     header = {**(fields or {}), "kind": kind, "buffers": [memoryview(b).nbytes for b in buffers]}
     stream.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
@@ -38,7 +38,7 @@ def write_message(
     stream.flush()
 
 
-def read_message(stream: BinaryIO) -> tuple[dict, list[bytes]] | None:
+def read_message(stream: IO[bytes]) -> tuple[dict, list[bytes]] | None:
     """The next message (its header without "buffers", and the buffers); None at the end of
     the input; PipeBroken for anything else."""
     line = stream.readline(MAX_HEADER_BYTES + 1)
@@ -63,7 +63,7 @@ def read_message(stream: BinaryIO) -> tuple[dict, list[bytes]] | None:
     return header, buffers
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise PipeBroken(f"the input ended {size - len(data)} bytes into a {size}-byte buffer")

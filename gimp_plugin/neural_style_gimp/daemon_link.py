@@ -15,7 +15,7 @@ from neural_style_protocol.errors import (
     ErrorCode,
     ProtocolError,
 )
-from neural_style_protocol.images import RawImage
+from neural_style_protocol.images import BytesLike, RawImage
 from neural_style_protocol.limits import DEFAULT_LIMITS
 from neural_style_protocol.messages import Error, Result, new_job_id
 from neural_style_protocol.params import JobParams
@@ -159,7 +159,7 @@ def daemon_device(client: DaemonClient) -> str:
 def stylize(
     client: DaemonClient,
     content: RawImage,
-    styles: Sequence[bytes],
+    styles: Sequence[BytesLike],
     params: JobParams,
     report: ProgressReport,
     show: Show,
@@ -226,7 +226,7 @@ class DirectLink:
     def stylize(
         self,
         content: RawImage,
-        styles: Sequence[bytes],
+        styles: Sequence[BytesLike],
         params: JobParams,
         report: ProgressReport,
         show: Show,

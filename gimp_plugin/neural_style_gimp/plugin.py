@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import cast
 
 import gi
 
@@ -94,7 +95,7 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
 
 def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
     """The arguments in titled frames, as DIALOG_LAYOUT orders them."""
-    top = []
+    top: list[str] = []
     for number, (title, names) in enumerate(DIALOG_LAYOUT):
         if title is None:
             top.extend(names)
@@ -194,9 +195,11 @@ def _stylise(
             styles.append(read_style_file(choice.path))
             names.append(style_name(choice))
         else:
-            pixels, width, height = _read(choice.layer)
+            # arguments.py stays free of GIMP, so it can only type the layer as an object.
+            layer = cast(Gimp.Layer, choice.layer)
+            pixels, width, height = _read(layer)
             styles.append(encode_png(pixels, width, height))
-            names.append(style_name(choice, choice.layer.get_name()))
+            names.append(style_name(choice, layer.get_name()))
     report = ProgressReport(len(layers))
     Gimp.progress_init(report.starting())
     warnings: list[str] = []

@@ -12,6 +12,7 @@ the digests of the binary frames sit inside the signed part, so the signature co
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import re
@@ -60,7 +61,8 @@ class Header:
         }
 
     @classmethod
-    def from_wire(cls, obj: object, accept: type[Message]) -> Header:
+    # builtins.type: inside this class, `type` is the field above.
+    def from_wire(cls, obj: object, accept: builtins.type[Message]) -> Header:
         """The header, refusing other protocol versions and types not in `accept`."""
         reader = Reader(obj, "header")
         # The version first: a newer header's other keys must not mask a version mismatch.
