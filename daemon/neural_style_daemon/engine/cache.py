@@ -16,7 +16,7 @@ Targets = dict[str, torch.Tensor]
 def image_digest(array: np.ndarray) -> str:
     """A digest of an image's RGB pixels and shape (alpha does not change a target)."""
     rgb = np.ascontiguousarray(array[..., :3])
-    digest = hashlib.blake2b(memoryview(rgb).cast("B"), digest_size=16)
+    digest = hashlib.blake2b(rgb.data.cast("B"), digest_size=16)
     digest.update(repr(rgb.shape).encode())
     return digest.hexdigest()
 

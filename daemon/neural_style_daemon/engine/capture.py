@@ -39,6 +39,7 @@ def captured(evaluate: Evaluation, image: torch.Tensor) -> Evaluation | None:
     with torch.cuda.stream(side):
         for _ in range(WARMUP_EVALUATIONS):
             eager_total, _terms = evaluate()
+        assert image.grad is not None, "evaluate must set the image's gradient"
         eager_grad = image.grad.clone()
     torch.cuda.current_stream(device).wait_stream(side)
 
@@ -56,6 +57,7 @@ def captured(evaluate: Evaluation, image: torch.Tensor) -> Evaluation | None:
         image.grad = None
         return None
     grad = image.grad
+    assert grad is not None, "evaluate must set the image's gradient"
 
     def replay() -> tuple[torch.Tensor, torch.Tensor]:
         graph.replay()

@@ -76,8 +76,10 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         with torch.enable_grad():
             loss = closure()
+        grad = self.image.grad
+        assert grad is not None, "the closure must call backward"
         x = self.image.detach().reshape(-1).clone()
-        g = self.image.grad.reshape(-1).clone()
+        g = grad.reshape(-1).clone()
         if self.previous is None:
             # The first step's scale: max |gamma * g| = first_step.
             self.gamma = self.first_step / g.abs().max().clamp_min(torch.finfo(g.dtype).tiny)
@@ -93,6 +95,7 @@ class LBFGS:
         # Without curvature (a flat or concave stretch, or a step the clamp undid) the pair is
         # kept as zeros, which the direction ignores: no read-back to decide on the host.
         s, y = torch.where(curved, s, 0.0), torch.where(curved, y, 0.0)
+        assert self.gamma is not None  # set by the first step, before any pair
         self.gamma = torch.where(
             curved, ys / y.dot(y).clamp_min(torch.finfo(y.dtype).tiny), self.gamma
         )
@@ -102,6 +105,7 @@ class LBFGS:
             self.y = s.new_empty(self.history, s.numel(), dtype=self.pair_dtype)
             self.sy = s.new_zeros(self.history, self.history, dtype=torch.float64)
             self.yy = s.new_zeros(self.history, self.history, dtype=torch.float64)
+        assert self.y is not None and self.sy is not None and self.yy is not None  # with self.s
         if self.pairs < self.history:
             row, self.pairs = self.pairs, self.pairs + 1
         else:
@@ -117,8 +121,11 @@ class LBFGS:
         """-H g, H in compact form: H = gamma I + [S  gamma Y] M [S; gamma Y]^T with
         M = [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]], where R is the upper triangle
         of S^T Y and D its diagonal, the pairs in the order they were made."""
+        assert self.gamma is not None  # set by every step before its direction
         if not self.pairs:
             return g * -self.gamma
+        assert self.s is not None and self.y is not None  # allocated with the first pair
+        assert self.sy is not None and self.yy is not None
         k, shift = self.pairs, -self.oldest  # rolling rows by `shift` puts them oldest first
         s, y = self.s[:k], self.y[:k]
         gamma = self.gamma.double()

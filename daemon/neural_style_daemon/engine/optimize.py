@@ -100,11 +100,16 @@ class Objective(nn.Module):
         def through_losses(name: str, features: torch.Tensor) -> torch.Tensor:
             # Each loss taps the features on their way to the next layer, so that its gradient
             # is made when the backward pass gets there (losses._StyleTap: less memory).
+            # ModuleDict's lookups are typed as any Module: the asserts say which loss it holds.
             if name in self.content_losses:
-                features, loss = self.content_losses[name].tap(features)
+                content_loss = self.content_losses[name]
+                assert isinstance(content_loss, ContentLoss)
+                features, loss = content_loss.tap(features)
                 contents.append(loss)
             if name in self.style_losses:
-                features, loss = self.style_losses[name].tap(features)
+                style_loss = self.style_losses[name]
+                assert isinstance(style_loss, StyleLoss)
+                features, loss = style_loss.tap(features)
                 styles.append(self.style_layer_weights[name] * loss)
             return features
 

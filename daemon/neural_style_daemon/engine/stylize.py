@@ -229,16 +229,16 @@ class _Job:
 
     def __init__(
         self,
-        engine,
-        content,
-        styles,
-        blend,
-        params,
-        init_image,
-        on_progress,
-        cancel,
-        on_warning=None,
-    ):
+        engine: StyleEngine,
+        content: np.ndarray,
+        styles: Sequence[np.ndarray],
+        blend: Sequence[float],
+        params: StyleParams,
+        init_image: np.ndarray | None,
+        on_progress: ProgressCallback | None,
+        cancel: CancelCheck | None,
+        on_warning: WarningCallback | None = None,
+    ) -> None:
         self.engine, self.params = engine, params
         self.device = engine.device
         self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None

@@ -251,6 +251,7 @@ class TiledEvaluation:
                 target_core = target[tile.core_in_image_features(stride)]
                 surrogate = surrogate + factor * (core - target_core).square().sum()
             surrogate.backward()
+            assert crop.grad is not None  # crop is a leaf that requires grad
             gradient[tile.box()] += crop.grad
             self._tile_done(2, index)
 

@@ -151,6 +151,7 @@ def randomize(model: VGGFeatures, seed: int) -> None:
             nn.init.kaiming_normal_(
                 module.weight, mode="fan_out", nonlinearity="relu", generator=generator
             )
+            assert module.bias is not None  # VGG's convolutions all have one
             nn.init.zeros_(module.bias)
 
 
