@@ -12,10 +12,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .console import EXIT_INTERRUPTED, EXIT_USAGE, CancelOnInterrupt, ProgressBar, add_model_options
 from .errors import InvalidInputError, StyleTransferError
+
+if TYPE_CHECKING:  # the engine imports torch: only where a command needs it
+    from .engine import StyleParams
 
 log = logging.getLogger("neural_style")
 
@@ -35,11 +39,11 @@ def _layer_list(text: str) -> tuple[str, ...]:
     return resolve_style_layers(text)
 
 
-def _defaults() -> dict[str, object]:
+def _defaults() -> StyleParams:
     """StyleParams' defaults: the single source of truth the help text shows."""
     from .engine import StyleParams
 
-    return {f.name: f.default for f in fields(StyleParams)}
+    return StyleParams()
 
 
 def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +74,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         help="blend weights, one per style image (default: equal)",
     )
     p.add_argument(
-        "--strength", type=float, help=f"style strength, 0..1 or 0..100 (default {d['strength']})"
+        "--strength", type=float, help=f"style strength, 0..1 or 0..100 (default {d.strength})"
     )
     p.add_argument(
         "--size",
@@ -78,7 +82,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         help="processing size, long side in pixels (default: the content's own; the "
         "output always has the content's size)",
     )
-    p.add_argument("--preset", choices=list(PRESETS), help=f"quality (default {d['preset']})")
+    p.add_argument("--preset", choices=list(PRESETS), help=f"quality (default {d.preset})")
     p.add_argument("--iterations", type=int, help="iterations per scale (default: the preset's)")
     p.add_argument(
         "--initial-iterations",
@@ -96,10 +100,10 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--optimizer",
         choices=[o.value for o in Optimizer],
-        help=f"(default {d['optimizer'].value})",
+        help=f"(default {d.optimizer.value})",
     )
     p.add_argument(
-        "--learning-rate", type=float, help=f"Adam's step size (default {d['learning_rate']})"
+        "--learning-rate", type=float, help=f"Adam's step size (default {d.learning_rate})"
     )
     p.add_argument(
         "--lbfgs-history",
@@ -107,7 +111,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         metavar="STEPS",
         help="steps L-BFGS remembers; fewer need less memory (each takes two "
         f"image-sized vectors) and converge a little slower "
-        f"(default {d['lbfgs_history']})",
+        f"(default {d.lbfgs_history})",
     )
     p.add_argument(
         "--tile-size",
@@ -127,7 +131,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preserve-colors",
         choices=[c.value for c in ColorMode],
-        help=f"keep the content's colours (default {d['preserve_colors'].value})",
+        help=f"keep the content's colours (default {d.preserve_colors.value})",
     )
     p.add_argument(
         "--init",
@@ -135,11 +139,11 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         metavar="content|noise|PATH",
         help="start from the content (default), noise, or an image file",
     )
-    p.add_argument("--seed", type=int, help=f"random seed (default {d['seed']})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument(
         "--style-scale",
         type=float,
-        help=f"style size relative to the output (default {d['style_scale']})",
+        help=f"style size relative to the output (default {d.style_scale})",
     )
     p.add_argument(
         "--style-upscale",
@@ -148,11 +152,11 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         help="allow enlarging style images beyond their own size",
     )
     expert = p.add_argument_group("expert weights (override --strength)")
-    expert.add_argument("--content-weight", type=float, help=f"(default {d['content_weight']})")
+    expert.add_argument("--content-weight", type=float, help=f"(default {d.content_weight})")
     expert.add_argument("--style-weight", type=float, help="(default: from --strength)")
-    expert.add_argument("--tv-weight", type=float, help=f"(default {d['tv_weight']})")
+    expert.add_argument("--tv-weight", type=float, help=f"(default {d.tv_weight})")
     expert.add_argument(
-        "--content-layers", type=_layer_list, help=f"(default {','.join(d['content_layers'])})"
+        "--content-layers", type=_layer_list, help=f"(default {','.join(d.content_layers)})"
     )
     expert.add_argument(
         "--style-layers",

@@ -183,6 +183,7 @@ def install(
     staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-", dir=plug_ins))
     try:
         for package in (neural_style_gimp, neural_style_protocol):
+            assert package.__file__ is not None  # regular packages: each has an __init__.py
             source = Path(package.__file__).parent
             shutil.copytree(source, staging / source.name, ignore=_IGNORE)
         launcher = staging / LAUNCHER
