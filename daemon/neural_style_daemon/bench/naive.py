@@ -158,6 +158,7 @@ def run_naive(
         style_score = STYLE_WEIGHT * sum(loss.loss for loss in style_losses)
         content_score = CONTENT_WEIGHT * sum(loss.loss for loss in content_losses)
         loss = style_score + content_score
+        assert isinstance(loss, torch.Tensor)  # sum() over losses, of which there are some
         loss.backward()
         evaluations += 1
         return loss

@@ -181,12 +181,18 @@ def _layout(vgg: VGGFeatures, *, channels_last: bool) -> VGGFeatures:
     return model
 
 
+def _gradient(image: torch.Tensor) -> torch.Tensor:
+    """The image's gradient, which the backward pass just before has set."""
+    assert image.grad is not None
+    return image.grad
+
+
 def eager_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> Step:
     def step() -> StepOutput:
         image.grad = None
         loss = loss_fn(image)
         loss.backward()
-        return loss.detach(), image.grad
+        return loss.detach(), _gradient(image)
 
     return step
 
@@ -209,7 +215,7 @@ def graph_step(
     with torch.cuda.graph(graph):
         static_loss = loss_fn(image)
         static_loss.backward()
-    static_grad = image.grad
+    static_grad = _gradient(image)
 
     def step() -> StepOutput:
         graph.replay()
@@ -228,13 +234,15 @@ def compiled_step(
 ) -> Step:
     """The loss compiled once for this shape (dynamic=False: one static shape per pyramid
     scale, as the engine would keep them); AOTAutograd compiles its backward too."""
-    options: dict[str, object] = {"dynamic": False, "backend": backend}
-    if backend == "inductor":
-        options["mode"] = mode  # the modes are inductor's
     # Every compiled variant's loss is the same Python function: without a reset, dynamo's
     # cache could hand this one the code compiled for another mode at the same size.
     torch._dynamo.reset()
-    compiled = torch.compile(loss_fn, **options)
+    compiled = torch.compile(
+        loss_fn,
+        dynamic=False,
+        backend=backend,
+        mode=mode if backend == "inductor" else None,  # the modes are inductor's
+    )
     mark_step = torch.compiler.cudagraph_mark_step_begin
 
     def step() -> StepOutput:
@@ -243,7 +251,7 @@ def compiled_step(
         image.grad = None
         loss = compiled(image)
         loss.backward()
-        return loss.detach(), image.grad
+        return loss.detach(), _gradient(image)
 
     return step
 

@@ -85,6 +85,7 @@ def reference_output(problem: StepProblem, variant: Variant) -> StepOutput:
     with numerics(variant):
         loss = loss_fn(image)
         loss.backward()
+    assert image.grad is not None  # the backward pass just above set it
     return loss.detach().clone(), image.grad.detach().clone()
 
 
@@ -106,9 +107,9 @@ def time_iterations(step: Step, iterations: int, device: torch.device) -> list[f
     if device.type != "cuda":
         times = []
         for _ in range(iterations):
-            start = time.perf_counter()
+            began = time.perf_counter()
             step()
-            times.append(1000 * (time.perf_counter() - start))
+            times.append(1000 * (time.perf_counter() - began))
         return times
     events = [
         (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.params import MAX_SIZE, MIN_SIDE
@@ -44,10 +45,24 @@ SUITE_ONLY = (
 )
 DEFAULT_BUDGET = 480.0  # seconds: the device machine's 10-minute call, with room to spare
 
+
+@dataclass(frozen=True)
+class _SuiteDefaults:
+    sizes: tuple[int, ...]
+    warmup: int
+    iterations: int
+    compile_mode: str
+    e2e_size: int
+    large_size: int
+    naive_iterations: int
+    job_iterations: int | None
+    reserves: tuple[float, float, float]  # the end-to-end part, the large job, a compile
+
+
 # By device kind: sizes and counts for a CUDA GPU, for a CPU (a few minutes), and --smoke
 # (the tests': every part at tiny sizes). Reserves: seconds a part needs left to start.
-SUITE_DEFAULTS: dict[str, dict[str, object]] = {
-    "cuda": dict(
+SUITE_DEFAULTS: dict[str, _SuiteDefaults] = {
+    "cuda": _SuiteDefaults(
         sizes=(512, 1024),
         warmup=5,
         iterations=20,
@@ -58,7 +73,7 @@ SUITE_DEFAULTS: dict[str, dict[str, object]] = {
         job_iterations=None,
         reserves=(60.0, 90.0, 120.0),
     ),
-    "other": dict(
+    "other": _SuiteDefaults(
         sizes=(256,),
         warmup=2,
         iterations=5,
@@ -69,7 +84,7 @@ SUITE_DEFAULTS: dict[str, dict[str, object]] = {
         job_iterations=None,
         reserves=(0.0, 0.0, 0.0),
     ),
-    "smoke": dict(
+    "smoke": _SuiteDefaults(
         sizes=(64,),
         warmup=1,
         iterations=2,
@@ -194,26 +209,24 @@ def suite_config(args: argparse.Namespace, bench: BenchConfig) -> SuiteConfig:
     """The suite's configuration: what the options say, the device kind's defaults else."""
     kind = "smoke" if args.smoke else ("cuda" if bench.device.type == "cuda" else "other")
     d = SUITE_DEFAULTS[kind]
-    e2e_reserve, large_reserve, compile_reserve = d["reserves"]  # type: ignore[misc]
+    e2e_reserve, large_reserve, compile_reserve = d.reserves
     step = StepSettings(
-        warmup=d["warmup"] if args.warmup is None else args.warmup,  # type: ignore[arg-type]
-        iterations=args.step_iterations or d["iterations"],  # type: ignore[arg-type]
-        compile_mode=args.compile_mode or d["compile_mode"],  # type: ignore[arg-type]
+        warmup=d.warmup if args.warmup is None else args.warmup,
+        iterations=args.step_iterations or d.iterations,
+        compile_mode=args.compile_mode or d.compile_mode,
         compile_backend=args.compile_backend,
     )
 
-    def either(given: int | None, default: object) -> int:
-        return default if given is None else given  # type: ignore[return-value]
-
     return SuiteConfig(
         bench=bench,
-        step_sizes=args.sizes or d["sizes"],  # type: ignore[arg-type]
+        step_sizes=args.sizes or d.sizes,
         variants=args.variants or tuple(VARIANTS),
         step=step,
-        e2e_size=either(args.e2e_size, d["e2e_size"]),
-        large_size=either(args.large_size, d["large_size"]),
+        e2e_size=d.e2e_size if args.e2e_size is None else args.e2e_size,
+        large_size=d.large_size if args.large_size is None else args.large_size,
         budget_seconds=args.budget_seconds,
-        job_iterations=either(args.job_iterations, d["job_iterations"]) or None,
+        job_iterations=(d.job_iterations if args.job_iterations is None else args.job_iterations)
+        or None,
         e2e_reserve=e2e_reserve,
         large_reserve=large_reserve,
         compile_reserve=compile_reserve,
@@ -222,7 +235,7 @@ def suite_config(args: argparse.Namespace, bench: BenchConfig) -> SuiteConfig:
 
 def default_naive_iterations(args: argparse.Namespace, device_kind: str) -> int:
     kind = "smoke" if args.smoke else device_kind
-    return SUITE_DEFAULTS[kind]["naive_iterations"]  # type: ignore[return-value]
+    return SUITE_DEFAULTS[kind].naive_iterations
 
 
 def section(name: str, result: SuiteResult, config: SuiteConfig) -> str | None:

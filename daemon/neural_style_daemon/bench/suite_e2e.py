@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_style_protocol.params import JobParams
+from neural_style_protocol.params import JobParams, Preset
 
 from ..engine.params import MIN_SIDE
 from ..errors import StyleTransferError
@@ -158,7 +158,7 @@ def judged_fields(naive: NaiveArm, image: np.ndarray, seconds: float) -> dict[st
     loss = naive.reference(image)
     naive_seconds = naive.seconds_to(loss)
     bound = naive_seconds is None
-    ratio_seconds = naive.run.seconds if bound else naive_seconds
+    ratio_seconds = naive.run.seconds if naive_seconds is None else naive_seconds
     return dict(
         reference_loss=loss,
         naive_seconds_to_loss=naive_seconds,
@@ -215,7 +215,9 @@ def _describe(error: BaseException) -> str:
 
 def job_params(config: SuiteConfig) -> JobParams:
     return JobParams(
-        preset=config.bench.preset, seed=config.bench.seed, iterations=config.job_iterations
+        preset=Preset(config.bench.preset),
+        seed=config.bench.seed,
+        iterations=config.job_iterations,
     )
 
 
