@@ -13,6 +13,7 @@ from neural_style_daemon.engine.params import StyleParams
 from neural_style_daemon.engine.tiles import (
     ALIGN,
     TiledEvaluation,
+    evaluated_pixels,
     plan_tiles,
     tiled_features,
     tiled_grams,
@@ -160,3 +161,13 @@ def test_a_tiled_step_reports_each_tile_and_a_cancel_stops_it_mid_step(
     assert fractions == sorted(fractions) and fractions[4] == pytest.approx(1 / 4)
     assert result.cancelled and result.steps == 1  # the best image of the steps done
     assert result.image.shape == (160, 320, 3)
+
+
+def test_a_tiled_step_costs_its_boxes_over_both_passes_in_the_progress():
+    assert evaluated_pixels(640, 480, None) == 640 * 480
+    assert evaluated_pixels(640, 480, 1024) == 640 * 480  # one tile: whole
+    boxes = sum(
+        (t.box_bottom - t.box_top) * (t.box_right - t.box_left) for t in plan_tiles(480, 640, 256)
+    )
+    assert boxes > 640 * 480  # the halos
+    assert evaluated_pixels(640, 480, 256) == pytest.approx(boxes * 4 / 3)

@@ -35,7 +35,7 @@ from .optimize import (
 )
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
 from .pyramid import plan_scales, scaled_size
-from .tiles import plan_tiles, tiled_features, tiled_grams
+from .tiles import evaluated_pixels, plan_tiles, tiled_features, tiled_grams
 from .weights import load_vgg
 
 log = logging.getLogger(__name__)
@@ -256,9 +256,9 @@ class _Job:
             self.generator.manual_seed(params.seed)
         height, width = content.shape[:2]
         self.sizes, self.iterations, self.tolerance = plan_scales(width, height, params)
-        work = [w * h * n for (w, h), n in zip(self.sizes, self.iterations, strict=True)]
-        self.work_before = [sum(work[:i]) for i in range(len(work))]
-        self.work_total = sum(work) or 1
+        self.available: int | None = None
+        self.tiles_forced = params.tile_size is not None
+        self._plan_work()
         self.steps = 0
         self.steps_before_scale = 0
         self.cancelled = False
@@ -269,9 +269,6 @@ class _Job:
         hits_before = self.engine.targets.hits
         available = self._memory_for_the_job()
         self.available = available
-        # Tiles the caller asked for apply to every scale larger than them; tiles the memory
-        # plan chose only to the scales that do not fit whole.
-        self.tiles_forced = self.params.tile_size is not None
         if available is not None:  # before any work: see memory.py
             self.params = fit_in_memory(
                 self.sizes[-1],
@@ -280,6 +277,7 @@ class _Job:
                 available,
                 self.on_warning,
             )
+            self._plan_work()  # with the tiles the memory asks for
         reset_peak_memory(self.device)
         content_run, styles_run = self._colour_prepared()
         image = None
@@ -305,8 +303,21 @@ class _Job:
             target_cache_hits=self.engine.targets.hits - hits_before,
         )
 
+    def _plan_work(self) -> None:
+        """The progress fraction's weights: each scale's steps by their cost, the pixels a
+        step evaluates (a tiled step evaluates each tile's halo too, and every tile twice)."""
+        self.step_work = [
+            evaluated_pixels(width, height, self._tile_size_at((width, height)))
+            for width, height in self.sizes
+        ]
+        work = [cost * n for cost, n in zip(self.step_work, self.iterations, strict=True)]
+        self.work_before = [sum(work[:i]) for i in range(len(work))]
+        self.work_total = sum(work) or 1
+
     def _tile_size_at(self, size: tuple[int, int]) -> int | None:
-        """The tiles a scale of `size` is evaluated in; None: whole."""
+        """The tiles a scale of `size` is evaluated in; None: whole. Tiles the caller asked for
+        apply to every scale larger than them; tiles the memory plan chose only to the scales
+        that do not fit whole."""
         tile_size = self.params.tile_size
         if tile_size is None or self.tiles_forced or self.available is None:
             return tile_size
@@ -434,8 +445,7 @@ class _Job:
 
     def _drop_skipped_work(self, index: int, iteration: int) -> None:
         """A scale that ended early leaves its remaining work out of the progress fraction."""
-        width, height = self.sizes[index]
-        skipped = (self.iterations[index] - iteration) * width * height
+        skipped = (self.iterations[index] - iteration) * self.step_work[index]
         self.work_total = max(self.work_total - skipped, 1)
         for later in range(index + 1, len(self.sizes)):
             self.work_before[later] -= skipped
@@ -455,7 +465,7 @@ class _Job:
             self._drop_skipped_work(index, iteration)
         self.last_losses = losses
         size = self.sizes[index]
-        done = (self.work_before[index] + size[0] * size[1] * iteration) / self.work_total
+        done = (self.work_before[index] + self.step_work[index] * iteration) / self.work_total
         every = self.params.preview_every
         preview = None
         if every and self.steps // every > steps_before // every:  # a multiple of it passed
@@ -484,7 +494,7 @@ class _Job:
         image takes minutes, and neither the progress bar nor a cancel can wait that long."""
         width, height = self.sizes[index]
         done_in_step = ((pass_number - 1) * tiles + tile) / (2 * tiles)
-        work = self.work_before[index] + width * height * (iteration - 1 + done_in_step)
+        work = self.work_before[index] + self.step_work[index] * (iteration - 1 + done_in_step)
         self.on_progress(
             Progress(
                 scale=index + 1,

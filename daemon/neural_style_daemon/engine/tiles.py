@@ -165,6 +165,24 @@ def _normalised(sums: dict[str, torch.Tensor], height: int, width: int) -> dict[
     }
 
 
+# A tiled evaluation's cost against an untiled one's over the same pixels: the first pass is
+# a forward alone, about a third of a forward and backward.
+TILED_PASSES_COST = 4 / 3
+
+
+def evaluated_pixels(width: int, height: int, tile: int | None) -> float:
+    """What one evaluation of a `width` x `height` image costs, in pixels evaluated forward
+    and backward: its pixels whole, or in tiles of `tile` their boxes (halos included) over
+    both passes."""
+    if tile is None or max(width, height) <= tile:
+        return float(width * height)
+    boxes = sum(
+        (t.box_bottom - t.box_top) * (t.box_right - t.box_left)
+        for t in plan_tiles(height, width, tile)
+    )
+    return boxes * TILED_PASSES_COST
+
+
 class EvaluationStopped(Exception):
     """Raised out of a tiled evaluation whose `on_tile` asked to stop (a cancel)."""
 
