@@ -21,3 +21,12 @@ def capped_below_whole(size: tuple[int, int], mixed_precision: bool) -> int:
     assert job_memory_bytes(size[0] * size[1], 5, mixed_precision) > limit
     assert needs_in_tiles(size, 20, mixed_precision, 512) > limit
     return limit
+
+
+def capped_to_tiles(size: tuple[int, int], mixed_precision: bool) -> int:
+    """A cap in bytes under which a job of `size` fits only in 256 px tiles (with the short
+    history, where the full one does not fit in them): smaller jobs than capped_below_whole
+    needs, for tests where every step counts."""
+    limit = needs_in_tiles(size, 5, mixed_precision, CAPPED_TILE_SIZE) + 2**20
+    assert job_memory_bytes(size[0] * size[1], 5, mixed_precision) > limit
+    return limit

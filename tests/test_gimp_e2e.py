@@ -25,7 +25,7 @@ from gimp_support import (
     processes_running,
     stop_daemon_in,
 )
-from memory_support import CAPPED_TILE_SIZE, capped_below_whole
+from memory_support import CAPPED_TILE_SIZE, capped_to_tiles
 
 from neural_style_daemon.cli import main as neural_style
 from neural_style_daemon.engine.devices import has_fast_bf16
@@ -335,8 +335,8 @@ report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
 def test_a_layer_too_large_for_a_capped_daemon_whole_is_done_at_its_size_in_tiles(
     workspace, monkeypatch
 ):
-    size = (480, 360)
-    cap = capped_below_whole(size, has_fast_bf16(torch.device("cpu"))) / 2**30
+    size = (400, 120)  # wide enough for two tiles, small enough to take seconds
+    cap = capped_to_tiles(size, has_fast_bf16(torch.device("cpu"))) / 2**30
     runtime = workspace.folder / "capped-run"
     daemon = DaemonProcess(runtime, "--max-memory", f"{cap:.6f}")
     pixels = content(*size, alpha=False)
