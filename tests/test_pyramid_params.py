@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neural_style_daemon.engine import PRESETS, STYLE_LAYER_SETS, StyleParams
+from neural_style_daemon.engine.layers import relu_names
 from neural_style_daemon.engine.params import MIN_SIDE, strength_to_style_weight
 from neural_style_daemon.engine.pyramid import pyramid_sizes, scaled_size
-from neural_style_daemon.engine.vgg import relu_names
 from neural_style_daemon.errors import InvalidInputError
 
 # --- pyramid -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 from ..errors import InvalidInputError
-from .vgg import relu_names
+from .layers import relu_names
 
 STYLE_LAYER_SETS = {
     # Gatys et al. 2016: the first ReLU of each block.
