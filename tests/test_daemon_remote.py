@@ -23,7 +23,7 @@ def stylize_args(*options: str):
 def test_plain_options_go_to_the_daemon() -> None:
     args = stylize_args(
         "--strength",
-        "0.3",
+        "30",
         "--preset",
         "draft",
         "--iterations",
@@ -45,7 +45,8 @@ def test_plain_options_go_to_the_daemon() -> None:
     assert (params.preset, params.iterations, params.size, params.seed) == (Preset.DRAFT, 7, 256, 5)
     assert params.style_weights == (2.0, 1.0)
     assert (params.preserve_colors, params.optimizer) == (ColorMode.LUMINANCE, Optimizer.ADAM)
-    assert job_params(stylize_args("--strength", "75")).strength == pytest.approx(75.0)
+    # A percentage, 1 included: 1 % is not the whole.
+    assert job_params(stylize_args("--strength", "1")).strength == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         help="blend weights, one per style image (default: equal)",
     )
     p.add_argument(
-        "--strength", type=float, help=f"style strength, 0..1 or 0..100 (default {d['strength']})"
+        "--strength", type=float, help=f"style strength, 0..100 (default {d['strength']:g})"
     )
     p.add_argument(
         "--size",
