@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from neural_style_daemon.cli import _is_daemon_command, build_parser
+from neural_style_daemon.cli import _is_daemon_command, build_parser, parser_for
 from neural_style_daemon.daemon_cli import format_status
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.remote import job_params, local_only_options
@@ -84,6 +84,12 @@ def test_values_the_wire_refuses_are_input_errors() -> None:
 )
 def test_daemon_commands_are_told_apart_before_parsing(argv: list[str], daemon: bool) -> None:
     assert _is_daemon_command(argv) is daemon
+
+
+def test_bench_has_its_options_only_when_it_is_the_command() -> None:
+    assert parser_for(["bench", "--sizes", "64"]).parse_args(["bench", "--sizes", "64"]).sizes
+    with pytest.raises(SystemExit):
+        parser_for(["stylize"]).parse_args(["bench", "--sizes", "64"])
 
 
 def test_the_status_text_names_the_essentials() -> None:

@@ -16,8 +16,9 @@ import torch
 from daemon_support import content_image, style_png
 from PIL import Image
 
-from neural_style_daemon.engine import Progress, StyleParams, stylize
+from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine.memory import job_memory_bytes
+from neural_style_daemon.engine.stylize import Progress
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.server.events import JobDone, RunJob, WorkerConfig
 from neural_style_daemon.server.job_params import to_style_params

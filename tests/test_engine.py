@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
+from neural_style_daemon.engine import ColorMode, StyleParams
 from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.optimize import shorter_lbfgs_history
-from neural_style_daemon.engine.stylize import _Job, to_tensor
+from neural_style_daemon.engine.stylize import StyleEngine, _Job, to_tensor
 from neural_style_daemon.engine.vgg import fast_math
 from neural_style_daemon.errors import DeviceMemoryError, InvalidInputError
 

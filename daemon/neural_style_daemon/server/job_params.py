@@ -1,5 +1,4 @@
-"""A job's wire parameters (JobParams) as the engine's StyleParams. Runs in the worker process
-(the engine's parameters import torch)."""
+"""A job's wire parameters (JobParams) as the engine's StyleParams, in the worker process."""
 
 from __future__ import annotations
 
