@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import Progress, StyleEngine, StyleParams, optimize
+from neural_style_daemon.engine import StyleParams, optimize
+from neural_style_daemon.engine.stylize import Progress, StyleEngine
 from neural_style_daemon.imageio import save_image
 
 ImageMaker = Callable[..., np.ndarray]

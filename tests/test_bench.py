@@ -19,9 +19,9 @@ from neural_style_daemon.bench.reference import (
     engine_objective_factor,
     matched_weights,
 )
-from neural_style_daemon.engine import StyleEngine, StyleParams
+from neural_style_daemon.engine import StyleParams
 from neural_style_daemon.engine.optimize import Objective, layer_features, layer_grams
-from neural_style_daemon.engine.stylize import to_tensor
+from neural_style_daemon.engine.stylize import StyleEngine, to_tensor
 
 REQUIRED_KEYS = {
     "size",

@@ -15,7 +15,7 @@ import torch
 from neural_style_daemon.bench import add_arguments, run_from_args
 from neural_style_daemon.bench.step import VARIANTS
 from neural_style_daemon.bench.step_timing import relative_error
-from neural_style_daemon.engine.vgg import BLOCK_DEPTHS, BLOCK_WIDTHS
+from neural_style_daemon.engine.layers import BLOCK_DEPTHS, BLOCK_WIDTHS
 from neural_style_daemon.errors import InvalidInputError
 
 

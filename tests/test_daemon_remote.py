@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from neural_style_daemon.cli import _is_daemon_command, build_parser
+from neural_style_daemon.cli import _is_daemon_command, build_parser, parser_for
 from neural_style_daemon.daemon_cli import format_status
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.remote import job_params, local_only_options
@@ -23,7 +23,7 @@ def stylize_args(*options: str):
 def test_plain_options_go_to_the_daemon() -> None:
     args = stylize_args(
         "--strength",
-        "0.3",
+        "30",
         "--preset",
         "draft",
         "--iterations",
@@ -45,7 +45,8 @@ def test_plain_options_go_to_the_daemon() -> None:
     assert (params.preset, params.iterations, params.size, params.seed) == (Preset.DRAFT, 7, 256, 5)
     assert params.style_weights == (2.0, 1.0)
     assert (params.preserve_colors, params.optimizer) == (ColorMode.LUMINANCE, Optimizer.ADAM)
-    assert job_params(stylize_args("--strength", "75")).strength == pytest.approx(75.0)
+    # A percentage, 1 included: 1 % is not the whole.
+    assert job_params(stylize_args("--strength", "1")).strength == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +84,12 @@ def test_values_the_wire_refuses_are_input_errors() -> None:
 )
 def test_daemon_commands_are_told_apart_before_parsing(argv: list[str], daemon: bool) -> None:
     assert _is_daemon_command(argv) is daemon
+
+
+def test_bench_has_its_options_only_when_it_is_the_command() -> None:
+    assert parser_for(["bench", "--sizes", "64"]).parse_args(["bench", "--sizes", "64"]).sizes
+    with pytest.raises(SystemExit):
+        parser_for(["stylize"]).parse_args(["bench", "--sizes", "64"])
 
 
 def test_the_status_text_names_the_essentials() -> None:

@@ -16,8 +16,9 @@ import torch
 from daemon_support import content_image, style_png
 from PIL import Image
 
-from neural_style_daemon.engine import Progress, StyleParams, stylize
+from neural_style_daemon.engine import StyleParams, stylize
 from neural_style_daemon.engine.memory import job_memory_bytes
+from neural_style_daemon.engine.stylize import Progress
 from neural_style_daemon.errors import InvalidInputError
 from neural_style_daemon.server.events import JobDone, RunJob, WorkerConfig
 from neural_style_daemon.server.job_params import to_style_params
@@ -35,16 +36,12 @@ from neural_style_protocol.params import JobParams
 def test_default_job_params_are_the_engines_defaults() -> None:
     mapped, engine = to_style_params(JobParams()), StyleParams()
     for field in fields(StyleParams):
-        if field.name == "strength":
-            assert mapped.resolved_style_weight == pytest.approx(engine.resolved_style_weight)
-        else:
-            assert getattr(mapped, field.name) == getattr(engine, field.name), field.name
+        assert getattr(mapped, field.name) == getattr(engine, field.name), field.name
 
 
-def test_strength_is_a_percentage_on_the_wire() -> None:
-    # 1 % must stay 1 %: the engine would read a bare 1 as the whole (100 %).
-    assert to_style_params(JobParams(strength=1)).strength == pytest.approx(0.01)
-    assert to_style_params(JobParams(strength=100)).strength == pytest.approx(1.0)
+def test_strength_is_a_percentage_on_the_wire_and_in_the_engine() -> None:
+    assert to_style_params(JobParams(strength=1)).strength == 1.0
+    assert to_style_params(JobParams(strength=100)).strength == 100.0
 
 
 def test_style_weights_become_the_style_blend() -> None:

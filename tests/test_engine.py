@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from neural_style_daemon.engine import ColorMode, StyleEngine, StyleParams
+from neural_style_daemon.engine import ColorMode, StyleParams
 from neural_style_daemon.engine.devices import has_fast_bf16, release_free_heap
 from neural_style_daemon.engine.losses import gram_matrix
 from neural_style_daemon.engine.optimize import shorter_lbfgs_history
-from neural_style_daemon.engine.stylize import _Job, to_tensor
+from neural_style_daemon.engine.stylize import StyleEngine, _Job, to_tensor
 from neural_style_daemon.engine.vgg import fast_math
 from neural_style_daemon.errors import DeviceMemoryError, InvalidInputError
 
@@ -116,7 +116,7 @@ def test_read_only_arrays_are_taken_as_they_are(engine, make_content, make_style
 
 def test_luminance_mode_keeps_the_contents_chroma(engine, make_content, make_style, params):
     content, style = make_content(48, 40), make_style(48, 48)
-    job = params(iterations=8, strength=1.0)
+    job = params(iterations=8, strength=100.0)
     kept = engine.stylize(content, [style], job.with_overrides(preserve_colors="luminance"))
     free = engine.stylize(content, [style], job)
     kept_error = np.abs(yiq(kept.image)[..., 1:] - yiq(content)[..., 1:])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neural_style_daemon.engine import StyleEngine
 from neural_style_daemon.engine.cache import TargetCache, image_digest
+from neural_style_daemon.engine.stylize import StyleEngine
 
 
 def test_a_repeated_job_reuses_its_targets_and_gives_the_same_image(

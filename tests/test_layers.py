@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from daemon_support import content_image, daemon_env, running_daemon, style_png
+from PIL import Image
 
 ROOT = Path(__file__).parents[1]
 # Each package of the project, by the folder it lies in.
@@ -267,3 +269,50 @@ def test_the_plugin_compiles_on_python_3_9() -> None:
         [interpreter, "-I", "-c", COMPILE, *paths], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+# `neural-style stylize` as its console script runs it, up to the job. What the daemon does
+# needs no torch in the command's own process: importing it takes seconds, the job on a warm
+# daemon about one.
+STYLIZE_WITHOUT_TORCH = """
+import sys
+from neural_style_daemon.cli import main, parser_for
+from neural_style_daemon.remote import job_params
+argv = ["stylize", "c.png", "s.png", "-o", "out.png", "--strength", "30", "--preset", "draft"]
+job_params(parser_for(argv).parse_args(argv))
+parser_for(["status"]).parse_args(["status"])
+parser_for([]).format_help()
+if len(sys.argv) > 1:
+    code = main(sys.argv[1:])
+    assert code == 0, code
+print(" ".join(name for name in ("torch", "torchvision") if name in sys.modules))
+"""
+
+
+def test_the_command_line_parses_stylize_without_torch() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", STYLIZE_WITHOUT_TORCH], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_stylize_on_a_running_daemon_imports_no_torch(tmp_path: Path) -> None:
+    content, style, output = tmp_path / "content.png", tmp_path / "style.png", tmp_path / "o.png"
+    Image.fromarray(content_image(40, 32)[1]).save(content)
+    style.write_bytes(style_png())
+    runtime = tmp_path / "runtime"
+    with running_daemon(runtime):
+        argv = ["stylize", str(content), str(style), "-o", str(output), "--iterations", "2"]
+        result = subprocess.run(
+            [sys.executable, "-c", STYLIZE_WITHOUT_TORCH, *argv],
+            env=daemon_env(runtime),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "on the daemon at" in result.stderr
+    assert result.stdout.split() == []
+    assert output.exists()

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from neural_style_daemon.engine import StyleEngine, StyleParams
+from neural_style_daemon.engine import StyleParams
 from neural_style_daemon.engine.devices import has_fast_bf16
 from neural_style_daemon.engine.lbfgs import LBFGS
 from neural_style_daemon.engine.optimize import LBFGS_HISTORY_BYTES, lbfgs_history, make_optimizer
+from neural_style_daemon.engine.stylize import StyleEngine
 
 
 def quartic_bowl(n: int, *, seed: int = 0):

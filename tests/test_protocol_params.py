@@ -1,30 +1,30 @@
 """JobParams and job ids: the wire schema of a job, its ranges, and its defaults against the
-engine's (read from the engine's source, so that this test needs no torch)."""
+engine's (whose parameters import no torch)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from neural_style_daemon.engine import params as engine_params
+from neural_style_daemon.engine.params import StyleParams
 from neural_style_protocol.errors import ErrorCode, ProtocolError
 from neural_style_protocol.messages import Cancel, check_job_id, new_job_id
 from neural_style_protocol.params import (
     MAX_SEED,
+    MAX_SIZE,
+    MIN_SIZE,
     ColorMode,
     Init,
     JobParams,
     Optimizer,
     Preset,
 )
-
-ENGINE_PARAMS = Path(__file__).parents[1] / "daemon/neural_style_daemon/engine/params.py"
 
 
 def finite(low: float, high: float | None = None) -> st.SearchStrategy[float]:
@@ -80,10 +80,10 @@ def test_missing_keys_take_the_defaults() -> None:
 
 
 def test_the_defaults_equal_the_engines() -> None:
-    engine = _engine_defaults()
-    ours = JobParams()
+    engine, ours = StyleParams(), JobParams()
     same_name = [
         "preset",
+        "strength",  # a percentage in both
         "size",
         "iterations",
         "seed",
@@ -91,43 +91,24 @@ def test_the_defaults_equal_the_engines() -> None:
         "tv_weight",
         "content_weight",
         "style_weight",
+        "optimizer",
+        "preserve_colors",
         "preview_every",
         "tile_size",
         "max_memory",
     ]
     for name in same_name:
-        assert getattr(ours, name) == engine[name], name
-    assert ours.optimizer.value == engine["optimizer"]
-    assert ours.preserve_colors.value == engine["preserve_colors"]
-    assert ours.init.value == engine["init"]
-    assert ours.strength_fraction == engine["strength"]  # the engine's 0.5 is our 50 %
-    assert engine["style_blend"] is None and ours.style_weights is None
+        assert getattr(ours, name) == getattr(engine, name), name
+    assert ours.init.value == engine.init.value
+    assert engine.style_blend is None and ours.style_weights is None
 
 
-def _engine_defaults() -> dict[str, object]:
-    """StyleParams' defaults from the engine's source: enum members become their values."""
-    tree = ast.parse(ENGINE_PARAMS.read_text())
-    enums = {
-        node.name: {
-            item.targets[0].id: item.value.value
-            for item in node.body
-            if isinstance(item, ast.Assign)
-        }
-        for node in tree.body
-        if isinstance(node, ast.ClassDef) and node.name != "StyleParams"
-    }
-    style_params = next(
-        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "StyleParams"
-    )
-    defaults: dict[str, object] = {}
-    for item in style_params.body:
-        if isinstance(item, ast.AnnAssign) and item.value is not None:
-            value = item.value
-            if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name):
-                defaults[item.target.id] = enums[value.value.id][value.attr]
-            elif isinstance(value, ast.Constant):
-                defaults[item.target.id] = value.value
-    return defaults
+def test_the_engine_takes_its_enums_and_ranges_from_here() -> None:
+    assert (engine_params.ColorMode, engine_params.Optimizer) == (ColorMode, Optimizer)
+    assert (engine_params.MIN_SIDE, engine_params.MAX_SIZE) == (MIN_SIZE, MAX_SIZE)
+    assert list(engine_params.PRESETS) == [preset.value for preset in Preset]
+    # The engine's own Init adds what the wire does not carry (an init image file).
+    assert {init.value for init in Init} < {init.value for init in engine_params.Init}
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neural_style_daemon.engine import PRESETS, STYLE_LAYER_SETS, StyleParams
+from neural_style_daemon.engine.layers import relu_names
 from neural_style_daemon.engine.params import MIN_SIDE, strength_to_style_weight
 from neural_style_daemon.engine.pyramid import pyramid_sizes, scaled_size
-from neural_style_daemon.engine.vgg import relu_names
 from neural_style_daemon.errors import InvalidInputError
 
 # --- pyramid -------------------------------------------------------------------------------------
@@ -89,21 +89,19 @@ def test_style_layers_accept_a_comma_separated_list():
     assert params.style_layers == ("relu1_1", "relu3_2", "relu5_3")
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.75, 1.0])
-def test_strength_as_fraction_and_as_percentage_map_the_same(fraction):
-    as_fraction = StyleParams(strength=fraction).resolved_style_weight
-    as_percentage = StyleParams(strength=fraction * 100).resolved_style_weight
-    assert as_fraction == pytest.approx(as_percentage)
+@pytest.mark.parametrize("strength, weight", [(0, 0.1), (25, 1), (50, 10), (75, 100), (100, 1000)])
+def test_strength_is_a_percentage_on_a_log_scale_of_style_weights(strength, weight):
+    assert StyleParams(strength=strength).resolved_style_weight == pytest.approx(weight)
 
 
 def test_strength_maps_monotonically_from_content_to_style():
-    weights = [strength_to_style_weight(s) for s in (0.0, 0.2, 0.5, 0.8, 1.0)]
+    weights = [strength_to_style_weight(s) for s in (0.0, 0.5, 1.0, 1.5, 20, 50, 80, 100)]
     assert weights == sorted(weights) and len(set(weights)) == len(weights)
-    assert weights[0] < 1 < weights[-1]  # content dominates at 0, style at 1
+    assert weights[0] < 1 < weights[-1]  # content dominates at 0, style at 100
 
 
 def test_style_weight_overrides_strength():
-    assert StyleParams(strength=0.9, style_weight=3.0).resolved_style_weight == 3.0
+    assert StyleParams(strength=90, style_weight=3.0).resolved_style_weight == 3.0
 
 
 def test_with_overrides_ignores_none():

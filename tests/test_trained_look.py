@@ -15,11 +15,11 @@ import torch
 
 from neural_style_daemon.bench.inputs import at_size
 from neural_style_daemon.bench.look import LookMeter, stroke_frequency
-from neural_style_daemon.engine import StyleEngine, StyleParams
+from neural_style_daemon.engine import StyleParams
 from neural_style_daemon.engine.color import rgb_to_yiq
 from neural_style_daemon.engine.optimize import PLATEAU_WINDOW
 from neural_style_daemon.engine.params import PRESETS
-from neural_style_daemon.engine.stylize import to_tensor
+from neural_style_daemon.engine.stylize import StyleEngine, to_tensor
 from neural_style_daemon.imageio import load_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

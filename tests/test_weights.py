@@ -15,7 +15,8 @@ import torchvision
 from torch import nn
 
 from neural_style_daemon.engine import weights
-from neural_style_daemon.engine.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures, relu_names
+from neural_style_daemon.engine.layers import relu_names
+from neural_style_daemon.engine.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures
 from neural_style_daemon.engine.weights import fetch_checkpoint, load_vgg
 from neural_style_daemon.errors import WeightsError
 

@@ -12,14 +12,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import __version__
 from .console import EXIT_INTERRUPTED, EXIT_USAGE, CancelOnInterrupt, ProgressBar, add_model_options
+from .daemon_cli import DAEMON_COMMANDS, add_daemon_commands
+from .engine.params import (
+    PRESETS,
+    STYLE_LAYER_SETS,
+    ColorMode,
+    Init,
+    Optimizer,
+    StyleParams,
+    resolve_style_layers,
+)
 from .errors import InvalidInputError, StyleTransferError
-
-if TYPE_CHECKING:  # the engine imports torch: only where a command needs it
-    from .engine import StyleParams
 
 log = logging.getLogger("neural_style")
 
@@ -34,21 +40,15 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 
 def _layer_list(text: str) -> tuple[str, ...]:
-    from .engine.params import resolve_style_layers
-
     return resolve_style_layers(text)
 
 
 def _defaults() -> StyleParams:
     """StyleParams' defaults: the single source of truth the help text shows."""
-    from .engine import StyleParams
-
     return StyleParams()
 
 
 def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
-    from .engine.params import PRESETS, STYLE_LAYER_SETS, ColorMode, Optimizer
-
     d = _defaults()
     p = subparsers.add_parser(
         "stylize",
@@ -74,7 +74,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         help="blend weights, one per style image (default: equal)",
     )
     p.add_argument(
-        "--strength", type=float, help=f"style strength, 0..1 or 0..100 (default {d.strength})"
+        "--strength", type=float, help=f"style strength, 0..100 (default {d.strength:g})"
     )
     p.add_argument(
         "--size",
@@ -178,9 +178,6 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _params_from_args(args: argparse.Namespace):
-    from .engine import StyleParams
-    from .engine.params import Init
-
     names = {f.name for f in fields(StyleParams)}
     overrides = {k: v for k, v in vars(args).items() if k in names and k != "init"}
     if args.init in ("content", "noise"):
@@ -202,8 +199,8 @@ def _run_stylize(args: argparse.Namespace) -> int:
 
 
 def _run_stylize_here(args: argparse.Namespace) -> int:
-    from .engine import StyleEngine
-    from .engine.params import Init
+    # The only path of `stylize` that loads torch (seconds): a job on the daemon never does.
+    from .engine.stylize import StyleEngine
     from .imageio import load_image, output_format, save_image
 
     params = _params_from_args(args)  # bad options fail before anything slow happens
@@ -255,16 +252,17 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench(subparsers: argparse._SubParsersAction) -> None:
-    from .bench import add_arguments
-
+def _add_bench(subparsers: argparse._SubParsersAction, with_options: bool) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time this engine against a naive reference implementation",
         description="Per-iteration time, time to the naive reference's final loss, speedup and "
         "peak memory, for this engine and a PyTorch-tutorial-style implementation.",
     )
-    add_arguments(p)
+    if with_options:
+        from .bench import add_arguments  # its option checks import torch
+
+        add_arguments(p)
     p.set_defaults(handler=_run_bench)
 
 
@@ -274,18 +272,28 @@ def _run_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command: the first word that is not an option."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def _is_daemon_command(argv: Sequence[str]) -> bool:
-    """Whether the command (the first word that is not an option) is a daemon command."""
-    from .daemon_cli import DAEMON_COMMANDS
-
-    command = next((word for word in argv if not word.startswith("-")), None)
-    return command in DAEMON_COMMANDS
+    return _command(argv) in DAEMON_COMMANDS
 
 
-def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
-    """The full parser, or (`daemon_only`) one with the daemon's commands alone: the other
-    commands' options come from the engine, which imports torch, and the daemon's broker
-    process must not (nor should `status` wait for it)."""
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser `main` uses for `argv`: only what its command needs is imported."""
+    return build_parser(
+        daemon_only=_is_daemon_command(argv), bench_options=_command(argv) == "bench"
+    )
+
+
+def build_parser(daemon_only: bool = False, bench_options: bool = True) -> argparse.ArgumentParser:
+    """The full parser, or a lighter one where the command is known: `daemon_only`, the
+    daemon's commands alone (what the broker process and `status` parse, without importing
+    the plug-in's installer or the bench); without `bench_options`, `bench` is listed but has
+    no options, which import torch. No other command imports torch to parse, so that a job
+    for a warm daemon starts at once."""
     parser = argparse.ArgumentParser(
         prog="neural-style",
         description="Neural style transfer (Gatys et al.) for GIMP 3.",
@@ -296,19 +304,17 @@ def build_parser(daemon_only: bool = False) -> argparse.ArgumentParser:
     if not daemon_only:
         _add_stylize(subparsers)
         _add_fetch_weights(subparsers)
-        _add_bench(subparsers)
+        _add_bench(subparsers, with_options=bench_options)
         from .gimp_install import add_install_command
 
         add_install_command(subparsers)
-    from .daemon_cli import add_daemon_commands
-
     add_daemon_commands(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(daemon_only=_is_daemon_command(argv)).parse_args(argv)
+    args = parser_for(argv).parse_args(argv)
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(

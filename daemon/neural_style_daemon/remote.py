@@ -39,6 +39,7 @@ _LOCAL_ONLY = {
 # JobParams fields set straight from the option of the same name when it is given.
 _SAME_NAME = (
     "preset",
+    "strength",
     "size",
     "iterations",
     "seed",
@@ -79,13 +80,10 @@ def daemon_for(args: argparse.Namespace) -> DaemonClient | None:
 
 
 def job_params(args: argparse.Namespace) -> JobParams:
-    """The wire parameters for the stylize options (`--strength` 0..1 or 0..100)."""
+    """The wire parameters for the stylize options."""
     values: dict[str, object] = {
         name: getattr(args, name) for name in _SAME_NAME if getattr(args, name, None) is not None
     }
-    if args.strength is not None:
-        # As the engine reads it: up to 1 is a fraction, above 1 a percentage.
-        values["strength"] = args.strength * 100.0 if args.strength <= 1.0 else args.strength
     if args.style_blend is not None:
         values["style_weights"] = tuple(args.style_blend)
     values["init"] = args.init

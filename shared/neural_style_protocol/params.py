@@ -1,7 +1,8 @@
 """A job's parameters as they travel: one frozen dataclass with typed, range-checked fields.
 
-The defaults equal the engine's `StyleParams` defaults (daemon/.../engine/params.py), which
-this package must not import (no torch here); a test in the daemon's suite can compare them.
+The enums and ranges here are the engine's too: its parameters (daemon/.../engine/params.py)
+import them, never the other way round. The defaults equal the engine's `StyleParams` defaults;
+a test in the daemon's suite compares them.
 """
 
 from __future__ import annotations
@@ -69,14 +70,11 @@ _SENT_ONLY_WHEN_SET = ("tile_size", "max_memory")
 
 @dataclass(frozen=True)
 class JobParams:
-    """Everything a client may set for one job, besides the images.
-
-    `strength` is a percentage (0..100); the engine also reads values <= 1 as fractions, so
-    the daemon should hand it `strength_fraction` to avoid that ambiguity at 1.
-    """
+    """Everything a client may set for one job, besides the images. `strength` is a percentage
+    (0..100), as everywhere a person types it."""
 
     preset: Preset = Preset.NORMAL
-    strength: float = 50.0  # the engine's default 0.5, as a percentage
+    strength: float = 50.0  # 0..100 (%)
     size: int | None = None  # processing long side; None: the content's own
     iterations: int | None = None  # per scale after the first; None: from the preset
     preserve_colors: ColorMode = ColorMode.NONE
@@ -127,11 +125,6 @@ class JobParams:
         if self.max_memory is not None:
             put_float("max_memory", MIN_MAX_MEMORY, MAX_MAX_MEMORY)
         check_int(self.preview_every, "params.preview_every", 0, MAX_PREVIEW_EVERY, _CODE)
-
-    @property
-    def strength_fraction(self) -> float:
-        """`strength` as 0..1, the unambiguous form for the engine."""
-        return self.strength / 100.0
 
     def to_wire(self) -> dict[str, object]:
         """A JSON-ready dict holding every field (the newer ones only when set)."""

@@ -24,9 +24,9 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-from ..engine import Progress, StyleEngine, StyleParams
+from ..engine import StyleParams
 from ..engine.params import MAX_SIZE
-from ..engine.stylize import resize, to_array
+from ..engine.stylize import Progress, StyleEngine, resize, to_array
 from .reference import ReferenceLoss
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import StyleEngine, StyleParams
+from ..engine import StyleParams
 from ..engine.params import PRESETS
+from ..engine.stylize import StyleEngine
 from ..errors import InvalidInputError
 from ..imageio import load_image
 from .inputs import SHARED_IMAGES, at_size

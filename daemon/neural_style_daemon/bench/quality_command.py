@@ -9,8 +9,9 @@ import importlib.util
 import logging
 import sys
 
-from ..engine import StyleEngine, StyleParams
+from ..engine import StyleParams
 from ..engine.params import PRESETS
+from ..engine.stylize import StyleEngine
 from ..errors import InvalidInputError
 from ..serve_options import at_least
 from .quality import QualityConfig, QualityRun, pairs_from_args, run_quality

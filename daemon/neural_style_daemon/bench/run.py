@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from ..engine import StyleEngine, StyleParams
-from ..engine.stylize import to_array, to_tensor
+from ..engine import StyleParams
+from ..engine.stylize import StyleEngine, to_array, to_tensor
 from ..engine.weights import load_vgg
 from ..errors import InvalidInputError
 from .engine_arm import EngineRun, Snapshot, run_engine, step_seconds

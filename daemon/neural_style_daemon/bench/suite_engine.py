@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import StyleEngine, StyleParams
+from ..engine import StyleParams
+from ..engine.stylize import StyleEngine
 from ..server.job_params import to_style_params
 from .inputs import BenchImages, at_size
 from .run import MIB, NaiveArm

@@ -8,8 +8,25 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+# The wire's enums and ranges are the engine's: the protocol package is standard-library only,
+# so the engine shares them instead of defining them again.
+from neural_style_protocol.params import (
+    MAX_MAX_MEMORY,
+    MAX_SIZE,
+    MAX_STRENGTH,
+    MIN_MAX_MEMORY,
+    MIN_SIZE,
+    MIN_TILE_SIZE,
+    ColorMode,
+    Optimizer,
+)
+from neural_style_protocol.params import Preset as PresetName
+
 from ..errors import InvalidInputError
-from .vgg import relu_names
+from .layers import relu_names
+
+# The smallest side of any image the engine sees: VGG pools it four times down to relu5_1.
+MIN_SIDE = MIN_SIZE
 
 STYLE_LAYER_SETS = {
     # Gatys et al. 2016: the first ReLU of each block.
@@ -18,26 +35,11 @@ STYLE_LAYER_SETS = {
     "all": tuple(relu_names("vgg16")),
 }
 
-# The largest processing size (long side, pixels) a job may ask for.
-MAX_SIZE = 8192
-# The range of a job's memory cap, in GiB: below 0.05 not even the smallest tile fits.
-MIN_MAX_MEMORY_GIB, MAX_MAX_MEMORY_GIB = 0.05, 4096.0
-# The smallest side VGG can see through four poolings down to relu5_1.
-MIN_SIDE = 16
-
-
-class Optimizer(str, Enum):
-    LBFGS = "lbfgs"
-    ADAM = "adam"
-
-
-class ColorMode(str, Enum):
-    NONE = "none"
-    LUMINANCE = "luminance"
-    HISTOGRAM = "histogram"
-
 
 class Init(str, Enum):
+    """Where the optimisation starts: the protocol's choices and IMAGE, which the wire does not
+    offer (an init image is a file of the local command line), hence an enum of its own."""
+
     CONTENT = "content"
     NOISE = "noise"
     IMAGE = "image"  # an image passed to stylize() as `init_image`
@@ -66,17 +68,17 @@ class Preset:
 
 
 PRESETS = {
-    "draft": Preset(initial_iterations=300, iterations=100, tolerance=0.002),
-    "normal": Preset(initial_iterations=500, iterations=200, tolerance=0.0004),
-    "best": Preset(initial_iterations=700, iterations=300, tolerance=0.0002),
+    PresetName.DRAFT.value: Preset(initial_iterations=300, iterations=100, tolerance=0.002),
+    PresetName.NORMAL.value: Preset(initial_iterations=500, iterations=200, tolerance=0.0004),
+    PresetName.BEST.value: Preset(initial_iterations=700, iterations=300, tolerance=0.0002),
 }
 
 
 def strength_to_style_weight(strength: float) -> float:
-    """Map the one-knob strength (0..1, or 0..100 as a percentage) to the style weight against
-    a content weight of 1: 0 -> 0.1 (content dominates), 0.5 -> 10, 1 -> 1000 (log scale,
-    because perceived stylisation grows with the log of the ratio)."""
-    fraction = strength / 100.0 if strength > 1.0 else strength
+    """Map the one-knob strength (a percentage, 0..100) to the style weight against a content
+    weight of 1: 0 -> 0.1 (content dominates), 50 -> 10, 100 -> 1000 (log scale, because
+    perceived stylisation grows with the log of the ratio)."""
+    fraction = strength / 100.0
     return 10.0 ** (4.0 * fraction - 1.0)
 
 
@@ -90,7 +92,7 @@ class StyleParams:
     initial_iterations: int | None = None  # at the coarsest scale; None: from the preset
     min_size: int | None = None  # coarsest pyramid scale (long side); None: from the preset
     tolerance: float | None = None  # end a scale that stopped improving; 0: never; None: preset
-    strength: float | None = 0.5  # 0..1 or 0..100; sets style_weight unless that is given
+    strength: float | None = 50.0  # 0..100 (%); sets style_weight unless that is given
     content_weight: float = 1.0
     style_weight: float | None = None  # expert override of `strength`
     tv_weight: float = 1.0
@@ -143,7 +145,7 @@ class StyleParams:
     def resolved_style_weight(self) -> float:
         if self.style_weight is not None:
             return self.style_weight
-        return strength_to_style_weight(0.5 if self.strength is None else self.strength)
+        return strength_to_style_weight(50.0 if self.strength is None else self.strength)
 
     def with_overrides(self, **changes: Any) -> StyleParams:
         """A copy with the changes that are not None (command-line style overrides)."""
@@ -187,11 +189,11 @@ def _validate(p: StyleParams) -> None:
     if p.lbfgs_history != int(p.lbfgs_history):
         raise InvalidInputError(f"lbfgs_history must be a whole number, not {p.lbfgs_history}")
     if p.tile_size is not None:
-        _check_number("tile_size", p.tile_size, low=64, high=MAX_SIZE)
+        _check_number("tile_size", p.tile_size, low=MIN_TILE_SIZE, high=MAX_SIZE)
         if p.tile_size != int(p.tile_size):
             raise InvalidInputError(f"tile_size must be a whole number, not {p.tile_size}")
     if p.max_memory is not None:
-        _check_number("max_memory", p.max_memory, low=MIN_MAX_MEMORY_GIB, high=MAX_MAX_MEMORY_GIB)
+        _check_number("max_memory", p.max_memory, low=MIN_MAX_MEMORY, high=MAX_MAX_MEMORY)
     for name in ("iterations", "initial_iterations"):
         value = getattr(p, name)
         if value is not None:
@@ -201,7 +203,7 @@ def _validate(p: StyleParams) -> None:
     if p.tolerance is not None:
         _check_number("tolerance", p.tolerance, high=1)
     if p.strength is not None:
-        _check_number("strength", p.strength, high=100)
+        _check_number("strength", p.strength, high=MAX_STRENGTH)
     for name in ("content_weight", "tv_weight", "style_scale", "learning_rate"):
         _check_number(name, getattr(p, name))
     if p.style_weight is not None:

@@ -10,27 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Convolutions per block: torchvision's configurations "D" (VGG16) and "E" (VGG19).
-BLOCK_DEPTHS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-BLOCK_WIDTHS = (64, 128, 256, 512, 512)
+from .layers import BLOCK_DEPTHS, BLOCK_WIDTHS, layer_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def layer_names(arch: str = "vgg16") -> list[str]:
-    """Module names in torchvision's `features` order: conv1_1, relu1_1, ..., pool5."""
-    names = []
-    for block, depth in enumerate(BLOCK_DEPTHS[arch], start=1):
-        for conv in range(1, depth + 1):
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-        names.append(f"pool{block}")
-    return names
-
-
-def relu_names(arch: str = "vgg16") -> list[str]:
-    """The layers a loss can use, shallow to deep (13 for VGG16)."""
-    return [name for name in layer_names(arch) if name.startswith("relu")]
 
 
 # A max-pool whose indices would take more memory than this finds its maxima again in the

@@ -14,7 +14,8 @@ from torch import nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
 from ..errors import WeightsError
-from .vgg import VGGFeatures, layer_names
+from .layers import layer_names
+from .vgg import VGGFeatures
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ import torch
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
-from ..engine import Progress, StyleEngine
 from ..engine.devices import free_unused_memory, release_free_heap
 from ..engine.optimize import shorter_lbfgs_history
 from ..engine.params import MIN_SIDE, StyleParams
 from ..engine.pyramid import processing_long_side
+from ..engine.stylize import Progress, StyleEngine
 from ..errors import DeviceMemoryError, InvalidInputError, StyleTransferError
 from ..imageio import load_image
 from .events import (
