@@ -89,10 +89,12 @@ def test_a_job_too_large_whole_runs_in_the_largest_tiles_that_fit():
         fitted = fit_in_memory(size, StyleParams(), False, available, warnings.append)
         assert job_memory_bytes(pixels, 5, False) > available  # whole, it cannot fit
         assert fitted.lbfgs_history == pairs
-        # The largest tiles that fit: the next larger ones would not have.
+        # The largest tiles that fit, with either history: the next larger ones fit with
+        # neither; in them, the full history where it fits.
         assert needs(pairs, fitted.tile_size) <= available
+        assert (pairs == full) == (needs(full, fitted.tile_size) <= available)
         larger = [t for t in TILE_SIZES if t > fitted.tile_size]
-        assert not larger or needs(pairs, min(larger)) > available
+        assert not larger or needs(5, min(larger)) > available
         assert len(warnings) == 1
         assert f"evaluating it in {fitted.tile_size} px tiles" in warnings[0]
         assert ("5-step L-BFGS history" in warnings[0]) == (pairs == 5)

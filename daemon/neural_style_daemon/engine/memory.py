@@ -30,9 +30,9 @@ from .tiles import plan_tiles
 BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
 # What a tiled job holds per pixel of the whole image besides its pairs (the image and its
 # copies, its gradient, the content target, malloc's kept heap), the evaluation's own share
-# being bounded by the largest tile instead: 450 at 1536 x 1024 in 512 px tiles, fp32, random
-# weights, one evaluation (docs/benchmarks.md, "Tiled evaluation"), rounded up.
-TILED_BYTES_PER_PIXEL = 500
+# being bounded by the largest tile instead: about 290 in a whole 6000 x 4000 job in 1024 px
+# tiles (docs/benchmarks.md, "Full resolution"), with an eighth to spare.
+TILED_BYTES_PER_PIXEL = 330
 # Each L-BFGS pair holds two fp32 image vectors (s and y) on the CPU; Adam's two moments
 # are as large as one pair.
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
@@ -43,8 +43,9 @@ FITTING_SHARE = 0.9
 
 
 # Tile sizes a job that does not fit whole is tried with, largest first: below 256 px the halo
-# would more than triple the pixels evaluated.
-TILE_SIZES = (2048, 1024, 512, 256)
+# would more than triple the pixels evaluated. Larger tiles than 1024 px would save little
+# (their halos cost 1.2 instead of 1.3 times the pixels) for three times the memory.
+TILE_SIZES = (1024, 512, 256)
 
 
 def fit_in_memory(
@@ -56,7 +57,7 @@ def fit_in_memory(
 ) -> StyleParams:
     """`params` for a job whose largest scale is `size` (width, height) that fit in `available`
     bytes, with a warning for each change: the short L-BFGS history where only that fits,
-    else the largest tiles that fit (with the full history if it fits then). DeviceMemoryError
+    else the largest tiles that fit (with the full history if it fits in them). DeviceMemoryError
     where nothing does, naming a size that would."""
     width, height = size
     pairs = _pairs(size, params.lbfgs_history, params)
@@ -78,8 +79,9 @@ def fit_in_memory(
         )
         return replace(params, lbfgs_history=short_pairs)
     tiles = [t for t in TILE_SIZES if t < max(size) and t < (params.tile_size or math.inf)]
-    for pair_count in dict.fromkeys((pairs, short_pairs)):
-        for tile_size in tiles:
+    # Smaller tiles cost more time than a shorter history costs convergence (docs/benchmarks.md).
+    for tile_size in tiles:
+        for pair_count in dict.fromkeys((pairs, short_pairs)):
             if needs(pair_count, tile_size) <= available:
                 history = "" if pair_count == pairs else f" and a {pair_count}-step L-BFGS history"
                 warn(
