@@ -120,7 +120,7 @@ def test_matched_weights_make_the_engine_objective_a_multiple_of_the_reference(
 ):
     # In fp32: the identity is algebra, and bf16 (the engine's CPU path where the CPU has bf16
     # units) would blur it by its rounding.
-    model = StyleEngine("random", "cpu", precision="fp32").model
+    model = StyleEngine("random", "cpu", _precision="fp32").model
     content, style = make_content(64, 48), make_style(64, 64)
     reference = ReferenceLoss(model, content, style)
     params = StyleParams(**matched_weights(reference))
@@ -146,7 +146,7 @@ def test_engine_arm_counts_steps_between_spaced_reads(
 ):
     """With the loss read every third step (as on CUDA), the arm still counts
     every step and times each output-size step after the first report."""
-    monkeypatch.setattr(engine, "steps_between_reads", 3)
+    monkeypatch.setattr(engine, "_steps_between_reads", 3)
     content, style = make_content(48, 40), make_style(48, 48)
     reference = ReferenceLoss(engine.model, content, style)
     params = StyleParams(iterations=8, min_size=512, **matched_weights(reference))

@@ -187,7 +187,7 @@ def test_the_command_writes_the_table_the_json_and_a_contact_sheet(
     [
         (["--pair", "a.png", "b.png"], "--pair: only with --suite quality"),
         (["--strengths", "30"], "--strengths: only with --suite quality"),
-        (["--suite", "quality", "--smoke"], "--smoke: only with --suite gpu"),
+        (["--out", "results"], "--out: only with --suite quality"),
     ],
 )
 def test_options_of_one_suite_are_refused_with_another(argv, message):

@@ -1,4 +1,4 @@
-"""`neural-style bench --suite gpu` in its CPU smoke form: every part runs end to end at tiny
+"""The GPU suite (`python -m gpu_suite`) in its CPU smoke form: every part runs end to end at tiny
 sizes (a real daemon in a child process included), every table row is there, variants that
 need CUDA say so, and the gradient check compares real numbers. No time is asserted."""
 
@@ -12,17 +12,16 @@ import os
 import pytest
 import torch
 
-from neural_style_daemon.bench import add_arguments, run_from_args
-from neural_style_daemon.bench.step import VARIANTS
-from neural_style_daemon.bench.step_timing import relative_error
+from gpu_suite.__main__ import main
+from gpu_suite.command import build_parser, run_suite_from_args
+from gpu_suite.step import VARIANTS
+from gpu_suite.step_timing import relative_error
+from neural_style_daemon.bench import add_arguments
 from neural_style_daemon.engine.layers import BLOCK_DEPTHS, BLOCK_WIDTHS
-from neural_style_daemon.errors import InvalidInputError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench")
-    add_arguments(parser)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def json_blob(out: str) -> dict:
@@ -55,8 +54,6 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
     cache_before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     args = parse(
         [
-            "--suite",
-            "gpu",
             "--smoke",
             "--device",
             "cpu",
@@ -74,7 +71,7 @@ def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads
             str(out_dir),
         ]
     )
-    assert run_from_args(args) == 0
+    assert run_suite_from_args(args) == 0
     out = capsys.readouterr().out
     blob = json_blob(out)
     rows = {row["variant"]: row for row in blob["step"]}
@@ -172,8 +169,6 @@ def test_a_spent_budget_skips_every_part_with_a_note(image_files, capsys, quiet_
     content, style = image_files
     args = parse(
         [
-            "--suite",
-            "gpu",
             "--smoke",
             "--device",
             "cpu",
@@ -190,7 +185,7 @@ def test_a_spent_budget_skips_every_part_with_a_note(image_files, capsys, quiet_
             "--json",
         ]
     )
-    assert run_from_args(args) == 0
+    assert run_suite_from_args(args) == 0
     blob = json.loads(capsys.readouterr().out)
     assert len(blob["step"]) == len(VARIANTS)
     for row in blob["step"]:
@@ -200,15 +195,27 @@ def test_a_spent_budget_skips_every_part_with_a_note(image_files, capsys, quiet_
     assert any("end to end" in note and "budget" in note for note in blob["notes"])
 
 
-def test_suite_options_need_the_suite():
-    with pytest.raises(InvalidInputError, match="--smoke"):
-        run_from_args(parse(["--device", "cpu", "--smoke"]))
+def test_the_suite_is_not_a_command_of_the_package(capsys):
+    """`neural-style bench` keeps the comparison; the suite's options are the suite's alone."""
+    parser = argparse.ArgumentParser(prog="bench")
+    add_arguments(parser)
+    for argv in (["--suite", "gpu"], ["--smoke"], ["--budget-seconds", "5"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert "--smoke" not in parser.format_help()
 
 
 def test_unknown_variants_are_refused(capsys):
     with pytest.raises(SystemExit):
-        parse(["--suite", "gpu", "--variants", "fp32,fp8"])
+        parse(["--variants", "fp32,fp8"])
     assert "fp8" in capsys.readouterr().err
+
+
+def test_a_domain_error_is_one_line_and_exit_2(capsys):
+    argv = ["--device", "cpu", "--weights", "model.pth", "--naive-arch", "vgg19", "--smoke"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpu_suite: error: ") and "--naive-arch vgg16" in err
 
 
 def test_relative_error():

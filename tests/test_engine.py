@@ -491,16 +491,16 @@ def test_precision_is_bf16_where_the_cpu_has_bf16_units_and_checked(warm_engine)
     fast_bf16 = has_fast_bf16(torch.device("cpu"))
     assert warm_engine.model.mixed_precision == fast_bf16
     assert warm_engine.model.channels_last == fast_bf16
-    assert not StyleEngine("random", "cpu", precision="fp32").model.mixed_precision
+    assert not StyleEngine("random", "cpu", _precision="fp32").model.mixed_precision
     with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
-        StyleEngine("random", "cpu", precision="fp16")
+        StyleEngine("random", "cpu", _precision="fp16")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_precision_auto_is_bf16_on_cuda_and_fp32_turns_it_off():
     assert StyleEngine("random", "cuda").model.mixed_precision
-    assert not StyleEngine("random", "cuda", precision="fp32").model.mixed_precision
+    assert not StyleEngine("random", "cuda", _precision="fp32").model.mixed_precision
 
 
 @pytest.mark.gpu
@@ -509,14 +509,14 @@ def test_cuda_graph_steps_match_eager_steps(make_content, make_style, caplog):
     content, style = make_content(96, 64), make_style(64, 64)
     job = StyleParams(iterations=5, min_size=512, seed=0)  # before rounding differences grow
     graphs = StyleEngine("random", "cuda").stylize(content, [style], job)
-    eager = StyleEngine("random", "cuda", cuda_graphs=False).stylize(content, [style], job)
+    eager = StyleEngine("random", "cuda", _cuda_graphs=False).stylize(content, [style], job)
     assert "running it eagerly" not in caplog.text  # the graph was captured and agreed
     assert graphs.steps == eager.steps == 5
     assert graphs.losses["total"] == pytest.approx(eager.losses["total"], rel=0.05)
 
 
 def test_cuda_graphs_are_off_on_the_cpu(warm_engine):
-    assert not warm_engine.cuda_graphs
+    assert not warm_engine._cuda_graphs
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")

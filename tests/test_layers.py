@@ -18,12 +18,15 @@ from daemon_support import content_image, daemon_env, running_daemon, style_png
 from PIL import Image
 
 ROOT = Path(__file__).parents[1]
-# Each package of the project, by the folder it lies in.
+# Each package of the project, by the folder it lies in: the three installed ones and the GPU
+# suite, a harness beside them that imports them.
 PACKAGES = {
     "neural_style_daemon": ROOT / "daemon",
     "neural_style_protocol": ROOT / "shared",
     "neural_style_gimp": ROOT / "gimp_plugin",
+    "gpu_suite": ROOT,
 }
+HARNESSES = {"gpu_suite"}
 SHARED = ROOT / "shared"
 PACKAGE = SHARED / "neural_style_protocol"
 MODULES = sorted(
@@ -58,7 +61,7 @@ print("ok", sys.version_info[:2])
 
 
 def project_modules() -> dict[str, Path]:
-    """Every module of the three packages by its dotted name (a package by its own name)."""
+    """Every module of the packages by its dotted name (a package by its own name)."""
     modules = {}
     for package, folder in PACKAGES.items():
         for path in (folder / package).rglob("*.py"):
@@ -138,8 +141,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_of_the_project_imports_itself_back() -> None:
     graph = import_graph()
-    assert len(graph) > 80  # all three packages were read
+    assert len(graph) > 80  # all the packages were read
     assert cycles(graph) == []
+
+
+def test_the_installed_packages_never_import_the_gpu_suite() -> None:
+    graph = import_graph()
+    assert "gpu_suite.command" in graph
+    wrong = {
+        module: sorted(t for t in targets if t.split(".")[0] in HARNESSES)
+        for module, targets in graph.items()
+        if module.split(".")[0] not in HARNESSES
+    }
+    assert {module: targets for module, targets in wrong.items() if targets} == {}
 
 
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path) -> None:

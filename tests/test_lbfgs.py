@@ -215,7 +215,7 @@ def test_the_engine_runs_bf16_on_this_cpu_and_ends_near_fp32(
     job = params(iterations=25, tolerance=0.0, min_size=96)
     finals = {}
     for precision in ("auto", "fp32"):
-        engine = StyleEngine("random", "cpu", precision=precision)
+        engine = StyleEngine("random", "cpu", _precision=precision)
         assert engine.model.mixed_precision == (precision == "auto")
         finals[precision] = engine.stylize(content, [style], job).losses["total"]
     assert finals["auto"] <= 1.15 * finals["fp32"], finals

@@ -125,7 +125,7 @@ def test_the_engine_reports_progress_and_previews_at_each_read(
 ):
     """Reads every third step, as on CUDA: steps are counted whole, previews come at the
     first read after each multiple of `preview_every`, and the work ends at 1."""
-    monkeypatch.setattr(engine, "steps_between_reads", 3)
+    monkeypatch.setattr(engine, "_steps_between_reads", 3)
     job = StyleParams(initial_iterations=7, iterations=4, min_size=32, preview_every=5)
     result = engine.stylize(
         make_content(64, 48),

@@ -15,12 +15,6 @@ from ..serve_options import at_least
 from .inputs import DEFAULT_CONTENT, DEFAULT_STYLE, SHARED_IMAGES, load_bench_images
 from .quality_command import add_quality_arguments, refuse_misplaced, run_quality_from_args
 from .run import BenchConfig, format_json, format_table, run_benchmark
-from .suite_command import (
-    SUITE_ONLY,
-    add_suite_arguments,
-    default_naive_iterations,
-    run_suite_from_args,
-)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +36,13 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the bench options to `parser` (the `bench` sub-command's parser)."""
+    add_comparison_arguments(parser)
+    add_quality_arguments(parser)
+
+
+def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the comparison with the naive, without the quality suite's (the GPU
+    suite, gpu_suite/, adds its own to these)."""
     cuda, other = DEFAULT_NAIVE_ITERATIONS["cuda"], DEFAULT_NAIVE_ITERATIONS["other"]
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         choices=list(PRESETS),
-        help=f"the engine's preset (default {StyleParams().preset}; draft with --smoke)",
+        help=f"the engine's preset (default {StyleParams().preset})",
     )
     parser.add_argument(
         "--full-engine-run",
@@ -118,8 +119,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "replaying a captured graph (to measure what the graphs save)",
     )
     parser.add_argument("--seed", type=int, default=0, help="weights and images (default 0)")
-    add_suite_arguments(parser)
-    add_quality_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -130,24 +129,14 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise InvalidInputError(
             "a weights file holds one network: use --naive-arch vgg16 with --weights PATH"
         )
-    suite_only = [
-        f"--{name.replace('_', '-')}"
-        for name in SUITE_ONLY
-        if getattr(args, name) is not None and getattr(args, name) is not False
-    ]
-    if suite_only and args.suite != "gpu":
-        raise InvalidInputError(f"{', '.join(suite_only)}: only with --suite gpu")
-    naive_iterations = DEFAULT_NAIVE_ITERATIONS[kind]
-    if args.suite is not None:
-        naive_iterations = default_naive_iterations(args, kind)
     return BenchConfig(
         device=device,
         sizes=args.sizes or DEFAULT_SIZES[kind],
-        naive_iterations=args.naive_iterations or naive_iterations,
+        naive_iterations=args.naive_iterations or DEFAULT_NAIVE_ITERATIONS[kind],
         naive_arch=args.naive_arch,
         weights=args.weights,
         seed=args.seed,
-        preset=args.preset or ("draft" if args.smoke else StyleParams().preset),
+        preset=args.preset or StyleParams().preset,
         stop_at_target=not args.full_engine_run,
         naive_tf32=args.naive_tf32,
         engine_precision=args.engine_precision,
@@ -156,14 +145,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run the benchmark (or the suite) and print the table (or JSON); returns the exit
-    status (0)."""
+    """Run the benchmark (or the quality suite) and print the table (or JSON); returns the
+    exit status (0)."""
     refuse_misplaced(args)
     if args.suite == "quality":
         return run_quality_from_args(args)
     config = config_from_args(args)
-    if args.suite is not None:
-        return run_suite_from_args(args, config)
     images = load_bench_images(args.content, args.style, seed=args.seed)
     log.info("content %s, style %s", images.content_source, images.style_source)
     rows = run_benchmark(config, images)

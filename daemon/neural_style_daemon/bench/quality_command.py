@@ -8,21 +8,21 @@ import argparse
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 
 from ..engine import StyleParams
 from ..engine.params import PRESETS
 from ..engine.stylize import StyleEngine
 from ..errors import InvalidInputError
 from ..serve_options import at_least
+from .environment import environment
 from .quality import QualityConfig, QualityRun, pairs_from_args, run_quality
 from .quality_report import format_table, to_json, write_outputs
-from .suite_command import SUITE_ONLY
-from .suite_report import environment
 
 log = logging.getLogger(__name__)
 
 # Options that mean something only with --suite quality (those without a default value).
-QUALITY_ONLY = ("pair", "all_pairs", "presets", "reference_factor", "strengths")
+QUALITY_ONLY = ("out", "pair", "all_pairs", "presets", "reference_factor", "strengths")
 DEFAULT_SIZES = (256,)
 
 
@@ -55,6 +55,17 @@ def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
         "result looks (distances to the style's Gram statistics and the content's features, "
         "the colour layout), on the sample pairs or the pairs given; --sizes are the "
         "processing sizes (default 256). Use trained weights (--weights PATH).",
+    )
+    group.add_argument(
+        "--suite",
+        choices=("quality",),
+        help="quality: how each preset's result looks (see the quality suite's options)",
+    )
+    group.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write quality.md, quality.json and contact-sheet.png here",
     )
     group.add_argument(
         "--pair",
@@ -91,15 +102,10 @@ def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def refuse_misplaced(args: argparse.Namespace) -> None:
-    """Quality options without --suite quality, or the speed suite's with it, are a mistake
-    worth saying."""
+    """Quality options without --suite quality are a mistake worth saying."""
     given = [f"--{name.replace('_', '-')}" for name in QUALITY_ONLY if _given(args, name)]
     if given and args.suite != "quality":
         raise InvalidInputError(f"{', '.join(given)}: only with --suite quality")
-    speed = [f"--{name.replace('_', '-')}" for name in SUITE_ONLY if _given(args, name)]
-    speed = [name for name in speed if name != "--out"]
-    if speed and args.suite == "quality":
-        raise InvalidInputError(f"{', '.join(speed)}: only with --suite gpu")
 
 
 def _given(args: argparse.Namespace, name: str) -> bool:

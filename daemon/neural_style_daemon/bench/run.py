@@ -107,8 +107,8 @@ class Bench:
             config.weights,
             str(device),
             seed=config.seed,
-            precision=config.engine_precision,
-            cuda_graphs=config.engine_cuda_graphs,
+            _precision=config.engine_precision,
+            _cuda_graphs=config.engine_cuda_graphs,
         )
         # The reference scores on the product's network: the engine's own VGG16.
         self.reference_vgg = self.engine.model

@@ -92,7 +92,12 @@ PRECISIONS = ("auto", "fp32")
 
 class StyleEngine:
     """Holds VGG16 on a device, and the loss targets of recent jobs, so that repeated jobs
-    start at once."""
+    start at once.
+
+    The underscored keywords are for measurements only (`neural-style bench` and the GPU suite,
+    gpu_suite/), to take one speed-up away at a time; the daemon and `stylize` never set them.
+    `_precision`: one of PRECISIONS; `_cuda_graphs=False` runs every CUDA step eagerly;
+    `_steps_between_reads` fixes how often a scale reads its loss back."""
 
     def __init__(
         self,
@@ -101,19 +106,21 @@ class StyleEngine:
         *,
         seed: int = 0,
         target_cache_bytes: int = 256 * 2**20,
-        precision: str = "auto",
-        cuda_graphs: bool = True,
-        steps_between_reads: int | None = None,
         max_memory_bytes: int | None = None,
+        _precision: str = "auto",
+        _cuda_graphs: bool = True,
+        _steps_between_reads: int | None = None,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if _precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {_precision!r}"
+            )
         self.device = resolve_device(device)
         # On CUDA, each step of a scale up to optimize.CAPTURE_MAX_PIXELS replays one captured
         # graph (engine/capture.py); False runs every step eagerly, for comparison.
-        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._cuda_graphs = _cuda_graphs and self.device.type == "cuda"
         # How often a scale reads its loss back; None: optimize.steps_between_reads's choice.
-        self.steps_between_reads = steps_between_reads
+        self._steps_between_reads = _steps_between_reads
         self.targets = TargetCache(target_cache_bytes)
         # What any one job may use, as if the device had no more free: a daemon's --max-memory.
         self.max_memory_bytes = max_memory_bytes
@@ -123,7 +130,7 @@ class StyleEngine:
         if self.device.type == "cpu":
             reuse_freed_cpu_memory()
         # "fp32" is for measuring what bf16 costs in convergence against what it saves.
-        if precision == "auto" and has_fast_bf16(self.device):
+        if _precision == "auto" and has_fast_bf16(self.device):
             # bf16 convolutions (tensor cores, AMX) are fastest on NHWC tensors.
             model = model.to(memory_format=torch.channels_last)
             model.channels_last = True
@@ -142,8 +149,8 @@ class StyleEngine:
 
     def reads_every(self, size: tuple[int, int]) -> int:
         """Steps between reads of the loss at a scale of `size` (width, height)."""
-        if self.steps_between_reads is not None:
-            return self.steps_between_reads
+        if self._steps_between_reads is not None:
+            return self._steps_between_reads
         return steps_between_reads(self.device, size)
 
     def stylize(
@@ -351,7 +358,7 @@ class _Job:
                     partial(self._after_step, index),
                     tolerance=self.tolerance,
                     read_every=self.engine.reads_every(size),
-                    cuda_graph=self.engine.cuda_graphs,
+                    cuda_graph=self.engine._cuda_graphs,
                     tile_size=self._tile_size_at(size),
                     on_tile=partial(self._after_tile, index),
                 )

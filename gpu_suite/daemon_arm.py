@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from neural_style_daemon.errors import DaemonError
 from neural_style_protocol.client import DaemonClient, connect
 from neural_style_protocol.connection import APP_NAME, CONNECTION_FILE_NAME
 from neural_style_protocol.errors import ClientError
 from neural_style_protocol.images import RawImage
 from neural_style_protocol.messages import WorkerState, new_job_id
 from neural_style_protocol.params import JobParams
-
-from ..errors import DaemonError
 
 log = logging.getLogger(__name__)
 

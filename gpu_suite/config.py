@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .run import BenchConfig, BenchRow
+from neural_style_daemon.bench.run import BenchConfig, BenchRow
+
 from .step_timing import StepRow, StepSettings
 
 

@@ -1,5 +1,5 @@
 """One optimisation iteration of the engine, built several ways, for the per-iteration part of
-`neural-style bench --suite gpu`.
+the GPU suite.
 
 An iteration is what the engine's L-BFGS closure costs: the objective (VGG16 forward to
 relu5_1, Gram matrices at relu1_1..relu5_1, content at relu4_2, total variation) and the
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.losses import gram_matrix
-from ..engine.optimize import Objective
-from ..engine.params import StyleParams
-from ..engine.vgg import VGGFeatures
-from .reference import plain_fp32
+from neural_style_daemon.bench.reference import plain_fp32
+from neural_style_daemon.engine.losses import gram_matrix
+from neural_style_daemon.engine.optimize import Objective
+from neural_style_daemon.engine.params import StyleParams
+from neural_style_daemon.engine.vgg import VGGFeatures
 
 # (loss, gradient of the loss with respect to the image); both may be buffers that the next
 # call overwrites (captured graphs): read them before calling again.

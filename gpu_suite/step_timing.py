@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .monitor import ArmMonitor
+from neural_style_daemon.bench.monitor import ArmMonitor
+
 from .step import (
     Step,
     StepOutput,

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine import StyleParams
-from ..engine.stylize import StyleEngine
-from ..server.job_params import to_style_params
-from .inputs import BenchImages, at_size
-from .run import MIB, NaiveArm
-from .suite_config import Budget, JobRow, SuiteConfig
-from .suite_e2e import free_memory, job_params, judged_fields
+from neural_style_daemon.bench.inputs import BenchImages, at_size
+from neural_style_daemon.bench.run import MIB, NaiveArm
+from neural_style_daemon.engine import StyleParams
+from neural_style_daemon.engine.stylize import StyleEngine
+from neural_style_daemon.server.job_params import to_style_params
+
+from .config import Budget, JobRow, SuiteConfig
+from .e2e import free_memory, job_params, judged_fields
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 class EngineVariant:
     name: str
     description: str
-    settings: dict[str, Any] = field(default_factory=dict)  # StyleEngine keyword arguments
+    # StyleEngine keyword arguments: its measurement-only, underscored ones.
+    settings: dict[str, Any] = field(default_factory=dict)
     cuda_only: bool = False  # its switch changes nothing elsewhere
 
 
@@ -42,16 +44,16 @@ ENGINE_VARIANTS = (
     EngineVariant(
         "reads-every-step",
         "the loss read back after every step, not every few",
-        {"steps_between_reads": 1},
+        {"_steps_between_reads": 1},
         cuda_only=True,
     ),
     EngineVariant(
         "eager",
         "no CUDA graphs: each step launched kernel by kernel",
-        {"cuda_graphs": False},
+        {"_cuda_graphs": False},
         cuda_only=True,
     ),
-    EngineVariant("fp32", "fp32 instead of bf16 autocast", {"precision": "fp32"}),
+    EngineVariant("fp32", "fp32 instead of bf16 autocast", {"_precision": "fp32"}),
 )
 
 

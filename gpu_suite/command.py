@@ -1,4 +1,4 @@
-"""The options of `neural-style bench --suite gpu`, and running it: the header first, each
+"""The GPU suite's options and running it (`python -m gpu_suite`): the header first, each
 part's table as soon as the part ends (a run cut off at the device's time limit keeps what it
 printed), then the issue's targets and the JSON. With --out, report.md and results.json are
 rewritten there after every part; nothing else is written anywhere (the daemon's runtime folder
@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..engine.params import MAX_SIZE, MIN_SIDE
-from ..serve_options import at_least
-from .inputs import load_bench_images
-from .run import BenchConfig
-from .step import VARIANTS, WITH_CUDA_GRAPHS
-from .step_timing import StepSettings
-from .suite import run_suite
-from .suite_config import SuiteConfig, SuiteResult
-from .suite_report import (
-    environment,
+from neural_style_daemon.bench.command import add_comparison_arguments, config_from_args
+from neural_style_daemon.bench.environment import environment
+from neural_style_daemon.bench.inputs import load_bench_images
+from neural_style_daemon.bench.run import BenchConfig
+from neural_style_daemon.engine.params import MAX_SIZE, MIN_SIDE
+from neural_style_daemon.serve_options import at_least
+
+from .config import SuiteConfig, SuiteResult
+from .report import (
     format_e2e,
     format_engine_jobs,
     format_header,
@@ -30,19 +29,10 @@ from .suite_report import (
     targets,
     to_json,
 )
+from .step import VARIANTS, WITH_CUDA_GRAPHS
+from .step_timing import StepSettings
+from .suite import run_suite
 
-# Options that mean something only with --suite (those without a default value).
-SUITE_ONLY = (
-    "smoke",
-    "out",
-    "variants",
-    "warmup",
-    "step_iterations",
-    "compile_mode",
-    "e2e_size",
-    "job_iterations",
-    "large_size",
-)
 DEFAULT_BUDGET = 480.0  # seconds: the device machine's 10-minute call, with room to spare
 
 
@@ -120,22 +110,16 @@ def _size_or_zero(text: str) -> int:
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "speed suite",
-        "--suite gpu: per-iteration times and TFLOP/s of every fast path with "
-        "its gradient checked against fp32, a warm daemon's job against the naive, a large "
-        "job, torch.compile's cost (docs/benchmarks.md). --sizes are then the per-iteration "
-        "sizes (default 512,1024 on CUDA, 256 elsewhere).",
-    )
-    group.add_argument(
-        "--suite",
-        choices=("gpu", "quality"),
-        help="gpu: the speed suite of issue 5; quality: how each preset's result looks "
-        "(see the quality suite's options)",
+        "GPU suite",
+        "per-iteration times and TFLOP/s of every fast path with its gradient checked "
+        "against fp32, a warm daemon's job against the naive, a large job, torch.compile's "
+        "cost (docs/benchmarks.md). --sizes are the per-iteration sizes (default 512,1024 on "
+        "CUDA, 256 elsewhere).",
     )
     group.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny sizes and two iterations: check on a CPU that every part runs",
+        help="tiny sizes, two iterations and the draft preset: check on a CPU that every part runs",
     )
     group.add_argument(
         "--budget-seconds",
@@ -149,8 +133,7 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         metavar="DIR",
-        help="also write the results here (gpu: report.md and results.json, after every "
-        "part; quality: quality.md, quality.json and contact-sheet.png)",
+        help="also write report.md and results.json here, after every part",
     )
     group.add_argument(
         "--variants",
@@ -233,9 +216,29 @@ def suite_config(args: argparse.Namespace, bench: BenchConfig) -> SuiteConfig:
     )
 
 
-def default_naive_iterations(args: argparse.Namespace, device_kind: str) -> int:
-    kind = "smoke" if args.smoke else device_kind
-    return SUITE_DEFAULTS[kind].naive_iterations
+def build_parser() -> argparse.ArgumentParser:
+    """The comparison's options (those of `neural-style bench`) and the suite's."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gpu_suite",
+        description="The GPU measurement suite: every fast path of one iteration, the "
+        "engine's speed-ups in whole jobs, a warm daemon against the naive, a large job.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    add_comparison_arguments(parser)
+    add_suite_arguments(parser)
+    return parser
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    """The comparison's configuration, with the suite's defaults where the options are
+    silent: its naive iterations by device kind, and with --smoke the draft preset."""
+    config = config_from_args(args)
+    kind = "smoke" if args.smoke else ("cuda" if config.device.type == "cuda" else "other")
+    return replace(
+        config,
+        naive_iterations=args.naive_iterations or SUITE_DEFAULTS[kind].naive_iterations,
+        preset=args.preset or ("draft" if args.smoke else config.preset),
+    )
 
 
 def section(name: str, result: SuiteResult, config: SuiteConfig) -> str | None:
@@ -259,10 +262,12 @@ def section(name: str, result: SuiteResult, config: SuiteConfig) -> str | None:
     return None
 
 
-def run_suite_from_args(args: argparse.Namespace, bench: BenchConfig) -> int:
+def run_suite_from_args(args: argparse.Namespace) -> int:
+    """Run the suite and print its report (or the JSON alone); returns the exit status (0)."""
+    bench = bench_config(args)
     config = suite_config(args, bench)
     images = load_bench_images(args.content, args.style, seed=args.seed)
-    meta = environment(bench.device, sys.argv)
+    meta = environment(bench.device, ["python3", "-m", "gpu_suite", *sys.argv[1:]])
     sources = f"content {images.content_source}, style {images.style_source}"
     sections = [format_header(meta, config, sources)]
     if args.out is not None:

@@ -1,11 +1,12 @@
-"""`neural-style bench --suite gpu`: everything issue 5 ("Speed: close to the GPU's floor") asks
-to be measured, in one run that fits a time budget.
+"""The GPU suite (`python -m gpu_suite`): everything issue 5 ("Speed: close to the GPU's
+floor") asks to be measured, in one run that fits a time budget.
 
 Parts, in the order they run (the slow, unbounded compilation last, so that a run cut short by
 the budget still has the rest):
 1. `step`: one iteration per variant and size, eager and captured (step.py, step_timing.py);
-2. `engine`: after the in-process engine against the naive (run.py), the engine's own
-   speed-ups switched off one at a time, each a whole default-preset job (suite_engine.py);
+2. `engine`: after the in-process engine against the naive (the package's bench/run.py), the
+   engine's own speed-ups switched off one at a time, each a whole default-preset job
+   (engine_jobs.py);
 3. `e2e`: that in-process comparison, and a warm daemon's default-preset jobs against the
    naive reference, judged by the reference loss (daemon_arm.py);
 4. `large`: one large job through the same daemon, its time and peak memory;
@@ -21,15 +22,16 @@ import logging
 
 import torch
 
-from ..engine.params import StyleParams
-from ..engine.stylize import to_tensor
-from ..engine.weights import load_vgg
-from .inputs import BenchImages, at_size
+from neural_style_daemon.bench.inputs import BenchImages, at_size
+from neural_style_daemon.engine.params import StyleParams
+from neural_style_daemon.engine.stylize import to_tensor
+from neural_style_daemon.engine.weights import load_vgg
+
+from .config import Budget, PartCallback, SuiteConfig, SuiteResult, report_part
+from .e2e import daemon_parts, free_memory, in_process_part
+from .engine_jobs import engine_variant_jobs
 from .step import COMPILED_VARIANTS, VARIANTS, StepProblem, Variant, private_compile_cache
 from .step_timing import StepRow, count_gflop, measure_variant, reference_output
-from .suite_config import Budget, PartCallback, SuiteConfig, SuiteResult, report_part
-from .suite_e2e import daemon_parts, free_memory, in_process_part
-from .suite_engine import engine_variant_jobs
 
 log = logging.getLogger(__name__)
 

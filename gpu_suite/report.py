@@ -1,91 +1,24 @@
-"""What `neural-style bench --suite gpu` prints: a header that says where and how it ran (card,
-torch, date, command, commit), one Markdown table per part, the issue's targets against the
-figures, and a JSON blob with everything."""
+"""What the GPU suite (`python -m gpu_suite`) prints: a header that says where and how it ran
+(card, torch, date, command, commit), one Markdown table per part, the issue's targets against
+the figures, and a JSON blob with everything."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import shlex
-import subprocess
 from dataclasses import asdict
-from datetime import datetime, timezone
-from pathlib import Path
 
-import torch
+from neural_style_daemon.bench.run import BenchConfig, format_table
 
-from .run import BenchConfig, format_table
+from .config import JobRow, SuiteConfig, SuiteResult
+from .engine_jobs import ENGINE_VARIANTS
 from .step import VARIANTS
-from .suite_config import JobRow, SuiteConfig, SuiteResult
-from .suite_engine import ENGINE_VARIANTS
-
-REPOSITORY = Path(__file__).resolve().parents[3]
 
 # Issue 5's targets, for one H100: per-iteration milliseconds by size; a warm daemon's
 # default-preset job; a large job.
 STEP_TARGET_MS = {512: 1.3, 1024: 3.5}
 JOB_TARGET = (512, 0.5, 15.0)  # size, seconds submit to result, times faster than the naive
 LARGE_TARGET = (4096, 60.0, 40.0)  # size, seconds, GiB
-
-
-def environment(device: torch.device, argv: list[str]) -> dict[str, object]:
-    """Where and how the suite runs, for the header and the JSON."""
-    meta: dict[str, object] = {
-        "command": shlex.join(argv),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "python": platform.python_version(),
-        "cpu_threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "commit": _commit(),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        meta.update(
-            card=torch.cuda.get_device_name(device),
-            capability=f"{props.major}.{props.minor}",
-            multiprocessors=props.multi_processor_count,
-            memory_gib=round(props.total_memory / 2**30, 1),
-        )
-    else:
-        meta["card"] = _cpu_model()
-    return meta
-
-
-def _commit() -> str | None:
-    """The repository's commit, marked when the working tree differs from it."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(REPOSITORY), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit} + uncommitted changes" if dirty else commit
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def format_header(meta: dict[str, object], config: SuiteConfig, sources: str) -> str:
@@ -98,7 +31,7 @@ def format_header(meta: dict[str, object], config: SuiteConfig, sources: str) ->
         )
     return "\n".join(
         [
-            "## neural-style bench --suite gpu (issue 5)",
+            "## GPU suite: python -m gpu_suite (issue 5)",
             f"- command: `{meta['command']}`",
             f"- date: {meta['date']}; commit: {meta['commit'] or 'unknown'}",
             f"- device: {meta['device']}, {card}; {meta['cpus']} CPUs, torch uses "
@@ -222,7 +155,7 @@ def _ratio(j: JobRow) -> str:
 
 
 def format_engine_jobs(result: SuiteResult, config: SuiteConfig) -> str:
-    """The engine variants' jobs (suite_engine.py), one row each."""
+    """The engine variants' jobs (engine_jobs.py), one row each."""
     lines = [
         f"### The engine's speed-ups one at a time: whole jobs in process at {config.e2e_size} px",
         "",

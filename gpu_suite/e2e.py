@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from neural_style_daemon.bench.inputs import BenchImages, at_size
+from neural_style_daemon.bench.run import Bench, NaiveArm
+from neural_style_daemon.engine.params import MIN_SIDE
+from neural_style_daemon.errors import StyleTransferError
 from neural_style_protocol.params import JobParams, Preset
 
-from ..engine.params import MIN_SIDE
-from ..errors import StyleTransferError
-from .daemon_arm import BenchDaemon, DaemonJob, style_file
-from .inputs import BenchImages, at_size
-from .run import Bench, NaiveArm
-from .suite_config import (
+from .config import (
     Budget,
     JobRow,
     NaiveSummary,
@@ -28,6 +27,7 @@ from .suite_config import (
     SuiteResult,
     report_part,
 )
+from .daemon_arm import BenchDaemon, DaemonJob, style_file
 
 log = logging.getLogger(__name__)
 
