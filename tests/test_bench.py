@@ -40,6 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@pytest.mark.slow
 def test_json_reports_one_consistent_row_per_size(image_files, capsys):
     content, style = image_files
     args = parse(

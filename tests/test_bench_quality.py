@@ -141,6 +141,7 @@ def test_the_default_pairs_see_each_sample_once_and_all_pairs_every_combination(
     assert len(default_pairs(tmp_path, every_combination=True)) == 16
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_table_the_json_and_a_contact_sheet(
     image_files, tmp_path, capsys, one_thread
 ):

@@ -274,6 +274,7 @@ def test_a_client_that_disconnects_has_its_job_cancelled(daemon: DaemonProcess) 
     assert_idle(daemon)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_job_and_is_replaced(
     daemon: DaemonProcess, client: DaemonClient
 ) -> None:

@@ -153,6 +153,7 @@ def test_closing_the_bridges_input_mid_job_cancels_the_job_and_ends_the_bridge(d
             stream.close()
 
 
+@pytest.mark.slow
 def test_a_bridge_that_cannot_start_or_fails_says_why(tmp_path):
     with pytest.raises(PluginError, match=r"bridge .* cannot be started: /nowhere/python3 does"):
         BridgeLink(["/nowhere/python3", "-m", "neural_style_gimp.bridge"])
@@ -289,6 +290,7 @@ def _stop_daemon(runtime) -> None:
         )
 
 
+@pytest.mark.slow
 def test_the_daemons_warnings_cross_the_bridge(runtime, monkeypatch):
     # The first attempt runs out of memory; the daemon retries and says so in the result.
     monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1,oom_attempts=1")
