@@ -96,6 +96,7 @@ def test_the_reference_runs_best_longer_without_early_stop():
     assert params.strength == 30
 
 
+@pytest.mark.slow
 def test_every_run_is_judged_against_the_reference(engine, tmp_path, make_content, make_style):
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     save_image(make_content(40, 32), content)
