@@ -105,6 +105,7 @@ def oom_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProce
         stop_daemon(daemon)
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_retried_with_a_shorter_history_then_smaller_and_the_client_is_told(
     oom_daemon: DaemonProcess,
 ) -> None:
@@ -160,6 +161,7 @@ def test_the_command_line_on_the_daemon_prints_the_retries_warnings(
         assert written.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(
     oom_daemon: DaemonProcess,
 ) -> None:
@@ -179,6 +181,7 @@ def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(
     )
 
 
+@pytest.mark.slow
 def test_out_of_memory_at_the_floor_fails_the_job_and_the_daemon_keeps_serving(
     oom_daemon: DaemonProcess,
 ) -> None:
