@@ -40,6 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@pytest.mark.slow
 def test_json_reports_one_consistent_row_per_size(image_files, capsys):
     content, style = image_files
     args = parse(
@@ -84,7 +85,7 @@ def test_json_reports_one_consistent_row_per_size(image_files, capsys):
     assert row["speedup"] == pytest.approx(row["naive_seconds"] / row["seconds_to_naive_loss"])
 
 
-def test_table_names_the_comparison(image_files, capsys):
+def test_table_names_the_comparison(image_files, capsys, one_thread):
     content, style = image_files
     args = parse(
         [

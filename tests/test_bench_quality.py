@@ -96,6 +96,7 @@ def test_the_reference_runs_best_longer_without_early_stop():
     assert params.strength == 30
 
 
+@pytest.mark.slow
 def test_every_run_is_judged_against_the_reference(engine, tmp_path, make_content, make_style):
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     save_image(make_content(40, 32), content)
@@ -141,6 +142,7 @@ def test_the_default_pairs_see_each_sample_once_and_all_pairs_every_combination(
     assert len(default_pairs(tmp_path, every_combination=True)) == 16
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_table_the_json_and_a_contact_sheet(
     image_files, tmp_path, capsys, one_thread
 ):

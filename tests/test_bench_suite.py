@@ -48,6 +48,7 @@ def quiet_threads(one_thread, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.mark.slow
 def test_smoke_run_fills_every_part(image_files, tmp_path, capsys, quiet_threads):
     content, style = image_files
     out_dir = tmp_path / "out"

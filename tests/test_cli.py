@@ -257,6 +257,7 @@ def test_a_job_too_large_for_the_free_memory_is_refused_before_it_starts_with_a_
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_console_reports_bad_input_without_traceback(tmp_path, images):
     process = _console(
         "stylize",
@@ -273,6 +274,7 @@ def test_console_reports_bad_input_without_traceback(tmp_path, images):
     assert err.strip().endswith("file not found")
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_image_so_far(tmp_path, images):
     out = tmp_path / "interrupted.png"
     process = _console(

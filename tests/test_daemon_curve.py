@@ -102,6 +102,7 @@ def test_an_allowed_client_key_is_served(daemon: DaemonProcess, keys: Path) -> N
         served(client, "from-the-laptop")
 
 
+@pytest.mark.slow
 def test_an_unknown_key_and_a_client_without_curve_are_refused(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:

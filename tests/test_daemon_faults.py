@@ -105,6 +105,7 @@ def oom_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProce
         stop_daemon(daemon)
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_retried_with_a_shorter_history_then_smaller_and_the_client_is_told(
     oom_daemon: DaemonProcess,
 ) -> None:
@@ -124,6 +125,7 @@ def test_out_of_memory_is_retried_with_a_shorter_history_then_smaller_and_the_cl
     assert len(seqs) > 3 and seqs == sorted(set(seqs))  # every attempt's progress, in order
 
 
+@pytest.mark.slow
 def test_the_command_line_on_the_daemon_prints_the_retries_warnings(
     oom_daemon: DaemonProcess, tmp_path: Path
 ) -> None:
@@ -159,6 +161,7 @@ def test_the_command_line_on_the_daemon_prints_the_retries_warnings(
         assert written.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(
     oom_daemon: DaemonProcess,
 ) -> None:
@@ -178,6 +181,7 @@ def test_an_adam_job_out_of_memory_goes_straight_to_a_smaller_size(
     )
 
 
+@pytest.mark.slow
 def test_out_of_memory_at_the_floor_fails_the_job_and_the_daemon_keeps_serving(
     oom_daemon: DaemonProcess,
 ) -> None:
@@ -197,6 +201,7 @@ def test_out_of_memory_at_the_floor_fails_the_job_and_the_daemon_keeps_serving(
 # ---- a slow start, then the idle unload ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_slow_worker_start_and_an_idle_unload_leave_the_daemon_answering(tmp_path: Path) -> None:
     # 1.2 s without jobs unloads the worker; each start sleeps 2 s before loading.
     daemon = start_daemon(tmp_path / "runtime", "slow_start=2", "--unload-after-idle", "0.02")
@@ -220,6 +225,7 @@ def test_a_slow_worker_start_and_an_idle_unload_leave_the_daemon_answering(tmp_p
 # ---- a job that will not stop ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_worker_that_ignores_cancel_is_killed_and_replaced(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path / "runtime", "ignore_cancel", "--cancel-grace", "1")
     try:
@@ -242,6 +248,7 @@ def test_a_worker_that_ignores_cancel_is_killed_and_replaced(tmp_path: Path) -> 
         stop_daemon(daemon)
 
 
+@pytest.mark.slow
 def test_a_job_past_its_time_limit_ends_timed_out(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path / "runtime", "", "--job-timeout", "2")
     try:

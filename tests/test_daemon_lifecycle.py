@@ -30,7 +30,10 @@ from neural_style_protocol.connection import is_process_alive
 from neural_style_protocol.errors import DaemonTimeout, DaemonUnavailable, ErrorCode
 from neural_style_protocol.messages import Accepted, Error, Result, WorkerState
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 
 def test_sigterm_cancels_and_reports_jobs_then_exits_cleanly(tmp_path: Path) -> None:

@@ -96,6 +96,7 @@ def assert_resubmitted_once(events: list[object], to: DaemonProcess) -> Result:
     return result
 
 
+@pytest.mark.slow
 def test_a_job_is_resubmitted_to_a_daemon_restarted_after_sigkill(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
@@ -122,6 +123,7 @@ def test_a_job_is_resubmitted_to_a_daemon_restarted_after_sigkill(
     assert isinstance(followed[-1], Result) and followed[-1].job_id == "queued"
 
 
+@pytest.mark.slow
 def test_a_job_survives_stop_then_start(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     runtime = tmp_path / "runtime"
     first = start(daemons, runtime)
@@ -135,6 +137,7 @@ def test_a_job_survives_stop_then_start(tmp_path: Path, daemons: list[DaemonProc
     assert "shut down" in next(e for e in events if isinstance(e, Resubmitted)).reason
 
 
+@pytest.mark.slow
 def test_without_a_new_daemon_the_client_says_so_within_a_bound(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
@@ -153,6 +156,7 @@ def test_without_a_new_daemon_the_client_says_so_within_a_bound(
         assert time.monotonic() - began < 30.0
 
 
+@pytest.mark.slow
 def test_a_job_over_an_ipc_endpoint_and_a_restart_on_the_same_path(
     daemons: list[DaemonProcess],
 ) -> None:
@@ -177,6 +181,7 @@ def test_a_job_over_an_ipc_endpoint_and_a_restart_on_the_same_path(
         assert_resubmitted_once(events, second)
 
 
+@pytest.mark.slow
 def test_stylize_on_the_command_line_outlives_its_daemon(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:

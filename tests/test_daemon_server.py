@@ -245,6 +245,7 @@ def test_the_broker_process_never_loads_torch(daemon: DaemonProcess) -> None:
     assert "libtorch" not in broker_maps  # ...and it is not in the broker
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_heart_beating_has_its_job_cancelled(daemon: DaemonProcess) -> None:
     """A raw socket submits and then says nothing more (as a plug-in GIMP has frozen)."""
     info = daemon.info()
@@ -274,6 +275,7 @@ def test_a_client_that_disconnects_has_its_job_cancelled(daemon: DaemonProcess) 
     assert_idle(daemon)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_job_and_is_replaced(
     daemon: DaemonProcess, client: DaemonClient
 ) -> None:

@@ -17,6 +17,8 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.messages import Error, Progress, Result, WorkerState
 from neural_style_protocol.params import JobParams
 
+pytestmark = pytest.mark.slow
+
 SIZE = (480, 360)
 # The daemon's and the command line's engine: bf16 where this CPU has it fast.
 MIXED_PRECISION = has_fast_bf16(torch.device("cpu"))

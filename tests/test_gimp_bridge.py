@@ -116,6 +116,7 @@ def test_without_a_daemon_or_a_way_to_start_one_the_message_says_what_to_do(runt
         BridgeLink.open(BRIDGE, "", gone)
 
 
+@pytest.mark.slow
 def test_closing_the_bridges_input_mid_job_cancels_the_job_and_ends_the_bridge(daemon):
     """GIMP ends the plug-in when the user cancels: the bridge's input closes. The daemon's
     client timeout is 120 s here, so a job stopped within seconds was cancelled by the bridge."""
@@ -153,6 +154,7 @@ def test_closing_the_bridges_input_mid_job_cancels_the_job_and_ends_the_bridge(d
             stream.close()
 
 
+@pytest.mark.slow
 def test_a_bridge_that_cannot_start_or_fails_says_why(tmp_path):
     with pytest.raises(PluginError, match=r"bridge .* cannot be started: /nowhere/python3 does"):
         BridgeLink(["/nowhere/python3", "-m", "neural_style_gimp.bridge"])
@@ -167,6 +169,7 @@ def test_a_bridge_that_cannot_start_or_fails_says_why(tmp_path):
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.slow
 def test_gimps_pythonpath_reaches_neither_the_bridge_nor_the_daemon(runtime, gimp_pythonpath):
     # In this environment a Python cannot import zmq: the plug-in's environment...
     probe = [sys.executable, "-c", "import zmq"]
@@ -289,6 +292,7 @@ def _stop_daemon(runtime) -> None:
         )
 
 
+@pytest.mark.slow
 def test_the_daemons_warnings_cross_the_bridge(runtime, monkeypatch):
     # The first attempt runs out of memory; the daemon retries and says so in the result.
     monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1,oom_attempts=1")

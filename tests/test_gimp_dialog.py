@@ -19,6 +19,8 @@ from daemon_support import DaemonProcess, wait_until
 from gimp_support import VirtualScreen, plugin_workspace
 from PIL import Image
 
+pytestmark = pytest.mark.slow
+
 GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
 # Seconds for the dialog's run, its repeat and the in-place run on two layers: four draft jobs,
 # 40 s each on a 2-core CPU without AVX-512 (fp32, one thread in the test daemon).

@@ -31,6 +31,8 @@ from neural_style_daemon.cli import main as neural_style
 from neural_style_daemon.engine.devices import has_fast_bf16
 from neural_style_gimp.arguments import BY_NAME
 
+pytestmark = pytest.mark.slow
+
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
 

@@ -29,6 +29,8 @@ from gimp_support import (
 
 from neural_style_daemon.cli import main as neural_style
 
+pytestmark = pytest.mark.slow
+
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
 BRIDGE_MODULE = "neural_style_gimp.bridge"

@@ -331,6 +331,7 @@ def test_layers_too_large_for_any_daemon_are_refused_before_sending():
     assert "too large for the style daemon" in describe_failure(ErrorCode.TOO_LARGE, "x")
 
 
+@pytest.mark.slow
 def test_a_job_cancelled_elsewhere_is_reported_not_applied(tmp_path):
     daemon = DaemonProcess(tmp_path / "run")
     try:
@@ -357,6 +358,7 @@ def test_a_job_cancelled_elsewhere_is_reported_not_applied(tmp_path):
         daemon.terminate()
 
 
+@pytest.mark.slow
 def test_a_daemon_gone_before_the_job_is_a_message_not_a_traceback(tmp_path):
     daemon = DaemonProcess(tmp_path / "run")
     try:

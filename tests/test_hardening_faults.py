@@ -31,7 +31,10 @@ from neural_style_protocol.client import DaemonClient
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.messages import Error, Result, WorkerState
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 KILLS = scaled(3, 20)
 MAX_FAILURES = 3  # the supervisor's consecutive failures before it gives up

@@ -30,7 +30,10 @@ from neural_style_protocol.replay import ReplayGuard
 from neural_style_protocol.transport import client_socket, receive
 from neural_style_protocol.wire import deserialize_envelope, serialize
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 MESSAGES = scaled(2_000, 10_000)
 PER_EXAMPLE = 5  # messages in one hypothesis example, then a ping as a barrier

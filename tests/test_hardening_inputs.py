@@ -19,7 +19,10 @@ from neural_style_protocol.errors import DaemonTimeout
 from neural_style_protocol.images import RawImage
 from neural_style_protocol.messages import new_job_id
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 MAX_SIDE = 512
 

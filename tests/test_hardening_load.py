@@ -33,7 +33,10 @@ from neural_style_protocol.connection import ConnectionInfo
 from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.messages import Accepted, Error, Result
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 CLIENTS = 16
 QUEUE_LENGTH = 4

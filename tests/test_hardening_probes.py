@@ -29,7 +29,10 @@ from neural_style_protocol.messages import Cancel, Ping, Shutdown, StatusRequest
 from neural_style_protocol.transport import client_socket, receive
 from neural_style_protocol.wire import serialize
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 ZMTP_1 = b"\x01\x00" + b"\x0a\x00shutdown!"  # ZMTP 1.0 framing: an empty identity, one frame
 WRONG_KEY = bytes(range(32))

@@ -26,7 +26,10 @@ from neural_style_protocol.params import JobParams
 from neural_style_protocol.transport import client_socket
 from neural_style_protocol.wire import serialize
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc"),
+]
 
 JOBS = scaled(50, 100)
 SIDE = scaled(1024, 2048)

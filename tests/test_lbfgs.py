@@ -201,6 +201,7 @@ def test_bf16_pairs_halve_the_history_and_fit_twice_as_many_entries():
     assert lbfgs_history(huge, 100, torch.bfloat16) in (2 * in_fp32, 2 * in_fp32 + 1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not has_fast_bf16(torch.device("cpu")),
     reason="this CPU has no bf16 units: the engine runs fp32 here",

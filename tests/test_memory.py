@@ -167,7 +167,9 @@ def test_out_of_memory_in_tiles_tries_the_next_smaller_tiles_and_never_below_the
     assert smaller_tile_size((200, 150), None) is None  # smaller than any tile
 
 
-@pytest.mark.parametrize("cap", ["job", "engine"])
+# A job's own cap at this size is also run by the largest-scale test below; the job variant
+# here is for the full run.
+@pytest.mark.parametrize("cap", [pytest.param("job", marks=pytest.mark.slow), "engine"])
 def test_a_job_capped_below_what_it_needs_whole_runs_in_tiles_at_its_size(
     engine, make_content, make_style, params, lbfgs_histories, monkeypatch, cap
 ):

@@ -66,6 +66,7 @@ def _tiled(objective, image, tile, halo=None):
     return terms, image.grad, len(evaluation.tiles)
 
 
+@pytest.mark.slow
 def test_the_tiled_gradient_and_loss_are_the_untiled_ones(objective_and_image):
     objective, image = objective_and_image
     terms, gradient = _untiled(objective, image)
@@ -79,6 +80,7 @@ def test_the_tiled_gradient_and_loss_are_the_untiled_ones(objective_and_image):
     assert ((narrow_gradient - gradient).norm() / gradient.norm()).item() > 1e-2
 
 
+@pytest.mark.slow
 def test_targets_computed_in_tiles_are_the_untiled_ones(fp32_vgg):
     generator = torch.Generator().manual_seed(2)
     image = torch.rand(1, 3, HEIGHT, WIDTH, generator=generator)

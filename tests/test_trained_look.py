@@ -29,10 +29,11 @@ SIZE = 128
 # A hundred steps of the quick preset show which way each knob moves the look.
 QUICK = StyleParams(preset="draft", initial_iterations=100)
 
-pytestmark = pytest.mark.skipif(
+NEEDS_TRAINED = pytest.mark.skipif(
     not (WEIGHTS.is_file() and (IMAGES / "content").is_dir()),
     reason=f"the trained VGG16 and the sample pictures are not beside the repository ({SHARED})",
 )
+pytestmark = [pytest.mark.slow, NEEDS_TRAINED]
 
 
 @pytest.fixture(scope="module")
