@@ -1,4 +1,4 @@
-"""Neural style transfer for GIMP: the engine, the command line and (later) the daemon."""
+"""Neural style transfer for GIMP: the engine, the command line and the daemon."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Domain errors, in one place. Boundaries turn them into messages: the command line into one
-line and exit code 2, the daemon (later) into an error reply."""
+line and exit code 2, the daemon into an error reply."""
 
 from __future__ import annotations
 

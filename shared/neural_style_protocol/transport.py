@@ -1,7 +1,7 @@
 """ZeroMQ sockets for the protocol: the daemon's ROUTER and a client's DEALER, set up the way the
-facts in docs/protocol-and-security.md ask for. Thin on purpose: frames in, frames out; what the
-frames mean is wire.py's business. The only module of this package besides client.py that
-imports pyzmq.
+facts in ../shared/docs/protocol-and-security.md ask for. Thin on purpose: frames in, frames
+out; what the frames mean is wire.py's business. The only module of this package besides
+client.py that imports pyzmq.
 
 Loopback daemons sign every message (wire.py). A daemon that listens on other hosts must also
 authenticate its clients and encrypt: CURVE, with the daemon's key pair here and the allowed

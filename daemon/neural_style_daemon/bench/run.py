@@ -46,7 +46,8 @@ class BenchConfig:
     seed: int = 0
     preset: str = "normal"
     stop_at_target: bool = True
-    naive_tf32: bool = False  # docs/gpu-baseline.md's naive is plain fp32; PyTorch allows TF32
+    # ../shared/docs/gpu-baseline.md's naive is plain fp32; PyTorch allows TF32.
+    naive_tf32: bool = False
     engine_precision: str = "auto"  # StyleEngine's: bf16 autocast on CUDA, or "fp32"
     engine_cuda_graphs: bool = True  # StyleEngine's: replay captured steps on CUDA
 

@@ -1,7 +1,7 @@
 """One evaluation of the objective (clamp, forward, backward to the image) captured as a CUDA
 graph per pyramid scale and replayed at each step: one launch instead of several hundred. At
 512 px and below the eager step is bound by launching kernels, not by arithmetic
-(../shared/docs/gpu-baseline.md: 5.4 ms eager, 2.6 ms as one graph at 512 px on an H100).
+(docs/benchmarks.md, "The engine's measured choices", from ../shared/docs/gpu-baseline.md).
 
 A replay recomputes the same kernels on the same addresses: the image is the optimiser's leaf
 tensor, updated in place, and the loss, its terms and the gradient come back in buffers that

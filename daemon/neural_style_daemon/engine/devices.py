@@ -116,9 +116,9 @@ _KEPT_FREE_HEAP_BYTES = 2**31 - 1
 
 def reuse_freed_cpu_memory() -> None:
     """Have glibc's malloc keep the memory of freed tensors for the next ones. By default it
-    maps each block over 32 MiB afresh from the kernel and unmaps it when freed, so every
-    evaluation at 512 px and above paid for a hundred thousand page faults: a quarter of a
-    CPU step in the kernel (397 against 278 ms per evaluation at 512 px, docs/benchmarks.md).
+    maps each large block afresh from the kernel and unmaps it when freed, so every large
+    evaluation paid for page faults in the kernel (docs/benchmarks.md, "The engine's measured
+    choices").
     With mmap off and a high trim threshold, large tensors come from the heap and are reused.
     `release_free_heap` still hands the freed pages back after a job. Process-wide, so the
     engine calls it only when it runs on the CPU; a no-op off glibc."""

@@ -5,16 +5,14 @@ implementations run it (torch.optim.LBFGS with max_iter=1), with four departures
   image lives in [0, 1]). torch's first step is the gradient divided by its L1 norm, which for
   a whole image is a step far below one 8-bit level. The first curvature pair (s, y) is then
   measured over a step so small that y is mostly rounding: harmless in fp32, but under bf16
-  autocast L-BFGS wandered off (the loss rose 13x by the fourth step) and after 40 steps was
-  still above the loss fp32 had reached in 15. With a first step of 0.1, bf16 converges as
-  fp32 does (both reach the benchmark's target in 14 steps at 256 px) at a third of the cost
-  per step on a CPU with AMX.
+  autocast L-BFGS wandered off. With a first step of 0.1, bf16 converges as fp32 does
+  (docs/benchmarks.md, "The engine's measured choices").
 - s is the difference between the points actually evaluated, so a projection the caller
   applies before each evaluation (the engine clamps to [0, 1]) does not falsify the curvature.
 - The direction comes from the compact representation of Byrd, Nocedal and Schnabel (1994),
   not the two-loop recursion: the same matrix H, applied with five matrix-vector products over
-  the stacked history and a few m x m operations: 43 calls into torch per direction whatever
-  the history length, against seven per kept pair for the two-loop (354 at history 50, each a
+  the stacked history and a few m x m operations: a fixed number of calls into torch per
+  direction whatever the history length, where the two-loop makes seven per kept pair (each a
   kernel launch on a GPU). The m x m part is in fp64.
 - No host synchronisation: torch's two-loop reads a number back from the device for each
   history entry (2 x history syncs per step on CUDA). Here every scalar stays a device tensor;
@@ -25,8 +23,7 @@ The pairs can be stored in bf16 (`pair_dtype`), as the engine does on CUDA where
 runs in bf16: half the memory (the history is nearly as large as the activations) and half
 the traffic of the update, which reads the pairs seven times per step. The products over them
 accumulate in fp32; the m x m matrices are built from the stored (rounded) pairs, so the
-compact form stays consistent. Whole default-preset jobs ended within 0.1 % of the loss they
-reach with fp32 pairs (docs/benchmarks.md).
+compact form stays consistent and converges as with fp32 pairs (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -19,10 +19,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     for fp64 features).
 
     The product runs in the features' own dtype. For bf16 features (under autocast) the matrix
-    units accumulate in fp32 and only the C x C result is rounded to bf16 (0.2 % of the image
-    gradient against an fp32 product): at 256 px on a CPU with AMX that made a step 20 % faster
-    than upcasting the features (95 against 127 ms per evaluation) and took the same number of
-    steps to each loss (docs/benchmarks.md)."""
+    units accumulate in fp32 and only the C x C result is rounded to bf16: faster than upcasting
+    the features, for the same steps to each loss (docs/benchmarks.md, "The engine's measured
+    choices")."""
     n, c, h, w = features.shape
     # Autocast would pick the product's dtype itself; the features' dtype decides here.
     with torch.autocast(features.device.type, enabled=False):

@@ -24,21 +24,20 @@ from .tiles import plan_tiles
 # Peak bytes per processed pixel of a job's largest scale beyond what the engine holds at rest,
 # with no L-BFGS history, on the CPU (bf16 under autocast, or fp32): the evaluation's
 # activations and gradients, the content target, the image's copies, and the heap that
-# malloc keeps for reuse (devices.reuse_freed_cpu_memory). Measured on whole 23-step jobs with
-# 20 pairs, less the pairs' 480 bytes, at 512 to 2048 px: 1636 to 2078 for bf16, 2723 to 2968
-# for fp32 (docs/benchmarks.md); these are the largest, with 5 % to spare.
+# malloc keeps for reuse (devices.reuse_freed_cpu_memory): the largest measured on whole jobs
+# (docs/benchmarks.md, "Memory"), with 5 % to spare.
 BYTES_PER_PIXEL = {torch.bfloat16: 2200, torch.float32: 3120}
 # What a tiled job holds per pixel of the whole image besides its pairs (the image and its
 # copies, its gradient, the content target, malloc's kept heap), the evaluation's own share
-# being bounded by the largest tile instead: about 290 in a whole 6000 x 4000 job in 1024 px
-# tiles (docs/benchmarks.md, "Full resolution"), with an eighth to spare.
+# being bounded by the largest tile instead: the measured share (docs/benchmarks.md, "Full
+# resolution") with an eighth to spare.
 TILED_BYTES_PER_PIXEL = 330
 # Each L-BFGS pair holds two fp32 image vectors (s and y) on the CPU; Adam's two moments
 # are as large as one pair.
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
 # The size offered as one that would fit leaves this share of the free memory to spare: what
 # is free moves (the next attempt's own copies of the images, other programs), and a daemon's
-# retry at the size that exactly fitted was refused again (docs/benchmarks.md).
+# retry at the size that exactly fitted was refused again (docs/benchmarks.md, "Memory").
 FITTING_SHARE = 0.9
 
 
@@ -79,7 +78,8 @@ def fit_in_memory(
         )
         return replace(params, lbfgs_history=short_pairs)
     tiles = [t for t in TILE_SIZES if t < max(size) and t < (params.tile_size or math.inf)]
-    # Smaller tiles cost more time than a shorter history costs convergence (docs/benchmarks.md).
+    # Smaller tiles cost more time than a shorter history costs convergence (docs/benchmarks.md,
+    # "Tiled evaluation").
     for tile_size in tiles:
         for pair_count in dict.fromkeys((pairs, short_pairs)):
             if needs(pair_count, tile_size) <= available:

@@ -25,9 +25,9 @@ LBFGS_HISTORY_BYTES = 4 * 2**30
 
 
 # Out of memory in a scale, an L-BFGS job runs that scale again with the optimiser remembering
-# this many steps instead of 20: three quarters of the history's memory freed (0.17 GiB per
-# megapixel on CUDA, about a fifth of a job's), and whole jobs ended within 1.3 % of the loss
-# they reach with 20 (docs/benchmarks.md), where a smaller size would halve the pixels.
+# this many steps instead of 20: three quarters of the history's memory freed for a loss about
+# 1 % higher (docs/benchmarks.md, "The engine's measured choices"), where a smaller size would
+# halve the pixels.
 SHORT_LBFGS_HISTORY = 5
 
 
@@ -166,16 +166,15 @@ def lbfgs_history(image: torch.Tensor, wanted: int, pair_dtype: torch.dtype | No
 PLATEAU_WINDOW = 10
 # On CUDA the loop reads the loss back (plateau test, progress, cancel) only every few steps.
 # Each read leaves the device idle while the host prepares the next step (the optimiser's
-# launches, the progress callback: a fraction of a millisecond); a scale that has stalled runs
-# on to the next read, half the spacing on average. For n steps of t ms with i ms idle per read,
-# reading every k steps costs n*i/k + k*t/2, least at k = sqrt(2*n*i/t): about 4 at 512 px
-# for n = 100, i = 0.3 and t = 2.6 (the baseline's graph step), and the step time grows with
-# the pixels. (n and i are estimates until measured on a GPU.)
+# launches, the progress callback); a scale that has stalled runs on to the next read, half
+# the spacing on average. For n steps of t ms with i ms idle per read, reading every k steps
+# costs n*i/k + k*t/2, least at k = sqrt(2*n*i/t); the estimates behind 4 at 512 px are in
+# docs/benchmarks.md, "The engine's measured choices".
 STEPS_BETWEEN_READS_AT_512 = 4
 MAX_STEPS_BETWEEN_READS = 8
 # Scales up to this many pixels replay their evaluation as a CUDA graph (capture.py) where the
-# engine allows it: above, the step is bound by arithmetic, not launches (the baseline's 1024 px
-# step: 9.4 ms eager, 8.9 ms as a graph), and the capture's warm-up would cost more than it saves.
+# engine allows it: above, the step is bound by arithmetic, not launches, and the capture's
+# warm-up would cost more than it saves (docs/benchmarks.md, "The engine's measured choices").
 CAPTURE_MAX_PIXELS = 1024 * 1024
 
 
@@ -224,8 +223,8 @@ def optimize_scale(
     # strided (H x W x C-ordered) tensor that an image converted from an array without
     # resizing is.
     image = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    # L-BFGS's pairs in bf16 on CUDA only: a CPU's bf16 matrix-vector products are 5 to 20x
-    # slower than its fp32 ones (7.7 to 35 against 1.5 ms over 20 pairs at 512 px here).
+    # L-BFGS's pairs in bf16 on CUDA only, where the update is bound by the bytes it reads; a
+    # CPU's bf16 matrix-vector products are slower than its fp32 ones.
     pairs_in_bf16 = objective.model.mixed_precision and image.is_cuda
     optimizer = make_optimizer(image, params, pairs_in_bf16=pairs_in_bf16)
     best = _BestIterate(image)

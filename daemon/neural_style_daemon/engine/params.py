@@ -55,9 +55,8 @@ class Preset:
     # The coarsest scale. The pyramid is there for large outputs, where VGG's receptive field
     # covers a small part of the image and the style's large-scale structure gets lost; up to
     # 512 px one scale sees it whole (jcjohnson/neural-style's default size, single scale).
-    # Coarser scales cost time without lowering the loss at the output size: to the benchmark's
-    # target, a pyramid from 128 took 2 to 4x as long as one scale at 256 px, and one from 256
-    # took 274 steps at 512 px (docs/benchmarks.md).
+    # Coarser scales cost time without lowering the loss at the output size (docs/benchmarks.md,
+    # "The engine's measured choices").
     min_size: int = 512
     # A scale ends once its look (the distances to the content and to the style) changed by no
     # more than this (relative) over ten steps: strokes keep moving after the look has settled,
@@ -104,13 +103,10 @@ class StyleParams:
     style_upscale: bool = False  # allow enlarging a style image beyond its own size
     optimizer: Optimizer = Optimizer.LBFGS
     learning_rate: float = 0.02  # Adam only; the image lives in [0, 1]
-    # L-BFGS only: the steps it remembers, each two image-sized vectors (0.45 GiB per
-    # megapixel for 20 in fp32, 0.23 in bf16 as on CUDA); fewer use less memory and
-    # converge a little slower. jcjohnson/neural-style keeps 100, scipy's L-BFGS-B (Gatys et
-    # al.) 10. Each step reads the whole history seven times (440 MB at 512 px with 20, 1.1 GB
-    # with 50: memory traffic on a GPU), and whole default-preset jobs converged alike with 20
-    # and 50 (final loss within 0.3 % at 256 and 512 px); 10 stopped 1.5 % higher
-    # (docs/benchmarks.md).
+    # L-BFGS only: the steps it remembers, each two image-sized vectors. Each step reads the
+    # whole history, so fewer pairs mean less memory and traffic; 20 converged as 50 did and 10
+    # did not (docs/benchmarks.md, "The engine's measured choices"). jcjohnson/neural-style
+    # keeps 100, scipy's L-BFGS-B (Gatys et al.) 10.
     lbfgs_history: int = 20
     # Scales with a side longer than this are evaluated in tiles of about this many pixels
     # (engine/tiles.py): the same loss and gradient in memory bounded by the tile. None: never.

@@ -23,14 +23,13 @@ MAX_KEPT_POOL_INDICES_BYTES = 128 * 2**20
 
 class MaxPool(nn.Module):
     """VGG's 2 x 2 max-pool, stride 2. For the backward pass autograd keeps the maxima's
-    positions as int64, four times the size of the bf16 output: 229 MiB per megapixel of image
-    over the four pools, a quarter of all an evaluation keeps. A pool whose indices would take
-    more than MAX_KEPT_POOL_INDICES_BYTES (pool1 above 1024 x 1024 px, pool2 above 1448, every
-    pool at 4096) keeps only its input, which the ReLU before it keeps anyway, and finds the
-    same maxima again when the gradient comes: one more pooling pass over that layer, the same
-    gradient to the bit. On the 2-core CPU that cost nothing measurable (1440 against 1436 ms
-    per evaluation at 1024 px with every pool recomputing) and took an evaluation's peak at
-    1536 px from 873 to 690 MiB per megapixel (docs/benchmarks.md)."""
+    positions as int64, four times the size of the bf16 output: a quarter of all an
+    evaluation keeps. A pool whose indices would take more than MAX_KEPT_POOL_INDICES_BYTES
+    (pool1 above 1024 x 1024 px, pool2 above 1448, every pool at 4096) keeps only its input,
+    which the ReLU before it keeps anyway, and finds the same maxima again when the gradient
+    comes: one more pooling pass over that layer, the same gradient to the bit, for no
+    measurable time (docs/benchmarks.md, "The engine's measured
+    choices")."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         indices_bytes = 8 * x.shape[0] * x.shape[1] * (x.shape[2] // 2) * (x.shape[3] // 2)
