@@ -107,9 +107,11 @@ def test_an_unknown_key_and_a_client_without_curve_are_refused(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:
     _, stranger = new_certificate(tmp_path, "stranger")
+    # Whether the ping waits for an answer or cannot even be queued depends on how far the
+    # refused handshake got: either way no answer, and the key named as a cause.
     with (
         DaemonClient(remote(daemon, stranger)) as client,
-        pytest.raises(DaemonUnavailable, match="no answer"),
+        pytest.raises(DaemonUnavailable, match=r"no answer|not allow this client's CURVE key"),
     ):
         client.ping(timeout=2.0)
     unknown = (tmp_path / "stranger.key").read_text().split('"')[1]
@@ -120,7 +122,7 @@ def test_an_unknown_key_and_a_client_without_curve_are_refused(
     )
     # The right signing key but no CURVE (an old client, or one that skipped it): no handshake.
     plain = replace(remote(daemon, stranger), curve_server_key=None, curve_client_key_file=None)
-    with DaemonClient(plain) as client, pytest.raises(DaemonUnavailable, match="no answer"):
+    with DaemonClient(plain) as client, pytest.raises(DaemonUnavailable, match=r"no answer|hung"):
         client.ping(timeout=2.0)
     assert not raw_tcp(plain, HTTP_POST).startswith(b"HTTP")
     assert "Traceback" not in daemon.stderr()

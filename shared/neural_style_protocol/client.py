@@ -233,9 +233,15 @@ class DaemonClient:
         try:
             send(self._live_socket(), frames)
         except zmq.Again:
+            # Under CURVE a refused key looks the same: the handshake never completes.
+            cause = (
+                "is it hung, or does it not allow this client's CURVE key?"
+                if self.info.curve_server_key
+                else "is it hung?"
+            )
             raise DaemonUnavailable(
                 f"the daemon at {self.info.endpoint} is not taking messages "
-                f"(pid {self.info.pid}): is it hung?"
+                f"(pid {self.info.pid}): {cause}"
             ) from None
         if expect_reply:
             self._replies[msg_id] = deque()
