@@ -88,6 +88,7 @@ def job_params(args: argparse.Namespace) -> JobParams:
         values["style_weights"] = tuple(args.style_blend)
     values["init"] = args.init
     try:
+        # JobParams checks each value's type and range itself (ProtocolError below).
         return JobParams(**values)  # type: ignore[arg-type]
     except ProtocolError as error:
         raise InvalidInputError(error.message) from None

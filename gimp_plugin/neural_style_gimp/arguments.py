@@ -223,6 +223,7 @@ def job_params(
             f"the {which} style: use a share between 0 and 100, or one style."
         )
     try:
+        # JobParams turns the choices' strings into its enums and refuses unknown ones.
         return JobParams(
             preset=str(get("quality")),  # type: ignore[arg-type]
             strength=float(get("strength")),

@@ -124,6 +124,7 @@ class DaemonClient:
                 f"no daemon is running: the one that wrote {path} (pid "
                 f"{info.pid}) has exited; start one with `neural-style start`"
             )
+        # `options` are __init__'s keywords, typed object only to be passed on as they are.
         return cls(info, connection_file=path, **options)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -284,6 +285,7 @@ class DaemonClient:
                 f"no answer from the daemon at {self.info.endpoint} (pid "
                 f"{self.info.pid}) within {timeout:g} s"
             )
+        # Only daemon messages are filed under a request (the decoder refuses the rest).
         return envelope.message  # type: ignore[return-value]
 
     def _request(self, message: Message, expected: type[Reply], timeout: float) -> Reply:

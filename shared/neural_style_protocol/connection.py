@@ -300,6 +300,7 @@ def _is_windows_process_alive(pid: int) -> bool:
     import ctypes
 
     query_limited_information, still_active = 0x1000, 259
+    # ctypes.windll exists on Windows only, where this branch runs.
     kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
     handle = kernel32.OpenProcess(query_limited_information, False, pid)
     if not handle:

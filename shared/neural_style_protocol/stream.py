@@ -170,6 +170,7 @@ class JobStream:
             note = self._resubmit_after(f"the daemon (pid {self._daemon.pid}) shut down")
             if note is not None:
                 return note
+        # Only a job's events are filed under its submit (the decoder refuses the rest).
         return message  # type: ignore[return-value]
 
     def _wait_round(self) -> tuple[str, bool] | None:

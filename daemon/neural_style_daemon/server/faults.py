@@ -74,6 +74,7 @@ def parse_faults(text: str) -> Faults:
         else:
             known = ", ".join([f"{n}=VALUE" for n in _VALUED] + list(_FLAGS))
             raise ValueError(f"{FAULTS_ENV}: {word!r} is not a fault (known: {known})")
+    # Each value was parsed by its field's own parser in _VALUED (or is a flag's True).
     return Faults(**values)  # type: ignore[arg-type]
 
 
