@@ -136,10 +136,7 @@ def largest_tile_pixels(size: tuple[int, int], tile_size: int | None) -> int | N
     width, height = size
     if tile_size is None or max(size) <= tile_size:
         return None
-    return max(
-        (t.box_bottom - t.box_top) * (t.box_right - t.box_left)
-        for t in plan_tiles(height, width, tile_size)
-    )
+    return max(t.box_pixels for t in plan_tiles(height, width, tile_size))
 
 
 def job_memory_bytes(

@@ -471,50 +471,48 @@ class _Job:
         if last:
             self._drop_skipped_work(index, iteration)
         self.last_losses = losses
-        size = self.sizes[index]
-        done = (self.work_before[index] + self.step_work[index] * iteration) / self.work_total
         every = self.params.preview_every
         preview = None
         if every and self.steps // every > steps_before // every:  # a multiple of it passed
             preview = self._preview(image[0])
-        self.on_progress(
-            Progress(
-                scale=index + 1,
-                scales=len(self.sizes),
-                size=size,
-                iteration=iteration,
-                iterations=self.iterations[index],
-                work_done=done,
-                losses=self.last_losses,
-                elapsed=time.perf_counter() - self.start,
-                peak_memory_bytes=peak_memory_bytes(self.device),
-                preview=preview,
-            )
-        )
-        self.cancelled = bool(self.should_cancel())
-        return not self.cancelled
+        return self._report(index, iteration, float(iteration), preview=preview)
 
     def _after_tile(
         self, index: int, iteration: int, pass_number: int, tile: int, tiles: int
     ) -> bool:
         """Progress and the cancel check after each tile of a tiled step: a step of a large
         image takes minutes, and neither the progress bar nor a cancel can wait that long."""
-        width, height = self.sizes[index]
-        done_in_step = ((pass_number - 1) * tiles + tile) / (2 * tiles)
-        work = self.work_before[index] + self.step_work[index] * (iteration - 1 + done_in_step)
+        done = (pass_number - 1) * tiles + tile
+        steps_done = iteration - 1 + done / (2 * tiles)
+        return self._report(index, iteration, steps_done, tile=done, tiles=2 * tiles)
+
+    def _report(
+        self,
+        index: int,
+        iteration: int,
+        steps_done: float,
+        *,
+        preview: np.ndarray | None = None,
+        tile: int = 0,
+        tiles: int = 0,
+    ) -> bool:
+        """Progress at step `iteration` of scale `index` with `steps_done` of its steps' work
+        done, then the cancel check; whether to go on."""
+        work = self.work_before[index] + self.step_work[index] * steps_done
         self.on_progress(
             Progress(
                 scale=index + 1,
                 scales=len(self.sizes),
-                size=(width, height),
+                size=self.sizes[index],
                 iteration=iteration,
                 iterations=self.iterations[index],
                 work_done=work / self.work_total,
                 losses=self.last_losses,
                 elapsed=time.perf_counter() - self.start,
                 peak_memory_bytes=peak_memory_bytes(self.device),
-                tile=(pass_number - 1) * tiles + tile,
-                tiles=2 * tiles,
+                preview=preview,
+                tile=tile,
+                tiles=tiles,
             )
         )
         self.cancelled = bool(self.should_cancel())

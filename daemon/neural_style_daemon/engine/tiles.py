@@ -51,6 +51,10 @@ class Tile:
     box_left: int
     box_right: int
 
+    @property
+    def box_pixels(self) -> int:
+        return (self.box_bottom - self.box_top) * (self.box_right - self.box_left)
+
     def core_at(self, stride: int) -> tuple[slice, ...]:
         """Index of the core's feature positions in the box's N x C x h x w features, at a
         layer of `stride`."""
@@ -176,10 +180,7 @@ def evaluated_pixels(width: int, height: int, tile: int | None) -> float:
     both passes."""
     if tile is None or max(width, height) <= tile:
         return float(width * height)
-    boxes = sum(
-        (t.box_bottom - t.box_top) * (t.box_right - t.box_left)
-        for t in plan_tiles(height, width, tile)
-    )
+    boxes = sum(t.box_pixels for t in plan_tiles(height, width, tile))
     return boxes * TILED_PASSES_COST
 
 
