@@ -12,6 +12,8 @@ therefore judged by what the objective is about, on a trained network in fp32:
   improving long after the look has settled.
 - the **content distance**: the distance between the result's relu4_2 features and the
   content's, relative to the content's.
+- both **inside a region** (a mask): the Gram matrices of the masked features over the mask's
+  mass (the engine's guided Gram), and the masked features' distance.
 - the **colour layout**: CIEDE2000 between two images after a Gaussian blur that hides the
   strokes (scikit-image's `deltaE_ciede2000`), and without the blur.
 - the **stroke size**: the power-weighted mean spatial frequency of what the style added to the
@@ -29,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.losses import gram_matrix
+from ..engine.losses import gram_matrix, guided_gram, masked
 from ..engine.params import STYLE_LAYER_SETS
 from ..engine.pyramid import scaled_size
+from ..engine.regions import layer_masks, mask_tensor
 from ..engine.stylize import resize, to_tensor
 from ..engine.vgg import VGGFeatures
 
@@ -97,20 +100,30 @@ class LookMeter:
             self._targets[size] = (content, grams)
         return self._targets[size]
 
-    def measure(self, result: np.ndarray | torch.Tensor) -> Look:
-        """The look of `result` (uint8 H x W x 3, or a 3 x H x W tensor in [0, 1])."""
+    def measure(self, result: np.ndarray | torch.Tensor, region: np.ndarray | None = None) -> Look:
+        """The look of `result` (uint8 H x W x 3, or a 3 x H x W tensor in [0, 1]); inside
+        `region` (an H x W uint8 mask) where given: the region's guided Gram matrices against
+        the style's, and the content distance of the masked features."""
         image = to_tensor(result, self.device) if isinstance(result, np.ndarray) else result
         image = image.to(self.device, torch.float32).clamp(0, 1)
         size = (image.shape[-1], image.shape[-2])
         content_target, style_targets = self._targets_at(size)
         features = self._features(image)
+        if region is None:
+            grams = {name: gram_matrix(features[name]) for name in style_targets}
+            content, content_target_inside = features[CONTENT_LAYER], content_target
+        else:
+            mask = mask_tensor(region, self.device)
+            masks = layer_masks([mask], size, (*STYLE_LAYERS, CONTENT_LAYER), self.device)
+            grams = {name: guided_gram(features[name], masks[name]) for name in style_targets}
+            content = masked(features[CONTENT_LAYER], masks[CONTENT_LAYER])
+            content_target_inside = masked(content_target, masks[CONTENT_LAYER])
         by_layer = {
-            name: _relative_distance(gram_matrix(features[name]), target)
-            for name, target in style_targets.items()
+            name: _relative_distance(grams[name], target) for name, target in style_targets.items()
         }
         return Look(
             style=float(np.sqrt(np.mean(np.square(list(by_layer.values()))))),
-            content=_relative_distance(features[CONTENT_LAYER], content_target),
+            content=_relative_distance(content, content_target_inside),
             style_by_layer=by_layer,
         )
 

@@ -66,7 +66,10 @@ def check_masks(
 
 def mask_tensor(mask: np.ndarray, device: torch.device) -> torch.Tensor:
     """A 2-D uint8 mask as a 1 x 1 x H x W float tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(mask)).to(device).float().div_(255)[None, None]
+    mask = np.ascontiguousarray(mask)
+    if not mask.flags.writeable:  # torch warns about read-only memory, though nothing writes it
+        mask = mask.copy()
+    return torch.from_numpy(mask).to(device).float().div_(255)[None, None]
 
 
 def layer_masks(
