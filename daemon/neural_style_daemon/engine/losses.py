@@ -6,6 +6,12 @@ activation scale (which differs by orders of magnitude between relu1_1 and relu5
 ImageNet and random weights). Equal per-layer weights then balance the layers, as Gatys et al.
 intended with their per-layer normalisation, and one `strength` value maps to a stable
 style/content balance.
+
+Regions (Gatys et al. 2017, "Controlling Perceptual Factors"): a style loss may hold one target
+per region of the image and a mask per region at its layer's size. Each region's Gram matrix is
+that of the masked features, normalised by the mask's mass (the sum of its squares) instead of
+the position count, so it is the region's own average statistics; its loss is weighted by the
+mask's mean square, so each pixel feels the same style force whatever its region's area.
 """
 
 from __future__ import annotations
@@ -76,6 +82,23 @@ def _as_matrix(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return features.reshape(c, h * w), False
 
 
+def masked(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """N x C x h x w features times a 1 x 1 x h x w mask, in the features' dtype and layout."""
+    return features * mask.to(features.dtype)
+
+
+def mask_mass(mask: torch.Tensor) -> float:
+    """The sum of a mask's squares: the positions a guided Gram matrix averages over."""
+    return mask.double().square().sum().item()
+
+
+def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix of 1 x C x h x w features inside a (soft) 1 x 1 x h x w mask, normalised
+    by C times the mask's mass: with an all-ones mask, `gram_matrix`."""
+    positions = features.shape[-2] * features.shape[-1]
+    return gram_matrix(masked(features, mask)) * (positions / max(mask_mass(mask), 1e-12))
+
+
 def relative_scale(target: torch.Tensor) -> float:
     """1 / mean square of the target; 1 for an all-zero target (a black image through
     bias-free layers), where there is no scale to divide out."""
@@ -101,20 +124,36 @@ class ContentLoss(nn.Module):
 
 
 class StyleLoss(nn.Module):
-    """Relative mean squared error of the Gram matrix against a (blended) target Gram."""
+    """Relative mean squared error of the Gram matrix against a (blended) target Gram; with
+    `masks`, the sum over regions of each region's guided Gram against its own target (see the
+    module's docstring)."""
 
-    target: torch.Tensor
+    target: torch.Tensor  # R x C x C: one target per region (R = 1 without masks)
+    masks: torch.Tensor | None  # R x 1 x h x w at the layer's size; None: the whole image
 
-    def __init__(self, target_gram: torch.Tensor) -> None:
+    def __init__(self, target_gram: torch.Tensor, masks: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("target", target_gram.detach().float())
-        self.scale = relative_scale(self.target)
+        self.register_buffer("masks", None if masks is None else masks.detach().float())
+        self.scales = tuple(relative_scale(target) for target in self.target)
+        self.scale = self.scales[0]
+        if self.masks is None:
+            self.region_weights: tuple[float, ...] = (1.0,)
+        else:
+            if len(self.masks) != len(self.target):
+                raise ValueError(f"{len(self.masks)} masks for {len(self.target)} targets")
+            positions = self.masks.shape[-2] * self.masks.shape[-1]
+            self.region_weights = tuple(mask_mass(mask) / positions for mask in self.masks)
 
     def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the features to pass on to the next layer, the loss) for one image's features: the
-        mean squared error of their Gram matrix times `scale`, with its gradient taken only
-        when the backward pass reaches this layer (see `_StyleTap`)."""
-        return _StyleTap.apply(features, self.target, self.scale)
+        mean squared error of their Gram matrix (or of each region's) times `scale`, with its
+        gradient taken only when the backward pass reaches this layer (see `_StyleTap`)."""
+        if self.masks is None:
+            return _StyleTap.apply(features, self.target, self.scale)
+        return _GuidedStyleTap.apply(
+            features, self.target, self.masks, self.scales, self.region_weights
+        )
 
 
 class _StyleTap(torch.autograd.Function):
@@ -145,6 +184,42 @@ class _StyleTap(torch.autograd.Function):
             return passed, None, None
         grad_gram = difference[0] * (grad_loss * (2 * ctx.scale / difference.numel()))
         return _features_gradient(features, grad_gram, passed), None, None
+
+
+class _GuidedStyleTap(torch.autograd.Function):
+    """`_StyleTap` for regions: the loss of each region's guided Gram matrix, weighted by its
+    mask's mean square, and its gradient, the masked features' Gram gradient masked again. The
+    masked features are made again in the backward rather than kept."""
+
+    @staticmethod
+    def forward(ctx, features, targets, masks, scales, weights):
+        ctx.set_materialize_grads(False)
+        ctx.scales, ctx.weights = scales, weights
+        loss = features.new_zeros((), dtype=_result_dtype(features))
+        differences = torch.zeros_like(targets, dtype=loss.dtype)
+        for region, (mask, weight) in enumerate(zip(masks, weights, strict=True)):
+            if weight == 0:  # a region with no pixels at this layer's resolution
+                continue
+            differences[region] = guided_gram(features, mask[None])[0] - targets[region]
+            loss = loss + differences[region].square().mean() * (scales[region] * weight)
+        ctx.save_for_backward(features, masks, differences)
+        return _passed_on(features), loss
+
+    @staticmethod
+    def backward(ctx, passed, grad_loss):
+        features, masks, differences = ctx.saved_tensors
+        if grad_loss is None:
+            return passed, None, None, None, None
+        gradient = passed
+        for region, (mask, weight) in enumerate(zip(masks, ctx.weights, strict=True)):
+            if weight == 0:
+                continue
+            # The region weight and the guided Gram's normalisation (positions / mass) cancel.
+            difference = differences[region]
+            grad_gram = difference * (grad_loss * (2 * ctx.scales[region] / difference.numel()))
+            inside = masked(_features_gradient(masked(features, mask[None]), grad_gram), mask[None])
+            gradient = inside if gradient is None else gradient + inside
+        return gradient.to(features.dtype), None, None, None, None
 
 
 class _ContentTap(torch.autograd.Function):

@@ -14,7 +14,7 @@ from torch import nn
 
 from .capture import captured
 from .lbfgs import LBFGS
-from .losses import ContentLoss, StyleLoss, gram_matrix, total_variation
+from .losses import ContentLoss, StyleLoss, gram_matrix, guided_gram, total_variation
 from .params import Optimizer, StyleParams
 from .tiles import EvaluationStopped, TiledEvaluation
 from .vgg import VGGFeatures, fast_math
@@ -75,14 +75,18 @@ class Objective(nn.Module):
         content_features: dict[str, torch.Tensor],
         style_grams: dict[str, torch.Tensor],
         params: StyleParams,
+        region_masks: dict[str, torch.Tensor] | None = None,
     ) -> None:
+        """`style_grams`: each style layer's target, 1 x C x C; with `region_masks` (each style
+        layer's R x 1 x h x w masks), R x C x C, one target per region."""
         super().__init__()
         self.model = model
         self.content_losses = nn.ModuleDict(
             {name: ContentLoss(target) for name, target in content_features.items()}
         )
+        masks = region_masks or {}
         self.style_losses = nn.ModuleDict(
-            {name: StyleLoss(gram) for name, gram in style_grams.items()}
+            {name: StyleLoss(gram, masks.get(name)) for name, gram in style_grams.items()}
         )
         layer_weights = params.style_layer_weights or (1.0,) * len(params.style_layers)
         total_layer_weight = sum(layer_weights) or 1.0
@@ -136,10 +140,18 @@ def layer_features(
 
 @torch.no_grad()
 def layer_grams(
-    model: VGGFeatures, image: torch.Tensor, layers: tuple[str, ...]
+    model: VGGFeatures,
+    image: torch.Tensor,
+    layers: tuple[str, ...],
+    masks: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
+    """The Gram matrices at `layers`; with `masks` (a 1 x 1 x h x w mask per layer), the
+    guided Gram matrices of the masked part."""
     with fast_math(model):
-        return {name: gram_matrix(f) for name, f in model(image, layers).items()}
+        features = model(image, layers)
+    if masks is None:
+        return {name: gram_matrix(f) for name, f in features.items()}
+    return {name: guided_gram(f, masks[name]) for name, f in features.items()}
 
 
 def make_optimizer(

@@ -35,6 +35,7 @@ from .optimize import (
 )
 from .params import MIN_SIDE, ColorMode, Init, StyleParams
 from .pyramid import plan_scales, scaled_size
+from .regions import Region, check_masks, layer_masks, mask_tensor, plan_regions
 from .tiles import evaluated_pixels, plan_tiles, tiled_features, tiled_grams
 from .weights import load_vgg
 
@@ -159,14 +160,21 @@ class StyleEngine:
         styles: Sequence[np.ndarray],
         params: StyleParams | None = None,
         *,
+        style_masks: Sequence[np.ndarray | None] | None = None,
+        style_source_masks: Sequence[np.ndarray | None] | None = None,
         init_image: np.ndarray | None = None,
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
         on_warning: WarningCallback | None = None,
     ) -> StylizeResult:
         """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4).
-        What the job had to change to finish (a scale run again after running out of memory)
-        goes to `on_warning`, else to this module's log; out of memory still, DeviceMemoryError."""
+        `style_masks`, one per style or None: the part of the content (an H x W uint8 mask of
+        the content's size, 255 inside, soft edges blend) that the style rules; a style without
+        one applies everywhere, and content that no style covers stays as it is.
+        `style_source_masks`, one per style or None: the part of the style image (its size) to
+        learn the style from. What the job had to change to finish (a scale run again after
+        running out of memory) goes to `on_warning`, else to this module's log; out of memory
+        still, DeviceMemoryError."""
         params = params or StyleParams()
         _check_image(content, "content image")
         for i, style in enumerate(styles, start=1):
@@ -176,12 +184,40 @@ class StyleEngine:
         blend = params.style_blend or (1.0,) * len(styles)
         if len(blend) != len(styles):
             raise InvalidInputError(f"{len(blend)} style blend weights for {len(styles)} styles")
+        masks = check_masks(
+            style_masks,
+            [content.shape[:2]] * len(styles),
+            "style mask",
+            lambda _index: "the content",
+        )
+        source_masks = check_masks(
+            style_source_masks,
+            [style.shape[:2] for style in styles],
+            "style source mask",
+            lambda index: f"style image {index}",
+        )
+        for index, mask in enumerate(source_masks, start=1):
+            if mask is not None and not mask.any():
+                raise InvalidInputError(
+                    f"style source mask {index} is black: no part of style image {index} to "
+                    "learn from"
+                )
         if init_image is not None:
             _check_image(init_image, "init image")
         if params.init is Init.IMAGE and init_image is None:
             raise InvalidInputError("init 'image' needs an init image")
         job = _Job(
-            self, content, styles, blend, params, init_image, on_progress, should_cancel, on_warning
+            self,
+            content,
+            styles,
+            blend,
+            params,
+            init_image,
+            on_progress,
+            should_cancel,
+            on_warning,
+            masks=masks,
+            source_masks=source_masks,
         )
         try:
             return job.run()
@@ -245,6 +281,9 @@ class _Job:
         on_progress: ProgressCallback | None,
         cancel: CancelCheck | None,
         on_warning: WarningCallback | None = None,
+        *,
+        masks: Sequence[np.ndarray | None] = (),
+        source_masks: Sequence[np.ndarray | None] = (),
     ) -> None:
         self.engine, self.params = engine, params
         self.device = engine.device
@@ -254,6 +293,16 @@ class _Job:
         self.content = to_tensor(content, self.device)
         self.styles = [to_tensor(s, self.device) for s in styles]
         self.blend = [w / sum(blend) for w in blend]
+        masks = list(masks) or [None] * len(styles)
+        source_masks = list(source_masks) or [None] * len(styles)
+        self.content_masks = [None if m is None else mask_tensor(m, self.device) for m in masks]
+        # Without content masks, one region: the blend of every style, as the unguided loss.
+        self.guided = any(mask is not None for mask in masks)
+        self.regions = plan_regions(self.blend, [mask is not None for mask in masks])
+        self.source_masks = [
+            None if m is None else mask_tensor(m, self.device) for m in source_masks
+        ]
+        self.source_keys = [None if m is None else image_digest(m) for m in source_masks]
         self.init_image = None if init_image is None else to_tensor(init_image, self.device)
         self.on_progress = on_progress or (lambda _progress: None)
         self.should_cancel = cancel or (lambda: False)
@@ -422,23 +471,35 @@ class _Job:
         )
         # With colour preservation the prepared style depends on the content too.
         colour_key = (mode, None if mode is ColorMode.NONE else self.content_key)
-        blended: dict[str, torch.Tensor] = {}
-        for style, key, weight in zip(styles_run, self.style_keys, self.blend, strict=True):
+        style_grams = []
+        for style, key, source_mask, source_key in zip(
+            styles_run, self.style_keys, self.source_masks, self.source_keys, strict=True
+        ):
             style_size = self._style_size(style, size)
-            grams = cache.get_or_compute(
-                ("style", key, colour_key, style_size, params.style_layers),
-                partial(
-                    _grams_at,
-                    model,
-                    style,
-                    style_size,
-                    params.style_layers,
-                    self._tile_size_at(style_size),
-                ),
+            style_grams.append(
+                cache.get_or_compute(
+                    ("style", key, source_key, colour_key, style_size, params.style_layers),
+                    partial(
+                        _grams_at,
+                        model,
+                        style,
+                        style_size,
+                        params.style_layers,
+                        self._tile_size_at(style_size),
+                        source_mask,
+                    ),
+                )
             )
-            for name, gram in grams.items():
-                blended[name] = blended.get(name, 0) + weight * gram
-        return Objective(model, content_features, blended, params)
+        # Each region's target, the blend of its styles' Gram matrices: R x C x C per layer.
+        targets = {
+            name: torch.cat([_blended(style_grams, region, name) for region in self.regions])
+            for name in params.style_layers
+        }
+        if not self.guided:
+            return Objective(model, content_features, targets, params)
+        masks = [None if r.mask is None else self.content_masks[r.mask] for r in self.regions]
+        region_masks = layer_masks(masks, size, params.style_layers, self.device)
+        return Objective(model, content_features, targets, params, region_masks)
 
     def _style_size(self, style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
         """The style image's size for this scale: its long side at `style_scale` times the
@@ -537,6 +598,14 @@ class _Job:
         return rgb
 
 
+def _blended(
+    style_grams: list[dict[str, torch.Tensor]], region: Region, layer: str
+) -> torch.Tensor:
+    """A region's target at `layer`: its styles' Gram matrices by their weights."""
+    pairs = zip(region.styles, region.weights, strict=True)
+    return torch.stack([weight * style_grams[i][layer] for i, weight in pairs]).sum(0)
+
+
 def _features_at(
     model, image: torch.Tensor, size, layers, tile_size: int | None
 ) -> dict[str, torch.Tensor]:
@@ -547,9 +616,12 @@ def _features_at(
 
 
 def _grams_at(
-    model, image: torch.Tensor, size, layers, tile_size: int | None
+    model, image: torch.Tensor, size, layers, tile_size: int | None, mask: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
+    """The Gram matrices of `image` at `size`; inside `mask` (1 x 1 x H x W) where there is one."""
     resized = resize(image, size)[None]
+    masks = None if mask is None else layer_masks([mask], size, layers, resized.device)
     if tile_size is not None and max(size) > tile_size:
-        return tiled_grams(model, resized, layers, plan_tiles(size[1], size[0], tile_size))
-    return layer_grams(model, resized, layers)
+        tiles = plan_tiles(size[1], size[0], tile_size)
+        return tiled_grams(model, resized, layers, tiles, masks)
+    return layer_grams(model, resized, layers, masks)

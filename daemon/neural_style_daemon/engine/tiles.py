@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import total_variation
+from .losses import mask_mass, masked, total_variation
 from .vgg import VGGFeatures, fast_math
 
 # Tile corners on this grid keep every layer's pooling grid the untiled one (VGG's four pools
@@ -144,10 +144,15 @@ def _core_gram_sum(core: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def tiled_grams(
-    model: VGGFeatures, image: torch.Tensor, layers: Iterable[str], tiles: list[Tile]
+    model: VGGFeatures,
+    image: torch.Tensor,
+    layers: Iterable[str],
+    tiles: list[Tile],
+    masks: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The whole image's Gram matrices at `layers` (1 x C x C, normalised as
-    losses.gram_matrix does), summed over the tiles' cores."""
+    losses.gram_matrix does), summed over the tiles' cores; with `masks` (a 1 x 1 x h x w mask
+    per layer, the whole image's), the guided Gram matrices, as losses.guided_gram."""
     layers = tuple(layers)
     height, width = image.shape[-2:]
     sums: dict[str, torch.Tensor] = {}
@@ -155,16 +160,27 @@ def tiled_grams(
         with fast_math(model):
             features = model(image[tile.box()], layers)
         for name in layers:
-            part = _core_gram_sum(features[name][tile.core_at(layer_stride(name))])
+            stride = layer_stride(name)
+            core = features[name][tile.core_at(stride)]
+            if masks is not None:
+                core = masked(core, masks[name][tile.core_in_image_features(stride)])
+            part = _core_gram_sum(core)
             sums[name] = sums[name] + part if name in sums else part
-    return {name: gram[None] for name, gram in _normalised(sums, height, width).items()}
+    grams = _normalised(sums, height, width)
+    if masks is not None:
+        grams = {
+            name: gram * (masks[name][0, 0].numel() / max(mask_mass(masks[name]), 1e-12))
+            for name, gram in grams.items()
+        }
+    return {name: gram[None] for name, gram in grams.items()}
 
 
 def _normalised(sums: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
-    """Summed F F^T over an H x W image's positions, divided by C x h x w as
-    losses.gram_matrix does."""
+    """Summed F F^T (or one per region: R x C x C) over an H x W image's positions, divided by
+    C x h x w as losses.gram_matrix does."""
     return {
-        name: total / (total.shape[0] * math.prod(_feature_size(height, width, layer_stride(name))))
+        name: total
+        / (total.shape[-1] * math.prod(_feature_size(height, width, layer_stride(name))))
         for name, total in sums.items()
     }
 
@@ -230,17 +246,23 @@ class TiledEvaluation:
         style = image.new_zeros((), dtype=torch.float32)
         gram_gradients: dict[str, torch.Tensor] = {}
         for name, loss in objective.style_losses.items():
-            difference = grams[name] - loss.target[0]
-            weight = objective.style_weight * objective.style_layer_weights[name]
-            style = style + weight * loss.scale * difference.square().mean()
-            scale = (
-                weight
-                * loss.scale
-                * 2
-                / difference.numel()
-                / (difference.shape[0] * self._positions(name))
-            )
-            gram_gradients[name] = difference * scale
+            # R x C x C: one Gram per region (R = 1 without masks), each normalised by its mask's
+            # mass, its loss weighted by the mask's mean square (losses.StyleLoss).
+            difference = grams[name] - loss.target
+            layer_weight = objective.style_weight * objective.style_layer_weights[name]
+            channels = difference.shape[-1]
+            for region, (scale, weight) in enumerate(
+                zip(loss.scales, loss.region_weights, strict=True)
+            ):
+                if weight == 0:
+                    difference[region] = 0
+                    continue
+                style = style + layer_weight * weight * scale * difference[region].square().mean()
+                # The region weight and the normalisation by mass cancel in the gradient.
+                difference[region] *= (layer_weight * scale * 2 / difference[region].numel()) / (
+                    channels * self._positions(name)
+                )
+            gram_gradients[name] = difference
         content = image.new_zeros((), dtype=torch.float32)
         content_factors: dict[str, float] = {}
         for name, loss in objective.content_losses.items():
@@ -255,14 +277,22 @@ class TiledEvaluation:
             with fast_math(model):
                 features = model(crop, self.layers)
             surrogate = crop.new_zeros((), dtype=torch.float32)
-            for name, gram_gradient in gram_gradients.items():
-                core = features[name][tile.core_at(layer_stride(name))]
-                flat = core.reshape(core.shape[1], -1)
-                with torch.autocast(flat.device.type, enabled=False):
-                    # d/dF <D, F F^T> = (D + D^T) F: the whole image's Gram gradient.
-                    surrogate = (
-                        surrogate + (gram_gradient.to(flat.dtype) @ flat * flat).sum().float()
-                    )
+            for name, gram_gradients_by_region in gram_gradients.items():
+                stride = layer_stride(name)
+                core = features[name][tile.core_at(stride)]
+                masks = objective.style_losses[name].masks
+                for region, gram_gradient in enumerate(gram_gradients_by_region):
+                    inside = core
+                    if masks is not None:
+                        inside = masked(
+                            core, masks[region : region + 1][tile.core_in_image_features(stride)]
+                        )
+                    flat = inside.reshape(inside.shape[1], -1)
+                    with torch.autocast(flat.device.type, enabled=False):
+                        # d/dF <D, F F^T> = (D + D^T) F: the whole image's Gram gradient.
+                        surrogate = (
+                            surrogate + (gram_gradient.to(flat.dtype) @ flat * flat).sum().float()
+                        )
             for name, factor in content_factors.items():
                 stride = layer_stride(name)
                 core = features[name][tile.core_at(stride)].float()
@@ -296,8 +326,14 @@ class TiledEvaluation:
         for index, tile in enumerate(self.tiles, start=1):
             with fast_math(model):
                 features = model(image[tile.box()], self.layers)
-            for name in objective.style_losses:
-                part = _core_gram_sum(features[name][tile.core_at(layer_stride(name))])
+            for name, loss in objective.style_losses.items():
+                stride = layer_stride(name)
+                core = features[name][tile.core_at(stride)]
+                if loss.masks is None:
+                    part = _core_gram_sum(core)[None]
+                else:
+                    masks = loss.masks[tile.core_in_image_features(stride)]
+                    part = torch.stack([_core_gram_sum(masked(core, mask[None])) for mask in masks])
                 sums[name] = sums[name] + part if name in sums else part
             for name, loss in objective.content_losses.items():
                 stride = layer_stride(name)
@@ -305,4 +341,9 @@ class TiledEvaluation:
                 target_core = loss.target[tile.core_in_image_features(stride)]
                 errors[name] += (core - target_core).square().sum()
             self._tile_done(1, index)
-        return _normalised(sums, *self.size), errors
+        grams = _normalised(sums, *self.size)
+        for name, loss in objective.style_losses.items():
+            if loss.masks is not None:  # normalised by each region's mass instead
+                for region, weight in enumerate(loss.region_weights):
+                    grams[name][region] /= max(weight, 1e-12)
+        return grams, errors
