@@ -160,15 +160,15 @@ def bad_mask_inputs(tmp_path: Path, files: dict[str, Path]) -> dict[str, tuple[l
         ),
         "source the content's size": (
             [c, s, "--style-source-masks", m],
-            f"source mask 1 ({m}) is 61x45; style image 1 ({s}) is 64x64",
+            f"style source mask 1 ({m}) is 61x45; style image 1 ({s}) is 64x64",
         ),
         "source of the wrong style": (
             [c, s, t, "--style-source-masks", f"-,{files['source']}"],
-            f"source mask 2 ({files['source']}) is 64x64; style image 2 ({t}) is 40x70",
+            f"style source mask 2 ({files['source']}) is 64x64; style image 2 ({t}) is 40x70",
         ),
         "black source": (
             [c, s, "--style-source-masks", black],
-            f"source mask 1 ({black}) is black everywhere: it leaves nothing of style image 1",
+            f"style source mask 1 ({black}) is black everywhere: it leaves nothing of style",
         ),
     }
 

@@ -184,17 +184,17 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
         "--style-masks",
         type=mask_list,
         metavar="M,M,...",
-        help="where each style image goes (Gatys et al. 2017): one file per style image, in "
-        f"order, {NO_MASK} for a style that goes everywhere; each the content's size, white where "
-        "its style goes, black where not, grey for a soft edge. A mask with transparency is read "
-        "by its alpha (painted: in), whatever its colour",
+        help="where each style image goes (Gatys et al. 2017): exactly one file per style "
+        f"image, in order, {NO_MASK} for a style that goes everywhere; each the content's size, "
+        "white where its style goes, black where not, grey for a soft edge. A mask with "
+        "transparency is read by its alpha (painted: in), whatever its colour",
     )
     p.add_argument(
         "--style-source-masks",
         type=mask_list,
         metavar="M,M,...",
-        help="the part of each style image to learn from: one file per style image, in order, "
-        f"{NO_MASK} for all of it; each that style image's size, read as --style-masks",
+        help="the part of each style image to learn from: exactly one file per style image, in "
+        f"order, {NO_MASK} for all of it; each that style image's size, read as --style-masks",
     )
 
 

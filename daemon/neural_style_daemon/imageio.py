@@ -79,8 +79,9 @@ def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:
     """The mask `load_mask` reads from an H x W x 3 or x 4 uint8 image (see there)."""
     if pixels.shape[2] == 4 and pixels[..., 3].min() < 255:
         return np.ascontiguousarray(pixels[..., 3])
-    # Pillow's own luma (ITU-R 601); a grey image comes back exactly as it was.
-    return np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., :3])).convert("L"))
+    # Pillow's own luma (ITU-R 601); a grey image comes back exactly as it was. A copy: a view
+    # of the image would be read-only, which torch warns about.
+    return np.array(Image.fromarray(np.ascontiguousarray(pixels[..., :3])).convert("L"))
 
 
 def _check_pixel_count(size: tuple[int, int], label: str) -> None:

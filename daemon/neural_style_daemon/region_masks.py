@@ -70,12 +70,12 @@ def load_job_masks(
     styles: Sequence[Path] = args.styles
     regions = _load_each(args.style_masks, "--style-masks", len(styles), "style mask")
     sources = _load_each(
-        args.style_source_masks, "--style-source-masks", len(styles), "source mask"
+        args.style_source_masks, "--style-source-masks", len(styles), "style source mask"
     )
     for index, path, mask in _given(args.style_masks, regions):
         _check_size(mask, content_size, f"style mask {index} ({path})", "the content")
     for index, path, mask in _given(args.style_source_masks, sources):
-        what = f"source mask {index} ({path})"
+        what = f"style source mask {index} ({path})"
         style = f"style image {index} ({styles[index - 1]})"
         _check_size(mask, style_size(index - 1), what, style)
         if not mask.any():

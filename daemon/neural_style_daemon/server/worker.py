@@ -233,11 +233,14 @@ def progress_event(job_id: str, progress: Progress) -> JobProgress:
 
 def mask_arrays(masks: tuple[RawImage | None, ...]) -> list[np.ndarray | None] | None:
     """A job's masks as the engine takes them: None for none, else an H x W array or None
-    per style (views of the received bytes, as the content is)."""
+    per style. Copies, a byte a pixel: a view of the received bytes would be read-only, and
+    torch warns about making a tensor of one."""
     if not masks:
         return None
     return [
-        None if mask is None else np.frombuffer(mask.data, np.uint8).reshape(mask.height, -1)
+        None
+        if mask is None
+        else np.frombuffer(mask.data, np.uint8).reshape(mask.height, mask.width).copy()
         for mask in masks
     ]
 
@@ -252,7 +255,7 @@ def source_mask_mismatch(
         height, width = style.shape[:2]
         if mask is not None and (mask.width, mask.height) != (width, height):
             return (
-                f"source mask {index} is {mask.width}x{mask.height}; style image {index} "
+                f"style source mask {index} is {mask.width}x{mask.height}; style image {index} "
                 f"is {width}x{height}"
             )
     return None
