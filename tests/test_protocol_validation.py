@@ -278,7 +278,10 @@ def test_random_signed_json_only_raises_protocol_errors(
 
 
 @FUZZ
-@given(st.sampled_from(["job_id", "content", "styles", "params"]), json_values)
+@given(
+    st.sampled_from(["job_id", "content", "styles", "params", "style_masks", "style_source_masks"]),
+    json_values,
+)
 def test_random_values_in_a_signed_submit_only_raise_protocol_errors(
     key: str, value: object
 ) -> None:

@@ -338,7 +338,8 @@ def test_a_message_without_the_delimiter_is_refused() -> None:
 
 
 def test_too_many_frames_are_refused() -> None:
-    frames = serialize(Ping(), KEY) + [b"x"] * 13
+    frames = serialize(Ping(), KEY)
+    frames += [b"x"] * (Limits().max_frames - len(frames) + 1)
     error = refusal(frames)
     assert error.code is ErrorCode.TOO_LARGE and not error.authenticated
 
@@ -366,6 +367,8 @@ def test_a_non_bytes_frame_is_refused() -> None:
 def test_limits_must_leave_room_for_a_submit() -> None:
     with pytest.raises(ValueError):
         Limits(max_frames=8, max_styles=8)
+    with pytest.raises(ValueError, match="masks"):  # every style may bring two masks
+        Limits(max_frames=4 + 1 + 2 * 8, max_styles=8)
     with pytest.raises(ValueError):
         Limits(max_side=0)
 

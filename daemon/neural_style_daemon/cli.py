@@ -26,6 +26,7 @@ from .engine.params import (
     resolve_style_layers,
 )
 from .errors import InvalidInputError, StyleTransferError
+from .region_masks import NO_MASK, join_mask_values, load_job_masks, mask_list
 
 log = logging.getLogger("neural_style")
 
@@ -73,6 +74,7 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         metavar="W,W,...",
         help="blend weights, one per style image (default: equal)",
     )
+    _add_mask_options(p)
     p.add_argument(
         "--strength", type=float, help=f"style strength, 0..100 (default {d.strength:g})"
     )
@@ -177,6 +179,25 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_stylize)
 
 
+def _add_mask_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--style-masks",
+        type=mask_list,
+        metavar="M,M,...",
+        help="where each style image goes (Gatys et al. 2017): exactly one file per style "
+        f"image, in order, {NO_MASK} for a style that goes everywhere; each the content's size, "
+        "white where its style goes, black where not, grey for a soft edge. A mask with "
+        "transparency is read by its alpha (painted: in), whatever its colour",
+    )
+    p.add_argument(
+        "--style-source-masks",
+        type=mask_list,
+        metavar="M,M,...",
+        help="the part of each style image to learn from: exactly one file per style image, in "
+        f"order, {NO_MASK} for all of it; each that style image's size, read as --style-masks",
+    )
+
+
 def _params_from_args(args: argparse.Namespace):
     names = {f.name for f in fields(StyleParams)}
     overrides = {k: v for k, v in vars(args).items() if k in names and k != "init"}
@@ -209,6 +230,11 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
     content = load_image(args.content, "content image")
     styles = [load_image(path, f"style image {i}") for i, path in enumerate(args.styles, 1)]
+    masks = load_job_masks(
+        args,
+        (content.shape[1], content.shape[0]),
+        lambda index: (styles[index].shape[1], styles[index].shape[0]),
+    )
     init_image = load_image(Path(args.init), "init image") if params.init is Init.IMAGE else None
     engine = StyleEngine(args.weights, args.device)
     with ProgressBar(disabled=args.quiet) as bar, CancelOnInterrupt() as interrupt:
@@ -216,6 +242,8 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
             content,
             styles,
             params,
+            style_masks=masks.regions,
+            style_source_masks=masks.sources,
             init_image=init_image,
             on_progress=bar.update,
             should_cancel=interrupt.requested,
@@ -313,7 +341,7 @@ def build_parser(daemon_only: bool = False, bench_options: bool = True) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = join_mask_values(sys.argv[1:] if argv is None else argv)
     args = parser_for(argv).parse_args(argv)
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())

@@ -65,6 +65,25 @@ def load_image(source: str | os.PathLike[str] | bytes, what: str = "image") -> n
         raise InvalidInputError(f"{label}: corrupt or truncated image ({exc})") from None
 
 
+def load_mask(source: str | os.PathLike[str] | bytes, what: str = "mask") -> np.ndarray:
+    """An H x W uint8 mask (255: in, 0: out, grey: partly) from any image Pillow reads.
+
+    An image with transparency somewhere (a region painted on a transparent layer, as GIMP
+    exports it) is read by its alpha, whatever the paint's colour: a black brush on a clear
+    layer still marks the region. Any other image is read by its grey value.
+    """
+    return mask_from_pixels(load_image(source, what))
+
+
+def mask_from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The mask `load_mask` reads from an H x W x 3 or x 4 uint8 image (see there)."""
+    if pixels.shape[2] == 4 and pixels[..., 3].min() < 255:
+        return np.ascontiguousarray(pixels[..., 3])
+    # Pillow's own luma (ITU-R 601); a grey image comes back exactly as it was. A copy: a view
+    # of the image would be read-only, which torch warns about.
+    return np.array(Image.fromarray(np.ascontiguousarray(pixels[..., :3])).convert("L"))
+
+
 def _check_pixel_count(size: tuple[int, int], label: str) -> None:
     width, height = size
     if width * height > MAX_PIXELS:

@@ -20,6 +20,7 @@ from neural_style_protocol.params import JobParams
 from .console import EXIT_INTERRUPTED, CancelOnInterrupt, ProgressBar
 from .errors import DaemonError, InvalidInputError
 from .imageio import load_image, output_format, save_image
+from .region_masks import decoded_style_size, load_job_masks
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,18 @@ def _read_style(path: Path, index: int) -> bytes:
         raise InvalidInputError(f"style image {index} ({path}): {error.strerror}") from None
 
 
+def _as_grey(masks: list[np.ndarray | None] | None) -> tuple[RawImage | None, ...]:
+    """The masks as the wire carries them: 1-channel RawImages, () for none."""
+    if masks is None:
+        return ()
+    return tuple(
+        None
+        if mask is None
+        else RawImage(np.ascontiguousarray(mask).tobytes(), mask.shape[1], mask.shape[0], 1)
+        for mask in masks
+    )
+
+
 def _as_rgba(image: np.ndarray) -> RawImage:
     if image.shape[2] == 3:
         opaque = np.full((*image.shape[:2], 1), 255, np.uint8)
@@ -119,6 +132,13 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
         raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
     content = load_image(args.content, "content image")
     styles = [_read_style(path, index) for index, path in enumerate(args.styles, 1)]
+    # Checked here, so that a wrong file is named; the styles are decoded for their sizes
+    # only where a source mask needs them.
+    masks = load_job_masks(
+        args,
+        (content.shape[1], content.shape[0]),
+        lambda index: decoded_style_size(args.styles[index], index),
+    )
     with ProgressBar(disabled=args.quiet) as bar, CancelOnInterrupt() as interrupt:
         try:
             # resubmit: a daemon restarted meanwhile (`stop` then `start`, or a crash and a
@@ -128,6 +148,8 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
                 _as_rgba(content),
                 styles,
                 params,
+                style_masks=_as_grey(masks.regions),
+                style_source_masks=_as_grey(masks.sources),
                 should_cancel=interrupt.requested,
                 resubmit=True,
             )

@@ -175,6 +175,8 @@ class DaemonClient:
         styles: Sequence[BytesLike],
         params: JobParams | None = None,
         *,
+        style_masks: Sequence[RawImage | None] = (),
+        style_source_masks: Sequence[RawImage | None] = (),
         timeout: float | None = None,
         inactivity_timeout: float = INACTIVITY_TIMEOUT,
         should_cancel: Callable[[], bool] | None = None,
@@ -182,6 +184,7 @@ class DaemonClient:
         ack_timeout: float = ACK_TIMEOUT,
     ) -> JobStream:
         """Send a job (RGBA content, encoded style files) and return its event stream.
+        `style_masks` and `style_source_masks` (grey RawImages; see Submit) are optional.
 
         Submitting an id the daemon already knows is safe: a finished job's kept result comes
         back without a second run, a queued or running one is joined. `timeout` caps the whole
@@ -191,7 +194,14 @@ class DaemonClient:
         not answered the submit at all after `ack_timeout` seconds (it drops unread what it
         cannot accept) ends the stream with DaemonTimeout.
         """
-        message = Submit(job_id, content, tuple(styles), params or JobParams())
+        message = Submit(
+            job_id,
+            content,
+            tuple(styles),
+            params or JobParams(),
+            tuple(style_masks),
+            tuple(style_source_masks),
+        )
         policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
         msg_id = self.send_message(message)
         return JobStream(

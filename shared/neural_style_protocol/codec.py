@@ -1,6 +1,6 @@
 """Messages to and from JSON bodies plus binary buffers. Images are referenced from the JSON by
 buffer index ({"buffer": 0, "width": ..., "height": ...}); the channel count comes from the
-schema (RGBA content and results, RGB previews), never from the wire."""
+schema (RGBA content and results, RGB previews, grey masks), never from the wire."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from .messages import (
     StatusReply,
     StatusRequest,
     Submit,
+    omitted_when_empty,
 )
 from .params import JobParams
 
@@ -84,7 +85,11 @@ def _encode_value(value: object, buffers: list[BytesLike]) -> object:
     if isinstance(value, dict):
         return {key: _encode_value(item, buffers) for key, item in value.items()}
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode_value(getattr(value, f.name), buffers) for f in fields(value)}
+        return {
+            f.name: _encode_value(getattr(value, f.name), buffers)
+            for f in fields(value)
+            if not (omitted_when_empty(f) and not getattr(value, f.name))
+        }
     return value
 
 
@@ -149,7 +154,25 @@ def _decode_submit(reader: Reader, ctx: _Context) -> Submit:
     params = JobParams.from_wire(reader.take("params"))
     _check_params_against(params, ctx.limits)
     content = _read_image(reader.take_reader("content"), ctx, 4)
-    return Submit(job_id, content, tuple(style_bytes), params)
+    return Submit(
+        job_id,
+        content,
+        tuple(style_bytes),
+        params,
+        _read_masks(reader, "style_masks", ctx),
+        _read_masks(reader, "style_source_masks", ctx),
+    )
+
+
+def _read_masks(reader: Reader, key: str, ctx: _Context) -> tuple[RawImage | None, ...]:
+    """A list of grey masks or nulls; an absent key (a client that sends none) is ()."""
+    if not reader.has(key):
+        return ()
+    refs = reader.take_list(key, max_len=ctx.limits.max_styles)
+    return tuple(
+        None if ref is None else _read_image(Reader(ref, f"{reader.name(key)}[{index}]"), ctx, 1)
+        for index, ref in enumerate(refs)
+    )
 
 
 def _check_params_against(params: JobParams, limits: Limits) -> None:

@@ -1,5 +1,6 @@
 """Raw pixels as they travel: one contiguous block of uint8, described by width, height and a
-channel count that the schema (not the wire) fixes."""
+channel count that the schema (not the wire) fixes: 4 for content and results, 3 for previews,
+1 for region masks."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from .errors import ErrorCode, ProtocolError
 
 # Pixels may be handed over without a copy (a memoryview of a C-contiguous array).
 BytesLike = Union[bytes, bytearray, memoryview]
+CHANNEL_COUNTS = (1, 3, 4)  # grey (a mask), RGB, RGBA
 
 
 @dataclass(frozen=True)
 class RawImage:
-    """Pixels as uint8, rows top to bottom, channels interleaved (RGB or RGBA)."""
+    """Pixels as uint8, rows top to bottom, channels interleaved (grey, RGB or RGBA)."""
 
     data: BytesLike = field(repr=False)  # megabytes: keep them out of logs
     width: int
@@ -24,7 +26,9 @@ class RawImage:
 
     def __post_init__(self) -> None:
         code = ErrorCode.INVALID_IMAGE
-        check_int(self.channels, "image channels", 3, 4, code)
+        check_int(self.channels, "image channels", 1, 4, code)
+        if self.channels not in CHANNEL_COUNTS:
+            raise ProtocolError(code, f"image channels must be 1, 3 or 4, not {self.channels}")
         check_int(self.width, "image width", 1, BIG_INT, code)
         check_int(self.height, "image height", 1, BIG_INT, code)
         data = self.data

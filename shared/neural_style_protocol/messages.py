@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
 from enum import Enum
 from typing import ClassVar
 
@@ -21,6 +21,13 @@ MAX_TEXT = 4096  # error messages, warnings, version and device names
 MAX_LOSSES = 32
 _INF = float("inf")
 _MALFORMED = ErrorCode.MALFORMED
+# Field metadata: the encoder leaves such a field out while it is empty (see codec.py).
+OMIT_WHEN_EMPTY = {"omit_when_empty": True}
+
+
+def omitted_when_empty(item: Field[object]) -> bool:
+    """Whether the encoder leaves the field `item` out of the wire while it is empty."""
+    return bool(item.metadata.get("omit_when_empty"))
 
 
 class MessageType(str, Enum):
@@ -86,13 +93,29 @@ class Ping(ClientMessage):
 
 @dataclass(frozen=True)
 class Submit(ClientMessage):
-    """A job: raw RGBA content, encoded style images (PNG, JPEG...; the daemon decodes them)."""
+    """A job: raw RGBA content, encoded style images (PNG, JPEG...; the daemon decodes them),
+    and optionally a region mask per style (Gatys et al. 2017's spatial control).
+
+    `style_masks`: empty (no masks), or one per style, each None (that style applies
+    everywhere) or a grey RawImage of the content's size, 255 where the style belongs.
+    `style_source_masks`: empty, or one per style, each None (learn from the whole style
+    image) or a grey RawImage of that style image's size (which only the daemon, having
+    decoded the style, can check). A list of Nones counts as empty.
+    """
 
     type: ClassVar[MessageType] = MessageType.SUBMIT
     job_id: str
     content: RawImage
     styles: tuple[BytesLike, ...] = field(repr=False)  # encoded files, passed on undecoded
     params: JobParams = field(default_factory=JobParams)
+    # Left off the wire when empty, so that a job without masks reads as before to a daemon
+    # that predates them.
+    style_masks: tuple[RawImage | None, ...] = field(
+        default=(), repr=False, metadata=OMIT_WHEN_EMPTY
+    )
+    style_source_masks: tuple[RawImage | None, ...] = field(
+        default=(), repr=False, metadata=OMIT_WHEN_EMPTY
+    )
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
@@ -113,6 +136,11 @@ class Submit(ClientMessage):
                 ErrorCode.INVALID_PARAM,
                 f"{len(weights)} style weights for {len(styles)} style images",
             )
+        size = (self.content.width, self.content.height)
+        masks = _check_masks(self.style_masks, "style_masks", len(styles), size)
+        object.__setattr__(self, "style_masks", masks)
+        sources = _check_masks(self.style_source_masks, "style_source_masks", len(styles), None)
+        object.__setattr__(self, "style_source_masks", sources)
 
 
 @dataclass(frozen=True)
@@ -312,6 +340,37 @@ def _check_losses(losses: object) -> dict[str, float]:
         )
         for name, value in losses.items()
     }
+
+
+def _check_masks(
+    masks: object, name: str, styles: int, size: tuple[int, int] | None
+) -> tuple[RawImage | None, ...]:
+    """One grey mask (or None) per style, each `size` (width, height) where given; () for
+    none at all. A mask's size is named in the message: the sender can see what is wrong."""
+    if not isinstance(masks, (tuple, list)):
+        raise ProtocolError(_MALFORMED, f"{name} must be a sequence of images or None")
+    entries = tuple(masks)
+    if all(mask is None for mask in entries):
+        return ()
+    if len(entries) != styles:
+        raise ProtocolError(
+            ErrorCode.INVALID_PARAM,
+            f"{len(entries)} {name} for {styles} style images (one each, None for none)",
+        )
+    for index, mask in enumerate(entries):
+        if mask is None:
+            continue
+        if not isinstance(mask, RawImage) or mask.channels != 1:
+            raise ProtocolError(
+                ErrorCode.INVALID_IMAGE, f"{name}[{index}] must be a grey (1-channel) RawImage"
+            )
+        if size is not None and (mask.width, mask.height) != size:
+            raise ProtocolError(
+                ErrorCode.INVALID_IMAGE,
+                f"{name}[{index}] is {mask.width}x{mask.height}; the content is "
+                f"{size[0]}x{size[1]}",
+            )
+    return entries
 
 
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (Ping, Submit, Cancel, StatusRequest, Shutdown)

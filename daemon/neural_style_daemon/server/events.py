@@ -36,6 +36,10 @@ class RunJob:
     content: RawImage  # RGBA
     styles: tuple[bytes, ...]  # encoded files, decoded by the worker
     params: JobParams
+    # As Submit has them: () or one per style, each None or a 1-channel image (the content's
+    # size; for a source mask, its style image's, which the worker checks once decoded).
+    style_masks: tuple[RawImage | None, ...] = ()
+    style_source_masks: tuple[RawImage | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -301,14 +301,14 @@ class Scheduler:
             return
         request, job.request = job.request, None  # the worker holds the images from now on
         assert request is not None
-        content = request.content
-        # Received frames are views of ZeroMQ buffers: copy them into the pipe's bytes.
         self.worker.run(
             RunJob(
                 job.job_id,
-                RawImage(bytes(content.data), content.width, content.height, 4),
+                _copied(request.content),
                 tuple(bytes(style) for style in request.styles),
                 request.params,
+                _copied_masks(request.style_masks),
+                _copied_masks(request.style_source_masks),
             )
         )
         log.info("job %s started", job.job_id)
@@ -422,3 +422,12 @@ class Scheduler:
                     "the daemon shut down before the job could stop",
                 ),
             )
+
+
+def _copied(image: RawImage) -> RawImage:
+    """Received frames are views of ZeroMQ buffers: copy them into the pipe's bytes."""
+    return RawImage(bytes(image.data), image.width, image.height, image.channels)
+
+
+def _copied_masks(masks: tuple[RawImage | None, ...]) -> tuple[RawImage | None, ...]:
+    return tuple(None if mask is None else _copied(mask) for mask in masks)

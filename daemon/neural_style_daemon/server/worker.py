@@ -231,6 +231,36 @@ def progress_event(job_id: str, progress: Progress) -> JobProgress:
     )
 
 
+def mask_arrays(masks: tuple[RawImage | None, ...]) -> list[np.ndarray | None] | None:
+    """A job's masks as the engine takes them: None for none, else an H x W array or None
+    per style. Copies, a byte a pixel: a view of the received bytes would be read-only, and
+    torch warns about making a tensor of one."""
+    if not masks:
+        return None
+    return [
+        None
+        if mask is None
+        else np.frombuffer(mask.data, np.uint8).reshape(mask.height, mask.width).copy()
+        for mask in masks
+    ]
+
+
+def source_mask_mismatch(
+    masks: tuple[RawImage | None, ...], styles: list[np.ndarray]
+) -> str | None:
+    """What is wrong with the first source mask whose size is not its decoded style image's,
+    or None. Only here can it be checked: the wire carries the styles encoded."""
+    # `masks` is () or one per style (Submit checked).
+    for index, (mask, style) in enumerate(zip(masks, styles, strict=False), start=1):
+        height, width = style.shape[:2]
+        if mask is not None and (mask.width, mask.height) != (width, height):
+            return (
+                f"style source mask {index} is {mask.width}x{mask.height}; style image {index} "
+                f"is {width}x{height}"
+            )
+    return None
+
+
 class JobRunner:
     """Receives jobs until told to stop (or the broker is gone), runs each on the engine."""
 
@@ -362,6 +392,9 @@ class JobRunner:
         styles = self._decode_styles(job)
         if isinstance(styles, JobFailed):
             return styles
+        mismatch = source_mask_mismatch(job.style_source_masks, styles)
+        if mismatch is not None:
+            return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, mismatch)
         content = np.frombuffer(job.content.data, np.uint8).reshape(
             job.content.height, job.content.width, 4
         )
@@ -376,6 +409,8 @@ class JobRunner:
             content,
             styles,
             params,
+            style_masks=mask_arrays(job.style_masks),
+            style_source_masks=mask_arrays(job.style_source_masks),
             on_progress=report,
             should_cancel=should_cancel,
             on_warning=on_warning,
