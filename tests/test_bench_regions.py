@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from measure.regions import run, seam_ratio
 from neural_style_daemon.bench.look import LookMeter
-from neural_style_daemon.bench.regions import run, seam_ratio
 
 
 def _left_half(height: int, width: int, edge: float = 0.5) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""What the plug-in's bridge costs against the direct path (`python -m
-neural_style_daemon.bench.bridge_cost`): a daemon with random weights on the CPU, the same job
-(a layer of the given size, processed at a small size so that the optimisation is short and the
+"""What the plug-in's bridge costs against the direct path (`python -m measure.bridge_cost`
+from the repository root): a daemon with random weights on the CPU, the same job (a layer of
+the given size, processed at a small size so that the optimisation is short and the
 result still comes back at the layer's size) run through a DirectLink and a BridgeLink in turn.
 
 Prints, per path, the median time to open the link (for the bridge: starting its process), to
@@ -72,7 +72,7 @@ def _run(open_link, layer: RawImage, style: bytes, params: JobParams, repeats: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neural_style_daemon.bench.bridge_cost")
+    parser = argparse.ArgumentParser(prog="python -m measure.bridge_cost")
     parser.add_argument("--side", type=int, default=1024, help="layer side in pixels (1024)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=20)

@@ -1,4 +1,5 @@
-"""`python -m neural_style_daemon.bench.regions`: a style per region, judged by its look.
+"""`python -m measure.regions` (from the repository root): a style per region, judged by its
+look.
 
 One content, two styles and a mask (white: the first style's region; the rest: the second's).
 Three jobs at one processing size: both styles by region (`regions`); each style over the whole
@@ -19,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..engine import StyleParams
-from ..engine.stylize import StyleEngine
-from ..imageio import load_image
-from .inputs import SHARED_IMAGES, at_size
-from .look import LookMeter
+from neural_style_daemon.bench.inputs import SHARED_IMAGES, at_size
+from neural_style_daemon.bench.look import LookMeter
+from neural_style_daemon.engine import StyleParams
+from neural_style_daemon.engine.stylize import StyleEngine
+from neural_style_daemon.imageio import load_image
 
 DEFAULT_CONTENT = SHARED_IMAGES / "content/chelsea.png"
 DEFAULT_STYLES = (SHARED_IMAGES / "style/starry_night.jpg", SHARED_IMAGES / "style/the_scream.jpg")
@@ -113,7 +114,7 @@ def _sheet(images: list[np.ndarray]) -> Image.Image:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neural_style_daemon.bench.regions")
+    parser = argparse.ArgumentParser(prog="python -m measure.regions")
     parser.add_argument("--weights", required=True, help="a trained VGG16 (a path), or random")
     parser.add_argument("--content", type=Path, default=DEFAULT_CONTENT)
     parser.add_argument("--styles", type=Path, nargs=2, default=DEFAULT_STYLES)
