@@ -119,15 +119,17 @@ def params() -> Callable[..., StyleParams]:
 
 @dataclass
 class ProgressLog:
-    """Collects progress reports; `cancel_after` makes `should_cancel` answer True from the
-    given step on (it is asked once after each step)."""
+    """Collects the progress reports of the steps (and tiles), and apart from them the report
+    before the first step (iteration 0, with the estimate); `cancel_after` makes
+    `should_cancel` answer True from the given step on (it is asked once after each step)."""
 
     cancel_after: int | None = None
     reports: list[Progress] = field(default_factory=list)
+    before_start: list[Progress] = field(default_factory=list)
     cancel_checks: int = 0
 
     def __call__(self, progress: Progress) -> None:
-        self.reports.append(progress)
+        (self.before_start if progress.iteration == 0 else self.reports).append(progress)
 
     def should_cancel(self) -> bool:
         self.cancel_checks += 1

@@ -1,6 +1,6 @@
 """What the command's modules share at the console: exit codes, the progress bar, Ctrl-C as a
 cooperative cancel, and the model options of `stylize`, `serve` and `start`. A leaf: it imports
-nothing of the project, so every command module can import it."""
+nothing of this package, so every command module can import it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 import signal
 import sys
 from typing import Any
+
+from neural_style_protocol.durations import format_duration
 
 EXIT_NOT_RUNNING = 1  # `status` with no daemon
 EXIT_USAGE = 2  # a domain error, said in one line
@@ -52,13 +54,17 @@ class ProgressBar:
             return
         size = getattr(progress, "size", None)
         loss = progress.losses.get("total")
+        # Before the first step, the estimate from earlier jobs (a warm daemon's): the bar's
+        # own time left starts with the first step.
+        estimate = progress.eta if progress.iteration == 0 else None
         self.bar.set_description_str(
             f"scale {progress.scale}/{progress.scales}"
             + (f" {size[0]}x{size[1]}" if size else "")
             + f" step {progress.iteration}/{progress.iterations}"
             + (f" tile {progress.tile}/{progress.tiles}" if progress.tiles else "")
-            + (f" loss {loss:.4g}" if loss is not None else ""),
-            refresh=False,
+            + (f" loss {loss:.4g}" if loss is not None else "")
+            + (f" (about {format_duration(estimate)} in all)" if estimate else ""),
+            refresh=estimate is not None,
         )
         self.bar.update(round(progress.work_done * 1000) - self.bar.n)
 

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
+from neural_style_protocol.durations import format_duration
 from neural_style_protocol.messages import Accepted, Progress
 from neural_style_protocol.restart import Resubmitted
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class ProgressReport:
@@ -48,7 +39,7 @@ class ProgressReport:
             if event.tiles:
                 text += f", tile {event.tile}/{event.tiles}"
             if event.eta is not None and event.eta >= 1:
-                text += f", about {_duration(event.eta)} left"
+                text += f", about {format_duration(event.eta)} left"
             return text
         if isinstance(event, Accepted):
             if event.queue_position > 0:

@@ -74,6 +74,8 @@ class _Recorder:
     scale: int = 0
 
     def on_progress(self, progress: Progress) -> None:
+        if progress.iteration == 0:  # the estimate before the first step: no step to time
+            return
         entry = time.perf_counter()
         if progress.scale != self.scale:
             self.scale, self.scale_start = progress.scale, self.steps
@@ -191,7 +193,8 @@ def step_seconds(
     stamps: list[tuple[int, float]] = []
 
     def on_progress(progress: Progress) -> None:
-        stamps.append((progress.iteration, time.perf_counter()))
+        if progress.iteration > 0:  # not the estimate before the first step
+            stamps.append((progress.iteration, time.perf_counter()))
 
     size = (content.shape[1], content.shape[0])
     untimed = engine.reads_every(size)

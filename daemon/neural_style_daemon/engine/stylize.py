@@ -24,6 +24,7 @@ from .devices import (
     resolve_device,
     reuse_freed_cpu_memory,
 )
+from .estimate import JobTimer
 from .memory import fit_in_memory, fits_whole, smaller_tile_size
 from .optimize import (
     Objective,
@@ -60,12 +61,15 @@ class Progress:
     # each step visits every tile twice (tiles.TiledEvaluation). 0 otherwise.
     tile: int = 0
     tiles: int = 0
+    # Before the first step (iteration 0): the seconds the job should take, from the engine's
+    # earlier jobs (estimate.JobTimer); None without any.
+    estimate: float | None = None
 
     @property
     def eta(self) -> float | None:
-        """Seconds left, extrapolated from the work done so far."""
+        """Seconds left, extrapolated from the work done so far (before any: the estimate)."""
         if self.work_done <= 0:
-            return None
+            return self.estimate
         return self.elapsed * (1 - self.work_done) / self.work_done
 
 
@@ -123,6 +127,7 @@ class StyleEngine:
         # How often a scale reads its loss back; None: optimize.steps_between_reads's choice.
         self._steps_between_reads = _steps_between_reads
         self.targets = TargetCache(target_cache_bytes)
+        self.timer = JobTimer()  # the speed of earlier jobs, for the next one's estimate
         # What any one job may use, as if the device had no more free: a daemon's --max-memory.
         self.max_memory_bytes = max_memory_bytes
         model = load_vgg(weights, seed=seed)
@@ -335,18 +340,26 @@ class _Job:
             )
             self._plan_work()  # with the tiles the memory asks for
         reset_peak_memory(self.device)
+        timer = self.engine.timer
         content_run, styles_run = self._colour_prepared()
         image = None
+        # Before any work, the job's estimated time (the first step checks for a cancel).
+        self.on_progress(self._progress(0, 0, 0.0, estimate=timer.estimate(self.work_planned)))
         for index, size in enumerate(self.sizes):
             start = self._start_image(image, content_run, size)
             objective = self._objective(content_run, styles_run, size)
             self.steps_before_scale = self.steps
+            scale_start = time.perf_counter()
             best, losses = self._optimize_scale(index, objective, start)
+            seconds = time.perf_counter() - scale_start
+            timer.record_scale(self.step_work[index], self.steps - self.steps_before_scale, seconds)
             image = best[0]
             if losses is not None:
                 self.last_losses = losses  # the returned image's, not the last step's
             if self.cancelled:
                 break
+        if not self.cancelled:
+            timer.record_job(self.work_total, self.work_planned)
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
         return StylizeResult(
             image=result,
@@ -368,7 +381,8 @@ class _Job:
         ]
         work = [cost * n for cost, n in zip(self.step_work, self.iterations, strict=True)]
         self.work_before = [sum(work[:i]) for i in range(len(work))]
-        self.work_total = sum(work) or 1
+        self.work_planned = sum(work)
+        self.work_total = self.work_planned or 1  # less the work of scales that end early
 
     def _tile_size_at(self, size: tuple[int, int]) -> int | None:
         """The tiles a scale of `size` is evaluated in; None: whole. Tiles the caller asked for
@@ -559,25 +573,39 @@ class _Job:
     ) -> bool:
         """Progress at step `iteration` of scale `index` with `steps_done` of its steps' work
         done, then the cancel check; whether to go on."""
-        work = self.work_before[index] + self.step_work[index] * steps_done
         self.on_progress(
-            Progress(
-                scale=index + 1,
-                scales=len(self.sizes),
-                size=self.sizes[index],
-                iteration=iteration,
-                iterations=self.iterations[index],
-                work_done=work / self.work_total,
-                losses=self.last_losses,
-                elapsed=time.perf_counter() - self.start,
-                peak_memory_bytes=peak_memory_bytes(self.device),
-                preview=preview,
-                tile=tile,
-                tiles=tiles,
-            )
+            self._progress(index, iteration, steps_done, preview=preview, tile=tile, tiles=tiles)
         )
         self.cancelled = bool(self.should_cancel())
         return not self.cancelled
+
+    def _progress(
+        self,
+        index: int,
+        iteration: int,
+        steps_done: float,
+        *,
+        preview: np.ndarray | None = None,
+        tile: int = 0,
+        tiles: int = 0,
+        estimate: float | None = None,
+    ) -> Progress:
+        work = self.work_before[index] + self.step_work[index] * steps_done
+        return Progress(
+            scale=index + 1,
+            scales=len(self.sizes),
+            size=self.sizes[index],
+            iteration=iteration,
+            iterations=self.iterations[index],
+            work_done=work / self.work_total,
+            losses=self.last_losses,
+            elapsed=time.perf_counter() - self.start,
+            peak_memory_bytes=peak_memory_bytes(self.device),
+            preview=preview,
+            tile=tile,
+            tiles=tiles,
+            estimate=estimate,
+        )
 
     def _preview(self, image: torch.Tensor) -> np.ndarray:
         height, width = image.shape[-2:]
