@@ -1,6 +1,7 @@
 """The plug-in's bridge, for a GIMP whose Python cannot import pyzmq: the real bridge process
 (`python -m neural_style_gimp.bridge`) over real pipes, against a real daemon with random
-weights. The same bridge inside real GIMP 3 is in test_gimp_e2e_bridge.py."""
+weights; a job's region masks by the bridge and by the direct link alike. The same bridge
+inside real GIMP 3 is in test_gimp_e2e_bridge.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from daemon_support import DaemonProcess, content_image, style_png, wait_until
 
 from neural_style_gimp import bridge_pipe as pipe
 from neural_style_gimp.bridge_client import BridgeLink
+from neural_style_gimp.daemon_link import DirectLink
 from neural_style_gimp.errors import PluginError
 from neural_style_gimp.processes import (
     FLATPAK_GRANT,
@@ -25,8 +27,11 @@ from neural_style_gimp.processes import (
     in_flatpak,
 )
 from neural_style_gimp.progress import ProgressReport
-from neural_style_protocol.codec import encode
-from neural_style_protocol.messages import Result, Submit, new_job_id
+from neural_style_gimp.regions import StyleRegion, region_masks
+from neural_style_protocol.codec import decode, encode
+from neural_style_protocol.images import RawImage
+from neural_style_protocol.limits import DEFAULT_LIMITS
+from neural_style_protocol.messages import MessageType, Result, Submit, new_job_id
 from neural_style_protocol.params import JobParams
 
 BRIDGE = [sys.executable, "-m", "neural_style_gimp.bridge"]
@@ -274,6 +279,64 @@ def test_pipe_messages_round_trip_and_damage_is_named():
     ):
         with pytest.raises(pipe.PipeBroken, match=words):
             pipe.read_message(io.BytesIO(damaged))
+
+
+def left_half(width: int, height: int) -> bytes:
+    return (b"\xff" * (width // 2) + b"\0" * (width - width // 2)) * height
+
+
+def test_the_bridges_pipe_carries_a_jobs_masks_byte_for_byte():
+    image, _ = content_image(24, 20)
+    masks = region_masks(StyleRegion.SELECTION, left_half(24, 20), 24, 20, 2)
+    sources = (None, RawImage(left_half(48, 48), 48, 48, 1))
+    job = Submit(
+        new_job_id(),
+        image,
+        (style_png(), style_png(seed=2)),
+        style_masks=masks,
+        style_source_masks=sources,
+    )
+    body, buffers = encode(job)
+    stream = io.BytesIO()
+    pipe.write_message(stream, pipe.STYLIZE, {"layer": 0, "layers": 1, "message": body}, buffers)
+    header, read = pipe.read_message(io.BytesIO(stream.getvalue()))
+    arrived = decode(MessageType.SUBMIT, header["message"], read, DEFAULT_LIMITS)
+    assert isinstance(arrived, Submit)
+    assert arrived.style_masks == masks and arrived.style_source_masks == sources
+
+
+@pytest.mark.slow
+def test_region_masks_reach_the_daemon_by_the_bridge_and_the_direct_link(daemon):
+    image, _ = content_image(24, 20)
+    styles = [style_png(), style_png(seed=2)]
+    masks = region_masks(StyleRegion.SELECTION, left_half(24, 20), 24, 20, 2)
+    source = RawImage(left_half(48, 48), 48, 48, 1)
+    quick = JobParams(iterations=2)
+    with BridgeLink.open(BRIDGE, "", None) as bridged, DirectLink.open("", None) as direct:
+        for link in (bridged, direct):
+            plain = link.stylize(image, styles, quick, ProgressReport(), ignore)
+            masked = link.stylize(
+                image,
+                styles,
+                quick,
+                ProgressReport(),
+                ignore,
+                style_masks=masks,
+                style_source_masks=(source, None),
+            )
+            assert not masked.cancelled
+            assert bytes(masked.image.data) != bytes(plain.image.data), type(link).__name__
+            # Only the daemon, having decoded the style, can measure a source mask against it:
+            # its words for a wrong one show that the mask crossed.
+            with pytest.raises(PluginError, match="style source mask 1 is 9x7; style image 1"):
+                link.stylize(
+                    image,
+                    styles,
+                    quick,
+                    ProgressReport(),
+                    ignore,
+                    style_source_masks=(RawImage(bytes(63), 9, 7, 1), None),
+                )
 
 
 def ignore(*_shown: object) -> None:

@@ -1,6 +1,7 @@
 """The plug-in as a user meets it, in the full GIMP 3 on a virtual screen (Xvfb): the dialog
 opens with every argument, OK runs the job, Filters > Repeat (last values) runs it again, and
-one Undo (Ctrl+Z in the image window) restores every layer stylised in place.
+one Undo (Ctrl+Z in the image window) restores every layer stylised in place; so does one Undo
+of a run with a style per region, which replaces the whole layer and puts the selection back.
 
 Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the dialog's screenshot (the README's)."""
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_support import DaemonProcess, wait_until
+from daemon_support import DaemonProcess, style_png, wait_until
 from gimp_support import VirtualScreen, plugin_workspace
 from PIL import Image
 
@@ -25,6 +26,8 @@ GUI_TIMEOUT = 240  # seconds for the whole GIMP session on a busy 2-core machine
 # Seconds for the dialog's run, its repeat and the in-place run on two layers: four draft jobs,
 # 40 s each on a 2-core CPU without AVX-512 (fp32, one thread in the test daemon).
 RUNS_TIMEOUT = 360
+# The region run: one small layer at 32 px, a few seconds.
+REGION_TIMEOUT = 120
 
 
 @contextlib.contextmanager
@@ -91,6 +94,7 @@ def photo(width: int, height: int) -> np.ndarray:
 
 def test_dialog_ok_repeat_and_one_undo_for_in_place(gimp3, workspace, screen, tmp_path):
     daemon = DaemonProcess(workspace.runtime)
+    (workspace.folder / "second.png").write_bytes(style_png(48, 48, seed=5))
     folder = gimp3.inside(workspace.folder)
     code = f"""
 import time
@@ -119,7 +123,28 @@ while not os.path.exists({folder!r} + "/undone") and time.time() < deadline:
 while read_pixels(photo) == styled and time.time() < deadline:  # the key press is on its way
     time.sleep(0.1)
 dump(image, FOLDER, "undone")
-report(FOLDER, dialog=dialog, repeat=repeat, names=names, in_place=in_place)
+# A style per region, in place: the first style in a feathered selection, the second outside.
+image.select_rectangle(Gimp.ChannelOps.REPLACE, 40, 30, 60, 40)
+Gimp.Selection.feather(image, 10.0)
+selection = mask_over(image.get_selection(), second)
+dump(image, FOLDER, "region-before")
+region = run_procedure("python-fu-neural-style-in-place", image, [second],
+                       style_file={gimp3.inside(workspace.folder / "style.png")!r},
+                       second_style_file={gimp3.inside(workspace.folder / "second.png")!r},
+                       style_region="selection", quality="draft", size=32)
+dump(image, FOLDER, "region")
+region_kept = mask_over(image.get_selection(), second) == selection
+styled = read_pixels(second)
+open({folder!r} + "/await-region-undo", "w").close()
+deadline = time.time() + 60
+while not os.path.exists({folder!r} + "/region-undone") and time.time() < deadline:
+    time.sleep(0.1)
+while read_pixels(second) == styled and time.time() < deadline:
+    time.sleep(0.1)
+dump(image, FOLDER, "region-undone")
+region_restored = mask_over(image.get_selection(), second) == selection
+report(FOLDER, dialog=dialog, repeat=repeat, names=names, in_place=in_place, region=region,
+       region_kept=region_kept, region_restored=region_restored)
 image.clean_all()
 """
     try:
@@ -143,6 +168,14 @@ image.clean_all()
             )
             screen.keys(screen.window("GIMP$", 10), "ctrl+z")
             (workspace.folder / "undone").touch()
+            wait_until(
+                (workspace.folder / "await-region-undo").exists,
+                REGION_TIMEOUT,
+                "the region run",
+                interval=0.2,
+            )
+            screen.keys(screen.window("GIMP$", 10), "ctrl+z")
+            (workspace.folder / "region-undone").touch()
     finally:
         daemon.terminate()
 
@@ -165,6 +198,17 @@ image.clean_all()
         assert np.array_equal(layer_undone["pixels"], layer_before["pixels"]), (
             f"{layer_before['name']} is not restored by one undo"
         )
+    assert report["region"] == ["success", None], report
+    before, styled, undone = (
+        {layer["name"]: layer for layer in workspace.layers(tag)}["Second"]
+        for tag in ("region-before", "region", "region-undone")
+    )
+    # The second style covers the rest: all of the layer changed, not just the selection.
+    changed = np.any(styled["pixels"] != before["pixels"], axis=-1)
+    assert changed[:4].mean() > 0.5 and changed[-4:].mean() > 0.5, changed.mean()
+    assert report["region_kept"], "the selection is not the user's after the run"
+    assert np.array_equal(undone["pixels"], before["pixels"]), "one undo left the region run"
+    assert report["region_restored"], "one undo did not give the selection back"
 
 
 TRAINED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16-features.pth"

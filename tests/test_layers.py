@@ -258,6 +258,7 @@ PLUGIN_LOGIC = [
     "neural_style_gimp.png",
     "neural_style_gimp.processes",
     "neural_style_gimp.progress",
+    "neural_style_gimp.regions",
     "neural_style_gimp.settings",
 ]
 

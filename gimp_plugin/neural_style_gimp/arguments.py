@@ -12,8 +12,10 @@ from neural_style_protocol.errors import ProtocolError
 from neural_style_protocol.params import MAX_SEED, MAX_SIZE, MIN_SIZE, ColorMode, JobParams, Preset
 
 from .errors import PluginError
+from .regions import REGION_LABELS, StyleRegion, style_region
 
-FILE, LAYER, DOUBLE, INT, CHOICE, STRING = "file", "layer", "double", "int", "choice", "string"
+FILE, LAYER, CHANNEL = "file", "layer", "channel"
+DOUBLE, INT, CHOICE, STRING = "double", "int", "choice", "string"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ ARGUMENTS = (
         LAYER,
     ),
     Argument(
-        "second-style-file", "Second style _image", "A second style to blend with the first", FILE
+        "second-style-file",
+        "Second style _image",
+        "A second style: blended with the first, or outside the first style's region",
+        FILE,
     ),
     Argument(
         "second-style-layer",
@@ -64,11 +69,27 @@ ARGUMENTS = (
     Argument(
         "second-style-share",
         "Second style's s_hare (%)",
-        "How much of the blend the second style makes",
+        "How much of the blend the second style makes, where the first style goes everywhere",
         DOUBLE,
         50.0,
         0.0,
         100.0,
+    ),
+    Argument(
+        "style-region",
+        "_Where the style goes",
+        "Everywhere (a second style blends in by its share; a selection only limits the "
+        "result), or only inside the selection or a channel (its soft edge is the "
+        "transition): outside it the second style if one is chosen, else the photo as it is",
+        CHOICE,
+        StyleRegion.EVERYWHERE.value,
+        choices=tuple((r.value, REGION_LABELS[r]) for r in StyleRegion),
+    ),
+    Argument(
+        "region-channel",
+        "Region _channel",
+        "The channel of the image (white: the first style) where the style goes in a channel",
+        CHANNEL,
     ),
     Argument(
         "strength",
@@ -129,11 +150,18 @@ BY_NAME = {argument.name: argument for argument in ARGUMENTS}
 DIALOG_LAYOUT = (
     ("Style", ("style-file", "style-layer")),
     (
-        "Blend in a second style (optional)",
+        "Second style (optional)",
         ("second-style-file", "second-style-layer", "second-style-share"),
     ),
+    ("Regions", ("style-region", "region-channel")),
     ("Result", ("strength", "quality", "size", "preserve-colors", "seed")),
     (None, ("connection-file",)),
+)
+# Arguments the dialog greys out unless a choice has one of the values: (argument, choice,
+# values). The share means something only in a blend, the channel only as the region.
+DIALOG_SENSITIVITY = (
+    ("second-style-share", "style-region", (StyleRegion.EVERYWHERE.value,)),
+    ("region-channel", "style-region", (StyleRegion.CHANNEL.value,)),
 )
 
 
@@ -215,7 +243,9 @@ def job_params(
         return values.get(name, BY_NAME[name].default)
 
     share = float(get("second-style-share"))
-    weights = (100.0 - share, share) if style_count == 2 else None
+    # In a region each style rules its own part at full strength: there is nothing to share.
+    blended = style_count == 2 and style_region(values) is StyleRegion.EVERYWHERE
+    weights = (100.0 - share, share) if blended else None
     if weights is not None and min(weights) <= 0:
         which = "first" if weights[0] <= 0 else "second"
         raise PluginError(

@@ -106,7 +106,14 @@ class Bridge:
         report.next_layer(int(header.get("layer", 0)))
         started = time.perf_counter()
         result = self._link.stylize(
-            job.content, job.styles, job.params, report, self._show, self._check_input
+            job.content,
+            job.styles,
+            job.params,
+            report,
+            self._show,
+            self._check_input,
+            style_masks=job.style_masks,
+            style_source_masks=job.style_source_masks,
         )
         seconds = time.perf_counter() - started
         body, result_buffers = encode(result)

@@ -92,10 +92,22 @@ class BridgeLink:
         params: JobParams,
         report: ProgressReport,
         show: Show,
+        *,
+        style_masks: Sequence[RawImage | None] = (),
+        style_source_masks: Sequence[RawImage | None] = (),
     ) -> Result:
-        """One job through the bridge, with the same progress and messages as the direct way."""
+        """One job through the bridge, with the same progress and messages as the direct way;
+        the masks ride in the Submit, as they would to the daemon."""
         try:
-            body, buffers = encode(Submit(new_job_id(), content, tuple(styles), params))
+            job = Submit(
+                new_job_id(),
+                content,
+                tuple(styles),
+                params,
+                style_masks=tuple(style_masks),
+                style_source_masks=tuple(style_source_masks),
+            )
+            body, buffers = encode(job)
         except ProtocolError as error:
             raise PluginError(f"The job cannot be sent: {error.message}.") from None
 

@@ -164,10 +164,14 @@ def stylize(
     report: ProgressReport,
     show: Show,
     should_cancel: Callable[[], bool] | None = None,
+    *,
+    style_masks: Sequence[RawImage | None] = (),
+    style_source_masks: Sequence[RawImage | None] = (),
 ) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure.
     `should_cancel` is asked about ten times a second (it may raise to end the job at once:
-    leaving the stream cancels it)."""
+    leaving the stream cancels it). The masks are the protocol's (Submit): () or one grey
+    RawImage or None per style."""
     check_layer_size(content.width, content.height)
     try:
         # resubmit: a daemon that is restarted meanwhile gets the same job again.
@@ -176,6 +180,8 @@ def stylize(
             content,
             list(styles),
             params,
+            style_masks=style_masks,
+            style_source_masks=style_source_masks,
             resubmit=True,
             should_cancel=should_cancel,
         ) as stream:
@@ -231,8 +237,21 @@ class DirectLink:
         report: ProgressReport,
         show: Show,
         should_cancel: Callable[[], bool] | None = None,
+        *,
+        style_masks: Sequence[RawImage | None] = (),
+        style_source_masks: Sequence[RawImage | None] = (),
     ) -> Result:
-        return stylize(self._client, content, styles, params, report, show, should_cancel)
+        return stylize(
+            self._client,
+            content,
+            styles,
+            params,
+            report,
+            show,
+            should_cancel,
+            style_masks=style_masks,
+            style_source_masks=style_source_masks,
+        )
 
     def deliver_sent(self, timeout: float = PING_TIMEOUT) -> None:
         """Wait until the daemon has read what was sent (a cancel, say): it answers a ping only

@@ -5,6 +5,7 @@ GIMP need not know (arguments, naming, progress text, the daemon) lives in the m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -21,8 +22,10 @@ from neural_style_protocol.images import RawImage  # noqa: E402
 
 from .arguments import (  # noqa: E402
     ARGUMENTS,
+    CHANNEL,
     CHOICE,
     DIALOG_LAYOUT,
+    DIALOG_SENSITIVITY,
     DOUBLE,
     FILE,
     INT,
@@ -38,12 +41,27 @@ from .errors import PluginError  # noqa: E402
 from .link import open_link  # noqa: E402
 from .png import encode_png  # noqa: E402
 from .progress import ProgressReport  # noqa: E402
+from .regions import (  # noqa: E402
+    NO_SELECTION,
+    ResultArea,
+    StyleRegion,
+    check_region,
+    other_image_channel,
+    region_masks,
+    result_area,
+    source_mask,
+    style_region,
+)
 from .settings import load_settings  # noqa: E402
 
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
 # Non-linear sRGB, as image files hold it; "RGBA u8" would be linear light.
 PIXELS = "R'G'B'A u8"
+# Masks (the selection, channels, layer masks) as 8-bit grey, linear: the selection's own storage
+# in an 8-bit image. A mask's value is an opacity, which GIMP composites as linear light, so
+# this is the weight GIMP itself gives each pixel; 0 and 255 stay exact whatever the storage.
+MASK = "Y u8"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PROCEDURES = {
@@ -53,7 +71,8 @@ _PROCEDURES = {
         "Stylise each selected layer into a new layer above it",
         "Paints the selected layers in the style of a painting or picture (Gatys et "
         "al.), with the neural-style daemon. Each result is a new layer above its "
-        "source; with a selection, the new layer is masked to it.",
+        "source; with a selection, the new layer is masked to it. The style can go in "
+        "the selection or a channel only, with a second style or the photo outside.",
     ),
     IN_PLACE: (
         "Neural Style (_in place)...",
@@ -74,6 +93,8 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
             )
         elif arg.kind == LAYER:
             procedure.add_layer_argument(arg.name, arg.label, arg.blurb, True, flags)
+        elif arg.kind == CHANNEL:
+            procedure.add_channel_argument(arg.name, arg.label, arg.blurb, True, flags)
         elif arg.kind == DOUBLE:
             procedure.add_double_argument(
                 arg.name, arg.label, arg.blurb, arg.low, arg.high, arg.default, flags
@@ -94,7 +115,8 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
 
 
 def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
-    """The arguments in titled frames, as DIALOG_LAYOUT orders them."""
+    """The arguments in titled frames, as DIALOG_LAYOUT orders them, greyed out as
+    DIALOG_SENSITIVITY says."""
     top: list[str] = []
     for number, (title, names) in enumerate(DIALOG_LAYOUT):
         if title is None:
@@ -106,6 +128,9 @@ def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
         dialog.fill_frame(frame, label, False, box)
         top.append(frame)
     dialog.fill(top)
+    for name, choice, values in DIALOG_SENSITIVITY:
+        shown = [GObject.Value(GObject.TYPE_STRING, value) for value in values]
+        dialog.set_sensitive_if_in(name, None, choice, Gimp.ValueArray.new_from_values(shown), True)
 
 
 def _values(config: Gimp.ProcedureConfig) -> dict[str, object]:
@@ -126,9 +151,81 @@ def _read(drawable: Gimp.Drawable) -> tuple[bytes, int, int]:
     return bytes(data), width, height
 
 
-def _write(buffer: Gegl.Buffer, data: bytes, width: int, height: int) -> None:
-    buffer.set(Gegl.Rectangle.new(0, 0, width, height), PIXELS, data)
+def _write(buffer: Gegl.Buffer, data: bytes, width: int, height: int, fmt: str = PIXELS) -> None:
+    buffer.set(Gegl.Rectangle.new(0, 0, width, height), fmt, data)
     buffer.flush()
+
+
+def _read_mask(mask: Gimp.Channel, layer: Gimp.Layer) -> bytes:
+    """`mask` (the selection, a channel, a layer mask) over the layer's own area, honouring
+    both offsets: 0 wherever the layer lies beyond the mask (off the canvas)."""
+    _, x, y = layer.get_offsets()
+    _, mask_x, mask_y = mask.get_offsets()
+    rect = Gegl.Rectangle.new(x - mask_x, y - mask_y, layer.get_width(), layer.get_height())
+    return bytes(mask.get_buffer().get(rect, 1.0, MASK, Gegl.AbyssPolicy.NONE))
+
+
+def _same(image: Gimp.Image, other: Gimp.Image) -> bool:
+    return bool(image.get_id() == other.get_id())
+
+
+def _region_source(image: Gimp.Image, region: StyleRegion, values: dict) -> Gimp.Channel | None:
+    """What the region is read from, checked: its channel; None for the selection or none."""
+    if region is StyleRegion.SELECTION and Gimp.Selection.is_empty(image):
+        raise PluginError(NO_SELECTION)
+    if region is not StyleRegion.CHANNEL:
+        return None
+    channel = cast(Gimp.Channel, values["region-channel"])  # style_region checked it is set
+    if not _same(image, channel.get_image()):
+        raise other_image_channel(channel.get_name())
+    return channel
+
+
+def _region_mask(
+    image: Gimp.Image, layer: Gimp.Layer, region: StyleRegion, channel: Gimp.Channel | None
+) -> bytes | None:
+    """Where on the layer the first style goes (checked not to be nowhere); None: everywhere."""
+    if region is StyleRegion.EVERYWHERE:
+        return None
+    mask = _read_mask(channel if channel is not None else image.get_selection(), layer)
+    check_region(mask, layer.get_name(), channel.get_name() if channel is not None else None)
+    return mask
+
+
+def _style_source(image: Gimp.Image, layer: Gimp.Layer) -> RawImage | None:
+    """The part of a style layer to learn from: its layer mask (where applied); else, for a
+    layer of another image, that image's selection; None: all of it."""
+    width, height, name = layer.get_width(), layer.get_height(), layer.get_name()
+    mask = layer.get_mask()
+    if mask is not None and layer.get_apply_mask():
+        return source_mask(_read_mask(mask, layer), width, height, name, from_selection=False)
+    own = layer.get_image()
+    if not _same(image, own) and not Gimp.Selection.is_empty(own):
+        selection = _read_mask(own.get_selection(), layer)
+        return source_mask(selection, width, height, name, from_selection=True)
+    return None
+
+
+def _styles(
+    image: Gimp.Image, values: dict
+) -> tuple[list[bytes], list[str], list[RawImage | None]]:
+    """The style images (encoded files), their names and their source masks (None: all)."""
+    styles: list[bytes] = []
+    names: list[str] = []
+    sources: list[RawImage | None] = []
+    for choice in choose_styles(values):
+        if choice.path:
+            styles.append(read_style_file(choice.path))
+            names.append(style_name(choice))
+            sources.append(None)
+        else:
+            # arguments.py stays free of GIMP, so it can only type the layer as an object.
+            layer = cast(Gimp.Layer, choice.layer)
+            pixels, width, height = _read(layer)
+            styles.append(encode_png(pixels, width, height))
+            names.append(style_name(choice, layer.get_name()))
+            sources.append(_style_source(image, layer))
+    return styles, names, sources
 
 
 def _layers_to_stylise(image: Gimp.Image, drawables: list) -> list:
@@ -154,7 +251,14 @@ def _layers_to_stylise(image: Gimp.Image, drawables: list) -> list:
     return list(drawables)
 
 
-def _apply_as_new_layer(image: Gimp.Image, source: Gimp.Layer, data: bytes, name: str) -> None:
+def _apply_as_new_layer(
+    image: Gimp.Image,
+    source: Gimp.Layer,
+    data: bytes,
+    name: str,
+    area: ResultArea,
+    region: bytes | None,
+) -> None:
     width, height = source.get_width(), source.get_height()
     layer = Gimp.Layer.new(
         image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
@@ -163,17 +267,63 @@ def _apply_as_new_layer(image: Gimp.Image, source: Gimp.Layer, data: bytes, name
     _, x, y = source.get_offsets()
     layer.set_offsets(x, y)
     _write(layer.get_buffer(), data, width, height)
-    if not Gimp.Selection.is_empty(image):
+    if area is ResultArea.REGION and region is not None:
+        # The region exactly as the daemon got it: the rest shows the photo below.
+        mask = layer.create_mask(Gimp.AddMaskType.BLACK)
+        layer.add_mask(mask)
+        _write(mask.get_buffer(), region, width, height, MASK)
+    elif area is ResultArea.SELECTION and not Gimp.Selection.is_empty(image):
         layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
     layer.update(0, 0, width, height)
 
 
-def _apply_in_place(layer: Gimp.Layer, data: bytes) -> None:
+@contextlib.contextmanager
+def _selection_replaced(image: Gimp.Image, channel: Gimp.Channel | None):
+    """For the body, the selection is `channel` (None: nothing); then the user's again. Every
+    step lands in the run's undo group, so its one Undo restores pixels and selection alike."""
+    if channel is None and Gimp.Selection.is_empty(image):
+        yield
+        return
+    saved = None
+    if not Gimp.Selection.is_empty(image):
+        selected = image.get_selected_layers()
+        saved = Gimp.Selection.save(image)  # a channel, which GIMP selects instead of layers
+    try:
+        if channel is None:
+            Gimp.Selection.none(image)
+        else:
+            image.select_item(Gimp.ChannelOps.REPLACE, channel)
+        yield
+    finally:
+        if saved is None:
+            Gimp.Selection.none(image)
+        else:
+            image.select_item(Gimp.ChannelOps.REPLACE, saved)
+            image.remove_channel(saved)
+            image.set_selected_layers(selected)
+
+
+def _apply_in_place(
+    image: Gimp.Image,
+    layer: Gimp.Layer,
+    data: bytes,
+    area: ResultArea,
+    channel: Gimp.Channel | None,
+) -> None:
     # Through the shadow buffer, as GIMP's own filters do: merging it honours the selection
-    # and records the undo step.
+    # and records the undo step. So the selection is, while merging, what the result covers:
+    # all of the layer where the second style fills the rest, the region channel where the
+    # photo does (a selection region is the selection already).
     width, height = layer.get_width(), layer.get_height()
     _write(layer.get_shadow_buffer(), data, width, height)
-    layer.merge_shadow(True)
+    if area is ResultArea.WHOLE:
+        with _selection_replaced(image, None):
+            layer.merge_shadow(True)
+    elif area is ResultArea.REGION and channel is not None:
+        with _selection_replaced(image, channel):
+            layer.merge_shadow(True)
+    else:
+        layer.merge_shadow(True)
     layer.update(0, 0, width, height)
 
 
@@ -188,18 +338,12 @@ def _stylise(
     """Do the work; the daemon's warnings (e.g. a smaller size after running out of memory)."""
     values = _values(config)
     layers = _layers_to_stylise(image, drawables)
-    choices = choose_styles(values)
-    styles, names = [], []
-    for choice in choices:
-        if choice.path:
-            styles.append(read_style_file(choice.path))
-            names.append(style_name(choice))
-        else:
-            # arguments.py stays free of GIMP, so it can only type the layer as an object.
-            layer = cast(Gimp.Layer, choice.layer)
-            pixels, width, height = _read(layer)
-            styles.append(encode_png(pixels, width, height))
-            names.append(style_name(choice, layer.get_name()))
+    region = style_region(values)
+    channel = _region_source(image, region, values)
+    styles, names, sources = _styles(image, values)
+    # Every region is read and checked before anything changes.
+    regions = [_region_mask(image, layer, region, channel) for layer in layers]
+    area = result_area(region, len(styles))
     report = ProgressReport(len(layers))
     Gimp.progress_init(report.starting())
     warnings: list[str] = []
@@ -210,18 +354,24 @@ def _stylise(
         try:
             for index, layer in enumerate(layers):
                 report.next_layer(index)
+                mask = regions[index]
                 pixels, width, height = _read(layer)
                 params = job_params(values, width, height, len(styles), link.device)
                 result = link.stylize(
-                    RawImage(pixels, width, height, 4), styles, params, report, _show
+                    RawImage(pixels, width, height, 4),
+                    styles,
+                    params,
+                    report,
+                    _show,
+                    style_masks=region_masks(region, mask, width, height, len(styles)),
+                    style_source_masks=sources,
                 )
                 data = bytes(result.image.data)
                 if in_place:
-                    _apply_in_place(layer, data)
+                    _apply_in_place(image, layer, data, area, channel)
                 else:
-                    _apply_as_new_layer(
-                        image, layer, data, result_layer_name(layer.get_name(), names)
-                    )
+                    name = result_layer_name(layer.get_name(), names)
+                    _apply_as_new_layer(image, layer, data, name, area, mask)
                 warnings.extend(result.warnings)
         finally:
             image.undo_group_end()

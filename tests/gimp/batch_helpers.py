@@ -8,6 +8,7 @@ import os
 from gi.repository import Gegl, Gimp, Gio
 
 PIXELS = "R'G'B'A u8"
+MASK = "Y u8"
 
 
 def read_pixels(drawable, fmt=PIXELS):
@@ -46,6 +47,48 @@ def run_procedure(name, image, drawables, **properties):
     status = result.index(0)
     message = result.index(1) if result.length() > 1 else None
     return status.value_nick, (message if isinstance(message, str) else None)
+
+
+def mask_over(mask, layer):
+    """A channel (the selection, a channel, a layer mask) over the layer's area, as grey."""
+    _, x, y = layer.get_offsets()
+    _, mask_x, mask_y = mask.get_offsets()
+    rect = Gegl.Rectangle.new(x - mask_x, y - mask_y, layer.get_width(), layer.get_height())
+    return bytes(mask.get_buffer().get(rect, 1.0, MASK, Gegl.AbyssPolicy.NONE))
+
+
+def add_channel(image, name, raw_path):
+    """A channel of the image's size from grey bytes, not selected (the layers stay so)."""
+    selected = image.get_selected_layers()
+    channel = Gimp.Channel.new(
+        image, name, image.get_width(), image.get_height(), 100.0, Gegl.Color.new("black")
+    )
+    image.insert_channel(channel, None, 0)
+    with open(raw_path, "rb") as file:
+        data = file.read()
+    rect = Gegl.Rectangle.new(0, 0, image.get_width(), image.get_height())
+    buffer = channel.get_buffer()
+    buffer.set(rect, MASK, data)
+    buffer.flush()
+    image.set_selected_layers(selected)
+    return channel
+
+
+def add_layer_mask(layer, raw_path):
+    """A layer mask from grey bytes of the layer's size."""
+    mask = layer.create_mask(Gimp.AddMaskType.BLACK)
+    layer.add_mask(mask)
+    with open(raw_path, "rb") as file:
+        data = file.read()
+    buffer = mask.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height()), MASK, data)
+    buffer.flush()
+    return mask
+
+
+def write_raw(folder, name, data):
+    with open(os.path.join(folder, f"{name}.raw"), "wb") as file:
+        file.write(data)
 
 
 def composite(image):
