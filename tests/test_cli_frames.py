@@ -71,7 +71,9 @@ def errors_of(capsys, *args: object) -> tuple[int, list[str]]:
 def test_a_single_frame_is_a_one_line_error(tmp_path, style, capsys):
     (frame,) = write_frames(tmp_path, 1)
     out = tmp_path / "out"
-    code, lines = errors_of(capsys, "stylize-frames", frame, "--style", style, "--out-dir", out, *FAST)
+    code, lines = errors_of(
+        capsys, "stylize-frames", frame, "--style", style, "--out-dir", out, *FAST
+    )
     assert code == 2 and len(lines) == 1
     assert "at least 2 frames, got 1" in lines[0]
     assert not out.exists() or not any(out.iterdir())

@@ -45,6 +45,7 @@ def add_frames_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--temporal-weight",
         type=float,
+        metavar="W",
         help="how strongly each frame holds to the one before (default "
         f"{StyleParams().temporal_weight:g}; 0: frames only start from the one before)",
     )

@@ -159,16 +159,17 @@ class _Sequence:
         total = sum(work) or 1.0
         self.shares = [w / total for w in work]
         self.before = [sum(self.shares[:i]) for i in range(len(work))]
-        self._greys: dict[int, np.ndarray] = {}
+        self._grey: tuple[int, np.ndarray] | None = None
 
     def grey_at_size(self, index: int) -> np.ndarray:
-        """Frame `index` in grey at the processing size."""
-        if index not in self._greys:
+        """Frame `index` in grey at the processing size (the last one made is kept: each
+        frame is the later of one pair and the earlier of the next)."""
+        if self._grey is None or self._grey[0] != index:
             frame = grey(self.frames[index])
             if (frame.shape[1], frame.shape[0]) != self.size:
                 frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-            self._greys = {index: frame} | {i: g for i, g in self._greys.items() if i >= index - 1}
-        return self._greys[index]
+            self._grey = (index, frame)
+        return self._grey[1]
 
     def warm_start(self, index: int, previous: torch.Tensor) -> WarmStart:
         """Frame `index`'s start: `previous` (the result of the frame before, at the processing
