@@ -133,6 +133,12 @@ def run(
     return runs, images
 
 
+def shown_sequence(runs: list[Run]) -> str:
+    """The sequence run the sheet shows: the one at the default temporal weight, if run."""
+    default = f"sequence, temporal weight {StyleParams().temporal_weight:g}"
+    return next((r.name for r in runs if r.name == default), runs[-1].name)
+
+
 def sheet(
     contents: list[np.ndarray], images: dict[str, list[np.ndarray]], sequence: str
 ) -> Image.Image:
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = [asdict(r) | {"error": r.error} for r in runs]
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            sheet(contents, images, runs[-1].name).save(args.out / f"{name}.png")
+            sheet(contents, images, shown_sequence(runs)).save(args.out / f"{name}.png")
             for run_name, frames in images.items():
                 for t, frame in enumerate(frames):
                     Image.fromarray(frame).save(

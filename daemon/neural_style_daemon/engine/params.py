@@ -118,7 +118,7 @@ class StyleParams:
     # Frames of a sequence only (frames.py): the weight of the temporal loss (Ruder et al.
     # 2016), the mean squared difference to the frame before warped to this one, on the pixels
     # the optical flow can follow. Chosen by measurement (docs/quality.md, "Animation frames").
-    temporal_weight: float = 1000.0
+    temporal_weight: float = 100.0
     init: Init = Init.CONTENT
     seed: int | None = 0
     preview_every: int = 0  # steps between previews; 0: none
