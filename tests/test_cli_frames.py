@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_cli import FAST, run_cli, write_image
 
-from neural_style_daemon import imageio
+from neural_style_daemon import frames_cli, imageio
 
 
 def write_frames(folder: Path, count: int, size: tuple[int, int] = (48, 40)) -> list[Path]:
@@ -114,3 +114,29 @@ def test_the_help_says_it_runs_in_this_process(capsys):
     with pytest.raises(SystemExit):
         run_cli("stylize-frames", "--help")
     assert "never on the daemon" in " ".join(capsys.readouterr().out.split())
+
+
+def test_ctrl_c_keeps_the_frames_done(tmp_path, style, monkeypatch, capsys, one_thread):
+    frames = write_frames(tmp_path, 3)
+    out = tmp_path / "out"
+    # Ctrl-C as soon as the first frame is on disk: during the second.
+    monkeypatch.setattr(
+        frames_cli.CancelOnInterrupt, "requested", lambda _self: any(out.glob("*.png"))
+    )
+    code = run_cli("stylize-frames", *frames, "--style", style, "--out-dir", out, *FAST)
+    assert code == 130
+    assert sorted(p.name for p in out.iterdir()) == ["frame000.png"]
+    assert "interrupted: wrote 1 of 3 frames" in capsys.readouterr().err
+
+
+def test_the_progress_bar_names_the_frame(capsys):
+    from neural_style_daemon.console import ProgressBar
+    from neural_style_daemon.engine.stylize import Progress
+
+    progress = Progress(
+        scale=1, scales=1, size=(48, 40), iteration=3, iterations=10, work_done=0.5,
+        losses={"total": 1.0}, elapsed=1.0, peak_memory_bytes=0, frame=2, frames=3,
+    )  # fmt: skip
+    with ProgressBar(disabled=False) as bar:
+        bar.update(progress)
+    assert "frame 2/3 scale 1/1 48x40 step 3/10" in capsys.readouterr().err
