@@ -1,5 +1,6 @@
-"""The `neural-style` command: stylize, fetch-weights, bench, install-gimp-plugin (in
-gimp_install.py), and the daemon's serve, start, stop and status (in daemon_cli.py).
+"""The `neural-style` command: stylize, stylize-frames (in frames_cli.py), fetch-weights,
+bench, install-gimp-plugin (in gimp_install.py), and the daemon's serve, start, stop and status
+(in daemon_cli.py).
 
 The only place that turns domain errors into one line on stderr and exit code 2.
 """
@@ -10,47 +11,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .console import EXIT_INTERRUPTED, EXIT_USAGE, CancelOnInterrupt, ProgressBar, add_model_options
+from .console import EXIT_INTERRUPTED, EXIT_USAGE, CancelOnInterrupt, ProgressBar
 from .daemon_cli import DAEMON_COMMANDS, add_daemon_commands
-from .engine.params import (
-    PRESETS,
-    STYLE_LAYER_SETS,
-    ColorMode,
-    Init,
-    Optimizer,
-    StyleParams,
-    resolve_style_layers,
-)
+from .engine.params import Init
 from .errors import InvalidInputError, StyleTransferError
+from .frames_cli import add_frames_command
+from .job_options import add_job_options, add_style_weights, params_from_args
 from .region_masks import NO_MASK, join_mask_values, load_job_masks, mask_list
 
 log = logging.getLogger("neural_style")
 
 
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas, got {text!r}"
-        ) from None
-
-
-def _layer_list(text: str) -> tuple[str, ...]:
-    return resolve_style_layers(text)
-
-
-def _defaults() -> StyleParams:
-    """StyleParams' defaults: the single source of truth the help text shows."""
-    return StyleParams()
-
-
 def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
-    d = _defaults()
     p = subparsers.add_parser(
         "stylize",
         help="stylise an image (on the running daemon, if there is one)",
@@ -67,112 +42,9 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="output file; the format follows the extension (png, jpg, tif, webp)",
     )
-    p.add_argument(
-        "--style-weights",
-        type=_float_list,
-        dest="style_blend",
-        metavar="W,W,...",
-        help="blend weights, one per style image (default: equal)",
-    )
+    add_style_weights(p)
     _add_mask_options(p)
-    p.add_argument(
-        "--strength", type=float, help=f"style strength, 0..100 (default {d.strength:g})"
-    )
-    p.add_argument(
-        "--size",
-        type=int,
-        help="processing size, long side in pixels (default: the content's own; the "
-        "output always has the content's size)",
-    )
-    p.add_argument("--preset", choices=list(PRESETS), help=f"quality (default {d.preset})")
-    p.add_argument("--iterations", type=int, help="iterations per scale (default: the preset's)")
-    p.add_argument(
-        "--initial-iterations",
-        type=int,
-        help="iterations at the coarsest scale (default: the preset's)",
-    )
-    p.add_argument("--min-size", type=int, help="coarsest pyramid scale (default: the preset's)")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        help="end a scale once its look (its distances to the content and the style) "
-        "changes by less than this fraction over ten steps; 0 runs every iteration (default: "
-        "the preset's)",
-    )
-    p.add_argument(
-        "--optimizer",
-        choices=[o.value for o in Optimizer],
-        help=f"(default {d.optimizer.value})",
-    )
-    p.add_argument(
-        "--learning-rate", type=float, help=f"Adam's step size (default {d.learning_rate})"
-    )
-    p.add_argument(
-        "--lbfgs-history",
-        type=int,
-        metavar="STEPS",
-        help="steps L-BFGS remembers; fewer need less memory (each takes two "
-        f"image-sized vectors) and converge a little slower "
-        f"(default {d.lbfgs_history})",
-    )
-    p.add_argument(
-        "--tile-size",
-        type=int,
-        metavar="PX",
-        help="evaluate scales with a longer side in tiles of about PX pixels: the same "
-        "result in memory bounded by the tile (default: only where the job does not fit "
-        "whole)",
-    )
-    p.add_argument(
-        "--max-memory",
-        type=float,
-        metavar="GIB",
-        help="memory the job may use, in GiB, as if no more were free: it runs in tiles (or "
-        "with a shorter L-BFGS history) where it needs more whole (default: what is free)",
-    )
-    p.add_argument(
-        "--preserve-colors",
-        choices=[c.value for c in ColorMode],
-        help=f"keep the content's colours (default {d.preserve_colors.value})",
-    )
-    p.add_argument(
-        "--init",
-        default="content",
-        metavar="content|noise|PATH",
-        help="start from the content (default), noise, or an image file",
-    )
-    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
-    p.add_argument(
-        "--style-scale",
-        type=float,
-        help=f"style size relative to the output (default {d.style_scale})",
-    )
-    p.add_argument(
-        "--style-upscale",
-        action="store_true",
-        default=None,
-        help="allow enlarging style images beyond their own size",
-    )
-    expert = p.add_argument_group("expert weights (override --strength)")
-    expert.add_argument("--content-weight", type=float, help=f"(default {d.content_weight})")
-    expert.add_argument("--style-weight", type=float, help="(default: from --strength)")
-    expert.add_argument("--tv-weight", type=float, help=f"(default {d.tv_weight})")
-    expert.add_argument(
-        "--content-layers", type=_layer_list, help=f"(default {','.join(d.content_layers)})"
-    )
-    expert.add_argument(
-        "--style-layers",
-        type=_layer_list,
-        help=f"a set ({', '.join(STYLE_LAYER_SETS)}) or names (default: default)",
-    )
-    expert.add_argument(
-        "--style-layer-weights",
-        type=_float_list,
-        metavar="W,W,...",
-        help="one per style layer (default: equal)",
-    )
-    add_model_options(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_job_options(p, init_help="start from the content (default), noise, or an image file")
     p.add_argument(
         "--local", action="store_true", help="run in this process even if a daemon is running"
     )
@@ -198,16 +70,6 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _params_from_args(args: argparse.Namespace):
-    names = {f.name for f in fields(StyleParams)}
-    overrides = {k: v for k, v in vars(args).items() if k in names and k != "init"}
-    if args.init in ("content", "noise"):
-        overrides["init"] = args.init
-    else:
-        overrides["init"] = Init.IMAGE
-    return StyleParams().with_overrides(**overrides)
-
-
 def _run_stylize(args: argparse.Namespace) -> int:
     if not args.local:
         from .remote import daemon_for, stylize_with_daemon
@@ -224,7 +86,7 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     from .engine.stylize import StyleEngine
     from .imageio import load_image, output_format, save_image
 
-    params = _params_from_args(args)  # bad options fail before anything slow happens
+    params = params_from_args(args)  # bad options fail before anything slow happens
     output_format(args.output)
     if not args.output.parent.is_dir():
         raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
@@ -331,6 +193,7 @@ def build_parser(daemon_only: bool = False, bench_options: bool = True) -> argpa
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     if not daemon_only:
         _add_stylize(subparsers)
+        add_frames_command(subparsers)
         _add_fetch_weights(subparsers)
         _add_bench(subparsers, with_options=bench_options)
         from .gimp_install import add_install_command

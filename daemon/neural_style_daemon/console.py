@@ -29,7 +29,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    """A tqdm bar over the job's pixel-weighted work, with scale, iteration and loss."""
+    """A tqdm bar over the job's pixel-weighted work (a sequence's: over its frames), with
+    frame, scale, iteration and loss."""
 
     def __init__(self, disabled: bool) -> None:
         self.disabled = disabled
@@ -57,8 +58,10 @@ class ProgressBar:
         # Before the first step, the estimate from earlier jobs (a warm daemon's): the bar's
         # own time left starts with the first step.
         estimate = progress.eta if progress.iteration == 0 else None
+        frames = getattr(progress, "frames", 0)  # a sequence's (engine/frames.py)
         self.bar.set_description_str(
-            f"scale {progress.scale}/{progress.scales}"
+            (f"frame {progress.frame}/{frames} " if frames else "")
+            + f"scale {progress.scale}/{progress.scales}"
             + (f" {size[0]}x{size[1]}" if size else "")
             + f" step {progress.iteration}/{progress.iterations}"
             + (f" tile {progress.tile}/{progress.tiles}" if progress.tiles else "")

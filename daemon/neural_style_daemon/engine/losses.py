@@ -257,3 +257,22 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.square().mean() + dy.square().mean()
+
+
+class TemporalLoss(nn.Module):
+    """Ruder et al. 2016's short-term temporal loss: the squared difference between the image
+    and the frame before's result warped to this frame, weighted per pixel (0 where the flow
+    cannot follow the pixel: occluded, on a motion boundary, come in from outside the frame) and
+    averaged over every pixel and channel, as the paper's 1/D does, so that each pixel it holds
+    feels the same force whatever the share of pixels it lets go."""
+
+    target: torch.Tensor  # 1 x 3 x H x W
+    weights: torch.Tensor  # 1 x 1 x H x W, 0..1
+
+    def __init__(self, target: torch.Tensor, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach().float())
+        self.register_buffer("weights", weights.detach().float())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (self.weights * (image.float() - self.target).square()).mean()

@@ -14,7 +14,14 @@ from torch import nn
 
 from .capture import captured
 from .lbfgs import LBFGS
-from .losses import ContentLoss, StyleLoss, gram_matrix, guided_gram, total_variation
+from .losses import (
+    ContentLoss,
+    StyleLoss,
+    TemporalLoss,
+    gram_matrix,
+    guided_gram,
+    total_variation,
+)
 from .params import Optimizer, StyleParams
 from .tiles import EvaluationStopped, TiledEvaluation
 from .vgg import VGGFeatures, fast_math
@@ -39,12 +46,14 @@ def shorter_lbfgs_history(params: StyleParams) -> int | None:
     return SHORT_LBFGS_HISTORY
 
 
-# The order of the loss terms in `LossTerms.stacked()`.
+# The order of the loss terms in `LossTerms.stacked()`; a job with a temporal loss (a frame of
+# a sequence) has "temporal" before "total".
 TERM_NAMES = ("content", "style", "tv", "total")
+TEMPORAL_TERM_NAMES = ("content", "style", "tv", "temporal", "total")
 
 
-def term_floats(values: list[float]) -> dict[str, float]:
-    return dict(zip(TERM_NAMES, values, strict=True))
+def term_floats(values: list[float], names: tuple[str, ...] = TERM_NAMES) -> dict[str, float]:
+    return dict(zip(names, values, strict=True))
 
 
 @dataclass
@@ -54,16 +63,24 @@ class LossTerms:
     content: torch.Tensor
     style: torch.Tensor
     tv: torch.Tensor
+    temporal: torch.Tensor | None = None  # only in a frame of a sequence
 
     @property
     def total(self) -> torch.Tensor:
-        return self.content + self.style + self.tv
+        total = self.content + self.style + self.tv
+        return total if self.temporal is None else total + self.temporal
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return TERM_NAMES if self.temporal is None else TEMPORAL_TERM_NAMES
 
     def stacked(self) -> torch.Tensor:
-        """The terms in TERM_NAMES order, as one fp32 vector on the device (read back as one
-        copy: `term_floats(terms.stacked().tolist())`)."""
-        terms = (self.content, self.style, self.tv, self.total)
-        return torch.stack([value.detach().float() for value in terms])
+        """The terms in `names` order, as one fp32 vector on the device (read back as one
+        copy: `term_floats(terms.stacked().tolist(), terms.names)`)."""
+        terms = [self.content, self.style, self.tv]
+        if self.temporal is not None:
+            terms.append(self.temporal)
+        return torch.stack([value.detach().float() for value in (*terms, self.total)])
 
 
 class Objective(nn.Module):
@@ -76,9 +93,11 @@ class Objective(nn.Module):
         style_grams: dict[str, torch.Tensor],
         params: StyleParams,
         region_masks: dict[str, torch.Tensor] | None = None,
+        temporal: TemporalLoss | None = None,
     ) -> None:
         """`style_grams`: each style layer's target, 1 x C x C; with `region_masks` (each style
-        layer's R x 1 x h x w masks), R x C x C, one target per region."""
+        layer's R x 1 x h x w masks), R x C x C, one target per region. `temporal`: a frame of
+        a sequence, held near the frame before (weighted by `params.temporal_weight`)."""
         super().__init__()
         self.model = model
         self.content_losses = nn.ModuleDict(
@@ -95,7 +114,21 @@ class Objective(nn.Module):
         self.content_weight = params.content_weight / len(content_features)
         self.style_weight = params.resolved_style_weight
         self.tv_weight = params.tv_weight
+        self.temporal = temporal
+        self.temporal_weight = params.temporal_weight
         self.layers = tuple(self.content_losses) + tuple(self.style_losses)
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """The names of its evaluations' terms, in `LossTerms.stacked()` order."""
+        return TERM_NAMES if self.temporal is None else TEMPORAL_TERM_NAMES
+
+    def temporal_term(self, image: torch.Tensor) -> torch.Tensor | None:
+        """The weighted temporal loss of `image`; None without one. A pixel-wise term: a tiled
+        evaluation takes it on the whole image, as it does the total variation."""
+        if self.temporal is None:
+            return None
+        return self.temporal_weight * self.temporal(image)
 
     def forward(self, image: torch.Tensor) -> LossTerms:
         contents: list[torch.Tensor] = []
@@ -127,6 +160,7 @@ class Objective(nn.Module):
             content=self.content_weight * content,
             style=self.style_weight * style,
             tv=self.tv_weight * total_variation(image.float()) if self.tv_weight else zero,
+            temporal=self.temporal_term(image),
         )
 
 
@@ -239,7 +273,7 @@ def optimize_scale(
     # CPU's bf16 matrix-vector products are slower than its fp32 ones.
     pairs_in_bf16 = objective.model.mixed_precision and image.is_cuda
     optimizer = make_optimizer(image, params, pairs_in_bf16=pairs_in_bf16)
-    best = _BestIterate(image)
+    best = _BestIterate(image, objective.term_names)
     latest: list[torch.Tensor] = []  # the terms of the latest evaluation, on the device
 
     height, width = image.shape[-2:]
@@ -255,7 +289,11 @@ def optimize_scale(
             image.clamp_(0, 1)
         image.grad = None
         if tiled is not None:
-            tiled_terms = LossTerms(*tiled(image))
+            temporal = objective.temporal_term(image)
+            if temporal is not None:
+                temporal.backward()  # onto image.grad, which the tiles then add to
+                temporal = temporal.detach()
+            tiled_terms = LossTerms(*tiled(image), temporal=temporal)
             return tiled_terms.total.detach(), tiled_terms.stacked()
         with fast_math(objective.model):
             terms = objective(image)
@@ -291,9 +329,10 @@ class _BestIterate:
     """The lowest-loss image evaluated so far, tracked on the device so that no step waits
     for a read-back, and its look after each step, read in batches for the plateau test."""
 
-    def __init__(self, image: torch.Tensor) -> None:
+    def __init__(self, image: torch.Tensor, names: tuple[str, ...] = TERM_NAMES) -> None:
         self.image = image.detach().clone()
-        self.terms = torch.full((len(TERM_NAMES),), math.inf, device=image.device)
+        self.names = names
+        self.terms = torch.full((len(names),), math.inf, device=image.device)
         # The best image's content and style terms after each step since the last read.
         self.unread: list[torch.Tensor] = []
         self.looks: list[tuple[float, float]] = []  # their square roots after each step, as read
@@ -312,11 +351,11 @@ class _BestIterate:
         values = torch.cat([latest, *self.unread]).tolist()
         self.unread.clear()
         stalled = False
-        best = values[len(TERM_NAMES) :]
+        best = values[len(self.names) :]
         for content, style in zip(best[::2], best[1::2], strict=True):
             self.looks.append((math.sqrt(max(content, 0.0)), math.sqrt(max(style, 0.0))))
             stalled = stalled or (tolerance > 0 and self._stalled(tolerance))
-        return term_floats(values[: len(TERM_NAMES)]), stalled
+        return term_floats(values[: len(self.names)], self.names), stalled
 
     def _stalled(self, tolerance: float) -> bool:
         """Whether neither distance of the look (the square roots of the content and the style
@@ -331,4 +370,4 @@ class _BestIterate:
     def result(self) -> tuple[torch.Tensor, dict[str, float] | None]:
         if not self.evaluated:
             return self.image.clamp(0, 1), None
-        return self.image, term_floats(self.terms.tolist())
+        return self.image, term_floats(self.terms.tolist(), self.names)

@@ -115,6 +115,10 @@ class StyleParams:
     # plans the history and the tiles for it); None: what the device has free.
     max_memory: float | None = None
     preserve_colors: ColorMode = ColorMode.NONE
+    # Frames of a sequence only (frames.py): the weight of the temporal loss (Ruder et al.
+    # 2016), the mean squared difference to the frame before warped to this one, on the pixels
+    # the optical flow can follow. Chosen by measurement (docs/quality.md, "Animation frames").
+    temporal_weight: float = 100.0
     init: Init = Init.CONTENT
     seed: int | None = 0
     preview_every: int = 0  # steps between previews; 0: none
@@ -200,7 +204,7 @@ def _validate(p: StyleParams) -> None:
         _check_number("tolerance", p.tolerance, high=1)
     if p.strength is not None:
         _check_number("strength", p.strength, high=MAX_STRENGTH)
-    for name in ("content_weight", "tv_weight", "style_scale", "learning_rate"):
+    for name in ("content_weight", "tv_weight", "temporal_weight", "style_scale", "learning_rate"):
         _check_number(name, getattr(p, name))
     if p.style_weight is not None:
         _check_number("style_weight", p.style_weight)

@@ -33,11 +33,13 @@ def pyramid_sizes(width: int, height: int, long_side: int, min_size: int) -> lis
 
 
 def plan_scales(
-    width: int, height: int, params: StyleParams
+    width: int, height: int, params: StyleParams, *, warm_start: bool = False
 ) -> tuple[list[tuple[int, int]], list[int], float]:
     """A job's schedule for a `width` x `height` content: the scales' sizes, iterations per
     scale (`iterations` sets every scale; `initial_iterations`, else the preset, the first) and
-    the plateau tolerance."""
+    the plateau tolerance. With `warm_start` (a frame of a sequence that starts from the frame
+    before, warped: frames.py), the finest scale alone with a finer scale's iterations: the start
+    already has the style's large structure that the coarse scales are there to find."""
     preset = params.preset_values
     long_side = processing_long_side(width, height, params.size)
     sizes = pyramid_sizes(width, height, long_side, params.min_size or preset.min_size)
@@ -55,4 +57,6 @@ def plan_scales(
         if n is not None
     )
     tolerance = preset.tolerance if params.tolerance is None else params.tolerance
+    if warm_start:
+        return sizes[-1:], [rest], tolerance
     return sizes, [first] + [rest] * (len(sizes) - 1), tolerance

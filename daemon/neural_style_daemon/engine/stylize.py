@@ -25,6 +25,7 @@ from .devices import (
     reuse_freed_cpu_memory,
 )
 from .estimate import JobTimer
+from .losses import TemporalLoss
 from .memory import fit_in_memory, fits_whole, smaller_tile_size
 from .optimize import (
     Objective,
@@ -64,6 +65,10 @@ class Progress:
     # Before the first step (iteration 0): the seconds the job should take, from the engine's
     # earlier jobs (estimate.JobTimer); None without any.
     estimate: float | None = None
+    # In a sequence (frames.stylize_frames): the 1-based frame and the frame count, and then
+    # `work_done`, `elapsed` and `estimate` are the whole sequence's. 0 otherwise.
+    frame: int = 0
+    frames: int = 0
 
     @property
     def eta(self) -> float | None:
@@ -83,6 +88,17 @@ class StylizeResult:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     peak_memory_bytes: int = 0
     target_cache_hits: int = 0  # style and content targets reused from earlier jobs
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a frame of a sequence starts, and what holds it there (frames.py): the result of
+    the frame before warped to this frame along the optical flow, at the processing size and in
+    the job's colour space (luminance with `preserve_colors` luminance), and the temporal loss's
+    weight of each pixel, 0 where the flow cannot follow it (flow.trusted_pixels)."""
+
+    image: torch.Tensor  # 3 x H x W on the engine's device
+    weights: torch.Tensor  # 1 x H x W, 0..1
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -181,14 +197,8 @@ class StyleEngine:
         running out of memory) goes to `on_warning`, else to this module's log; out of memory
         still, DeviceMemoryError."""
         params = params or StyleParams()
-        _check_image(content, "content image")
-        for i, style in enumerate(styles, start=1):
-            _check_image(style, f"style image {i}")
-        if not styles:
-            raise InvalidInputError("at least one style image is needed")
-        blend = params.style_blend or (1.0,) * len(styles)
-        if len(blend) != len(styles):
-            raise InvalidInputError(f"{len(blend)} style blend weights for {len(styles)} styles")
+        check_image(content, "content image")
+        blend = check_styles(styles, params)
         masks = check_masks(
             style_masks,
             [content.shape[:2]] * len(styles),
@@ -208,7 +218,7 @@ class StyleEngine:
                     "learn from"
                 )
         if init_image is not None:
-            _check_image(init_image, "init image")
+            check_image(init_image, "init image")
         if params.init is Init.IMAGE and init_image is None:
             raise InvalidInputError("init 'image' needs an init image")
         job = _Job(
@@ -224,6 +234,10 @@ class StyleEngine:
             masks=masks,
             source_masks=source_masks,
         )
+        return self.run_job(job)
+
+    def run_job(self, job: _Job) -> StylizeResult:
+        """Run a prepared job; out of memory still after its own fallbacks, DeviceMemoryError."""
         try:
             return job.run()
         except torch.OutOfMemoryError:
@@ -234,7 +248,20 @@ class StyleEngine:
             ) from None
 
 
-def _check_image(array: np.ndarray, what: str) -> None:
+def check_styles(styles: Sequence[np.ndarray], params: StyleParams) -> Sequence[float]:
+    """Check the style images and their blend weights; the weights, one per style."""
+    for i, style in enumerate(styles, start=1):
+        check_image(style, f"style image {i}")
+    if not styles:
+        raise InvalidInputError("at least one style image is needed")
+    blend = params.style_blend or (1.0,) * len(styles)
+    if len(blend) != len(styles):
+        raise InvalidInputError(f"{len(blend)} style blend weights for {len(styles)} styles")
+    return blend
+
+
+def check_image(array: np.ndarray, what: str) -> None:
+    """An H x W x 3 or 4 uint8 array with sides of at least MIN_SIDE, else InvalidInputError."""
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
         raise InvalidInputError(f"{what}: expected a uint8 array")
     if array.ndim != 3 or array.shape[2] not in (3, 4):
@@ -289,8 +316,10 @@ class _Job:
         *,
         masks: Sequence[np.ndarray | None] = (),
         source_masks: Sequence[np.ndarray | None] = (),
+        warm_start: WarmStart | None = None,
     ) -> None:
         self.engine, self.params = engine, params
+        self.warm_start = warm_start
         self.device = engine.device
         self.alpha = content[..., 3].copy() if content.shape[2] == 4 else None
         self.content_key = image_digest(content)
@@ -316,7 +345,9 @@ class _Job:
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
         height, width = content.shape[:2]
-        self.sizes, self.iterations, self.tolerance = plan_scales(width, height, params)
+        self.sizes, self.iterations, self.tolerance = plan_scales(
+            width, height, params, warm_start=warm_start is not None
+        )
         self.available: int | None = None
         self.tiles_forced = params.tile_size is not None
         self._plan_work()
@@ -324,6 +355,9 @@ class _Job:
         self.steps_before_scale = 0
         self.cancelled = False
         self.last_losses: dict[str, float] = {}
+        # The result at the processing size, in the job's colour space (the next frame's warm
+        # start in a sequence); None before the first step.
+        self.final: torch.Tensor | None = None
 
     def run(self) -> StylizeResult:
         self.start = time.perf_counter()
@@ -358,6 +392,7 @@ class _Job:
                 self.last_losses = losses  # the returned image's, not the last step's
             if self.cancelled:
                 break
+        self.final = image
         if not self.cancelled:
             timer.record_job(self.work_total, self.work_planned)
         result = self._finish(image, content_run.shape[-1], content_run.shape[-2])
@@ -456,6 +491,8 @@ class _Job:
     def _start_image(self, previous, content_run, size) -> torch.Tensor:
         if previous is not None:
             return resize(previous, size)  # coarse-to-fine: refine the last scale's result
+        if self.warm_start is not None:
+            return resize(self.warm_start.image, size)
         init = self.params.init
         if self.init_image is not None:
             start = resize(self.init_image, size)
@@ -509,11 +546,17 @@ class _Job:
             name: torch.cat([_blended(style_grams, region, name) for region in self.regions])
             for name in params.style_layers
         }
-        if not self.guided:
-            return Objective(model, content_features, targets, params)
-        masks = [None if r.mask is None else self.content_masks[r.mask] for r in self.regions]
-        region_masks = layer_masks(masks, size, params.style_layers, self.device)
-        return Objective(model, content_features, targets, params, region_masks)
+        temporal = None
+        if self.warm_start is not None:
+            temporal = TemporalLoss(
+                resize(self.warm_start.image, size)[None],
+                resize(self.warm_start.weights, size)[None],
+            )
+        region_masks = None
+        if self.guided:
+            masks = [None if r.mask is None else self.content_masks[r.mask] for r in self.regions]
+            region_masks = layer_masks(masks, size, params.style_layers, self.device)
+        return Objective(model, content_features, targets, params, region_masks, temporal)
 
     def _style_size(self, style: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
         """The style image's size for this scale: its long side at `style_scale` times the
