@@ -168,10 +168,3 @@ def gimp3():
 
     return gimp3_or_skip()
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With pytest-xdist, every test of the real GIMP runs on one worker: they share GIMP's
-    root, its one-time set-up and the folders bound into it."""
-    for item in items:
-        if "gimp3" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("gimp"))
