@@ -167,4 +167,3 @@ def gimp3():
     from gimp_support import gimp3_or_skip
 
     return gimp3_or_skip()
-
