@@ -13,6 +13,7 @@ import torch
 
 from neural_style_daemon.engine import StyleParams, optimize
 from neural_style_daemon.engine.stylize import Progress, StyleEngine
+from neural_style_daemon.engine.vgg import VGGFeatures
 from neural_style_daemon.imageio import save_image
 
 ImageMaker = Callable[..., np.ndarray]
@@ -84,6 +85,18 @@ def image_files(tmp_path, make_content, make_style) -> tuple[Path, Path]:
 def warm_engine() -> StyleEngine:
     """One CPU engine with seeded random VGG16 weights for the whole session (loading costs)."""
     return StyleEngine("random", "cpu")
+
+
+@pytest.fixture(scope="session")
+def fp32_vgg() -> VGGFeatures:
+    """Seeded random VGG16 in fp32 (not the warm engine's bf16), for exactness tests."""
+    torch.manual_seed(0)
+    model = VGGFeatures("vgg16")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    return model
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from neural_style_daemon.engine.params import StyleParams
 from neural_style_daemon.engine.regions import layer_masks, plan_regions
 from neural_style_daemon.engine.stylize import to_tensor
 from neural_style_daemon.engine.tiles import TiledEvaluation
-from neural_style_daemon.engine.vgg import VGGFeatures
 from neural_style_daemon.errors import InvalidInputError
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
@@ -102,17 +101,6 @@ def test_layer_masks_average_the_mask_over_each_features_pixels():
     assert masks["relu3_1"][0, 0, 0, 6].item() == pytest.approx(0.5)  # 4 px at 0.5
     assert masks["relu5_1"][0, 0, 0].tolist() == pytest.approx([1, 0.625, 0])
     assert (masks["relu5_1"][1] == 1).all()
-
-
-@pytest.fixture(scope="module")
-def fp32_vgg() -> VGGFeatures:
-    torch.manual_seed(0)
-    model = VGGFeatures("vgg16")
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight)
-            torch.nn.init.zeros_(module.bias)
-    return model
 
 
 @pytest.mark.slow

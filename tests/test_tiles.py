@@ -18,21 +18,9 @@ from neural_style_daemon.engine.tiles import (
     tiled_features,
     tiled_grams,
 )
-from neural_style_daemon.engine.vgg import VGGFeatures
 from neural_style_daemon.errors import InvalidInputError
 
 HEIGHT, WIDTH = 200, 168  # neither a multiple of the tile nor of ALIGN
-
-
-@pytest.fixture(scope="module")
-def fp32_vgg() -> VGGFeatures:
-    torch.manual_seed(0)
-    model = VGGFeatures("vgg16")
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight)
-            torch.nn.init.zeros_(module.bias)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -593,7 +593,7 @@ class _Job:
         preview = None
         if every and self.steps // every > steps_before // every:  # a multiple of it passed
             preview = self._preview(image[0])
-        return self._report(index, iteration, float(iteration), preview=preview)
+        return self._report(self._progress(index, iteration, float(iteration), preview=preview))
 
     def _after_tile(
         self, index: int, iteration: int, pass_number: int, tile: int, tiles: int
@@ -602,23 +602,12 @@ class _Job:
         image takes minutes, and neither the progress bar nor a cancel can wait that long."""
         done = (pass_number - 1) * tiles + tile
         steps_done = iteration - 1 + done / (2 * tiles)
-        return self._report(index, iteration, steps_done, tile=done, tiles=2 * tiles)
+        progress = self._progress(index, iteration, steps_done, tile=done, tiles=2 * tiles)
+        return self._report(progress)
 
-    def _report(
-        self,
-        index: int,
-        iteration: int,
-        steps_done: float,
-        *,
-        preview: np.ndarray | None = None,
-        tile: int = 0,
-        tiles: int = 0,
-    ) -> bool:
-        """Progress at step `iteration` of scale `index` with `steps_done` of its steps' work
-        done, then the cancel check; whether to go on."""
-        self.on_progress(
-            self._progress(index, iteration, steps_done, preview=preview, tile=tile, tiles=tiles)
-        )
+    def _report(self, progress: Progress) -> bool:
+        """`progress` to the caller, then the cancel check; whether to go on."""
+        self.on_progress(progress)
         self.cancelled = bool(self.should_cancel())
         return not self.cancelled
 
@@ -633,6 +622,8 @@ class _Job:
         tiles: int = 0,
         estimate: float | None = None,
     ) -> Progress:
+        """Progress at step `iteration` of scale `index` with `steps_done` of its steps' work
+        done."""
         work = self.work_before[index] + self.step_work[index] * steps_done
         return Progress(
             scale=index + 1,
