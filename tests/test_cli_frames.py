@@ -110,10 +110,12 @@ def test_an_init_image_is_not_an_option_for_frames(tmp_path, style, capsys):
     assert code == 2 and len(lines) == 1 and "content or noise" in lines[0]
 
 
-def test_the_help_says_it_runs_in_this_process(capsys):
+def test_the_help_says_where_it_runs(capsys):
     with pytest.raises(SystemExit):
         run_cli("stylize-frames", "--help")
-    assert "never on the daemon" in " ".join(capsys.readouterr().out.split())
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "A running daemon (`neural-style start`) does the work as one job" in help_text
+    assert "--local" in help_text
 
 
 def test_ctrl_c_keeps_the_frames_done(tmp_path, style, monkeypatch, capsys, one_thread):

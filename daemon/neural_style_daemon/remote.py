@@ -1,12 +1,13 @@
-"""`neural-style stylize` through a running daemon: the same options and output, with the model
-(and the decoded styles) already warm. Options the protocol does not carry, or an explicit
---weights or --device, keep the job in this process."""
+"""`neural-style stylize` and `stylize-frames` through a running daemon: the same options and
+output, with the model (and the decoded styles) already warm. Options the protocol does not
+carry, or an explicit --weights or --device, keep the job in this process."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ _LOCAL_ONLY = {
     "content_layers": "--content-layers",
     "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights",
+    "temporal_weight": "--temporal-weight",
 }
 # JobParams fields set straight from the option of the same name when it is given.
 _SAME_NAME = (
@@ -184,12 +186,76 @@ def stylize_with_daemon(args: argparse.Namespace, client: DaemonClient) -> int:
     return 0
 
 
-def _follow(stream: JobStream, bar: ProgressBar) -> Result | None:
-    """The job's Result; None if it was cancelled before it started; DaemonError otherwise."""
+def stylize_frames_with_daemon(
+    args: argparse.Namespace, client: DaemonClient, paths: list[Path]
+) -> int:
+    """`stylize-frames` as one job on the daemon: each frame written to its path in `paths` as
+    soon as the daemon has it, with the same progress bar, Ctrl-C and messages as locally."""
+    params = job_params(args)
+    frames = [load_image(path, f"frame {i}") for i, path in enumerate(args.frames, 1)]
+    styles = [_read_style(path, index) for index, path in enumerate(args.styles, 1)]
+    written: set[int] = set()
+
+    def write(index: int, image: RawImage) -> None:
+        pixels = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 4)
+        frame = frames[index]
+        args.out_dir.mkdir(exist_ok=True)  # not before: a refused job leaves nothing behind
+        save_image(pixels if frame.shape[2] == 4 else pixels[..., :3], paths[index])
+        written.add(index)
+
+    with ProgressBar(disabled=args.quiet) as bar, CancelOnInterrupt() as interrupt:
+        try:
+            stream = client.submit(
+                new_job_id(),
+                _as_rgba(frames[0]),
+                styles,
+                params,
+                sequence=[_as_rgba(frame) for frame in frames[1:]],
+                should_cancel=interrupt.requested,
+                resubmit=True,
+            )
+            result = _follow(stream, bar, write)
+        except ProtocolError as error:  # frames of different sizes, say, refused before sending
+            raise InvalidInputError(error.message) from None
+        except ClientError as error:
+            raise DaemonError(str(error)) from None
+    if result is not None:
+        # Any the stream did not hand out (a kept result comes back whole); a cancelled job's
+        # last frame is partial, and left out.
+        finished = result.images[:-1] if result.cancelled else result.images
+        for index, image in enumerate(finished):
+            if index not in written:
+                write(index, image)
+        for warning in result.warnings:
+            log.warning("%s", warning)
+    if result is None or result.cancelled:
+        print(
+            f"interrupted: wrote {len(written)} of {len(frames)} frames to {args.out_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(
+            f"wrote {len(frames)} frames to {args.out_dir} ({result.stats.steps} steps, "
+            f"{result.stats.elapsed:.1f} s, on the daemon at {client.info.endpoint})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _follow(
+    stream: JobStream,
+    bar: ProgressBar,
+    on_frame: Callable[[int, RawImage], None] | None = None,
+) -> Result | None:
+    """The job's Result; None if it was cancelled before it started; DaemonError otherwise.
+    A sequence's frames go to `on_frame` (0-based index, image) as they are done."""
     with stream:
         for event in stream:
             if isinstance(event, Progress):
                 bar.update(event)
+                if event.frame_image is not None and on_frame is not None:
+                    on_frame(event.frame - 1, event.frame_image)
             elif isinstance(event, Resubmitted):
                 log.warning("%s", event)  # its progress starts again from zero
             elif isinstance(event, Result):

@@ -177,6 +177,7 @@ class DaemonClient:
         *,
         style_masks: Sequence[RawImage | None] = (),
         style_source_masks: Sequence[RawImage | None] = (),
+        sequence: Sequence[RawImage] = (),
         timeout: float | None = None,
         inactivity_timeout: float = INACTIVITY_TIMEOUT,
         should_cancel: Callable[[], bool] | None = None,
@@ -184,7 +185,8 @@ class DaemonClient:
         ack_timeout: float = ACK_TIMEOUT,
     ) -> JobStream:
         """Send a job (RGBA content, encoded style files) and return its event stream.
-        `style_masks` and `style_source_masks` (grey RawImages; see Submit) are optional.
+        `style_masks` and `style_source_masks` (grey RawImages; see Submit) are optional;
+        `sequence`, the frames of an animation after `content`, makes it a sequence.
 
         Submitting an id the daemon already knows is safe: a finished job's kept result comes
         back without a second run, a queued or running one is joined. `timeout` caps the whole
@@ -201,6 +203,7 @@ class DaemonClient:
             params or JobParams(),
             tuple(style_masks),
             tuple(style_source_masks),
+            tuple(sequence),
         )
         policy = ResubmitPolicy() if resubmit is True else (resubmit or None)
         msg_id = self.send_message(message)

@@ -161,6 +161,24 @@ def _decode_submit(reader: Reader, ctx: _Context) -> Submit:
         params,
         _read_masks(reader, "style_masks", ctx),
         _read_masks(reader, "style_source_masks", ctx),
+        _read_sequence(reader, ctx),
+    )
+
+
+def _read_sequence(reader: Reader, ctx: _Context) -> tuple[RawImage, ...]:
+    """The RGBA frames after the first; an absent key (a single image) is ()."""
+    if not reader.has("sequence"):
+        return ()
+    later = ctx.limits.max_sequence - 1
+    refs = reader.take("sequence")
+    if isinstance(refs, list) and len(refs) > later:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"{len(refs) + 1} frames, over the limit of {ctx.limits.max_sequence}",
+        )
+    return tuple(
+        _read_image(Reader(ref, f"{reader.name('sequence')}[{index}]"), ctx, 4)
+        for index, ref in enumerate(reader.take_list("sequence", max_len=later))
     )
 
 
@@ -204,6 +222,11 @@ def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
         preview=_optional_image(reader, "preview", ctx, 3),
         tile=reader.take("tile", 0),
         tiles=reader.take("tiles", 0),
+        frame=reader.take("frame", 0),
+        frames=reader.take("frames", 0),
+        frame_image=_optional_image(reader, "frame_image", ctx, 4)
+        if reader.has("frame_image")
+        else None,
     )
 
 
@@ -223,6 +246,7 @@ def _decode_result(reader: Reader, ctx: _Context) -> Result:
         reader.take("cancelled"),
         job_stats,
         tuple(warnings),
+        _read_sequence(reader, ctx),
     )
 
 

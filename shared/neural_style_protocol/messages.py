@@ -116,6 +116,10 @@ class Submit(ClientMessage):
     style_source_masks: tuple[RawImage | None, ...] = field(
         default=(), repr=False, metadata=OMIT_WHEN_EMPTY
     )
+    # The frames of an animation after `content` (its first), in order, each RGBA of the
+    # content's size: the job stylises them all as one sequence without flicker (Ruder et al.
+    # 2016). Empty for a single image.
+    sequence: tuple[RawImage, ...] = field(default=(), repr=False, metadata=OMIT_WHEN_EMPTY)
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
@@ -141,6 +145,12 @@ class Submit(ClientMessage):
         object.__setattr__(self, "style_masks", masks)
         sources = _check_masks(self.style_source_masks, "style_source_masks", len(styles), None)
         object.__setattr__(self, "style_source_masks", sources)
+        sequence = _check_sequence(self.sequence, size)
+        object.__setattr__(self, "sequence", sequence)
+        if sequence and (masks or sources):
+            raise ProtocolError(
+                ErrorCode.INVALID_PARAM, "style masks are for a single image, not a sequence"
+            )
 
 
 @dataclass(frozen=True)
@@ -211,12 +221,21 @@ class Progress(DaemonMessage):
     # every tile twice); 0 otherwise.
     tile: int = 0
     tiles: int = 0
+    # In a sequence, the 1-based frame being worked on and the frame count, and then
+    # `work_done`, `elapsed` and `eta` are the whole sequence's; 0 otherwise.
+    frame: int = 0
+    frames: int = 0
+    # Once per frame of a sequence, in the progress that ends it: frame `frame`'s RGBA image,
+    # so that a client can keep each frame as soon as it is done.
+    frame_image: RawImage | None = field(default=None, repr=False, metadata=OMIT_WHEN_EMPTY)
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         check_int(self.seq, "seq", 0, _BIG, _MALFORMED)
         check_int(self.tiles, "tiles", 0, _BIG, _MALFORMED)
         check_int(self.tile, "tile", 0, self.tiles, _MALFORMED)
+        check_int(self.frames, "frames", 0, _BIG, _MALFORMED)
+        check_int(self.frame, "frame", 0 if self.frames == 0 else 1, self.frames, _MALFORMED)
         check_int(self.scales, "scales", 1, 1000, _MALFORMED)
         check_int(self.scale, "scale", 1, self.scales, _MALFORMED)
         check_int(self.iterations, "iterations", 0, _BIG, _MALFORMED)
@@ -234,6 +253,14 @@ class Progress(DaemonMessage):
             not isinstance(self.preview, RawImage) or self.preview.channels != 3
         ):
             raise ProtocolError(ErrorCode.INVALID_IMAGE, "a preview must be an RGB RawImage")
+        if self.frame_image is not None and (
+            not isinstance(self.frame_image, RawImage)
+            or self.frame_image.channels != 4
+            or self.frame == 0
+        ):
+            raise ProtocolError(
+                ErrorCode.INVALID_IMAGE, "a frame image must be an RGBA RawImage of a sequence"
+            )
 
 
 @dataclass(frozen=True)
@@ -256,7 +283,11 @@ class JobStats:
 
 @dataclass(frozen=True)
 class Result(DaemonMessage):
-    """A finished (or cancelled, then partial) job's RGBA image."""
+    """A finished (or cancelled, then partial) job's RGBA image; for a sequence, its first
+    frame's, and the later frames' in `sequence`.
+
+    A cancelled job's last image is partial: its only one for a single image; for a sequence,
+    the frame that was being worked on, after the frames finished before it."""
 
     type: ClassVar[MessageType] = MessageType.RESULT
     job_id: str
@@ -264,11 +295,19 @@ class Result(DaemonMessage):
     cancelled: bool
     stats: JobStats
     warnings: tuple[str, ...] = ()  # e.g. "out of memory: retried at 1024 px"
+    sequence: tuple[RawImage, ...] = field(default=(), repr=False, metadata=OMIT_WHEN_EMPTY)
+
+    @property
+    def images(self) -> tuple[RawImage, ...]:
+        """Every frame's image, in order (the one image of a single job)."""
+        return (self.image, *self.sequence)
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
         if not isinstance(self.image, RawImage) or self.image.channels != 4:
             raise ProtocolError(ErrorCode.INVALID_IMAGE, "a result must be an RGBA RawImage")
+        size = (self.image.width, self.image.height)
+        object.__setattr__(self, "sequence", _check_sequence(self.sequence, size))
         check_bool(self.cancelled, "cancelled", _MALFORMED)
         if not isinstance(self.stats, JobStats):
             raise ProtocolError(_MALFORMED, "stats must be JobStats")
@@ -369,6 +408,23 @@ def _check_masks(
                 ErrorCode.INVALID_IMAGE,
                 f"{name}[{index}] is {mask.width}x{mask.height}; the content is "
                 f"{size[0]}x{size[1]}",
+            )
+    return entries
+
+
+def _check_sequence(frames: object, size: tuple[int, int]) -> tuple[RawImage, ...]:
+    """Frames after the first, each an RGBA RawImage of `size` (width, height), the first's."""
+    if not isinstance(frames, (tuple, list)):
+        raise ProtocolError(_MALFORMED, "sequence must be a sequence of images")
+    entries = tuple(frames)
+    for number, frame in enumerate(entries, start=2):
+        if not isinstance(frame, RawImage) or frame.channels != 4:
+            raise ProtocolError(ErrorCode.INVALID_IMAGE, f"frame {number} must be an RGBA RawImage")
+        if (frame.width, frame.height) != size:
+            raise ProtocolError(
+                ErrorCode.INVALID_IMAGE,
+                f"frame {number} is {frame.width}x{frame.height}, frame 1 is "
+                f"{size[0]}x{size[1]}: every frame must have the same size",
             )
     return entries
 

@@ -48,6 +48,8 @@ class FramesResult:
     steps: list[int] = field(default_factory=list)  # per frame done
     elapsed: float = 0.0
     target_cache_hits: int = 0
+    partial: np.ndarray | None = None  # cancelled: the frame in progress, as far as it got
+    peak_memory_bytes: int = 0  # the most any frame's job held
 
 
 def check_frames(frames: Sequence[np.ndarray]) -> None:
@@ -88,7 +90,7 @@ def stylize_frames(
     targets are computed once, for the first frame: the engine's target cache has them for the
     rest. `on_progress` hears every step, with the frame and the whole sequence's work done;
     `on_frame(index, image)` gets each frame (0-based) as soon as it is done. A cancel keeps the
-    frames done and drops the one in progress."""
+    frames done, and the one in progress apart, in `partial`."""
     params = params or StyleParams()
     check_frames(frames)
     blend = check_styles(styles, params)
@@ -97,9 +99,9 @@ def stylize_frames(
     sequence = _Sequence(engine, frames, params, on_progress)
     images: list[np.ndarray] = []
     steps: list[int] = []
-    hits = 0
+    hits = peak = 0
     previous: torch.Tensor | None = None
-    cancelled = False
+    partial = None
     for index, frame in enumerate(frames):
         warm_start = None if previous is None else sequence.warm_start(index, previous)
         job = _Job(
@@ -116,8 +118,9 @@ def stylize_frames(
         )
         result = engine.run_job(job)
         hits += result.target_cache_hits
+        peak = max(peak, result.peak_memory_bytes)
         if result.cancelled or job.final is None:
-            cancelled = True
+            partial = result.image
             break
         images.append(result.image)
         steps.append(result.steps)
@@ -126,10 +129,12 @@ def stylize_frames(
             on_frame(index, result.image)
     return FramesResult(
         images=images,
-        cancelled=cancelled,
+        cancelled=partial is not None,
         steps=steps,
         elapsed=time.perf_counter() - sequence.start,
         target_cache_hits=hits,
+        partial=partial,
+        peak_memory_bytes=peak,
     )
 
 

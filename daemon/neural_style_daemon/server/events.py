@@ -40,6 +40,7 @@ class RunJob:
     # size; for a source mask, its style image's, which the worker checks once decoded).
     style_masks: tuple[RawImage | None, ...] = ()
     style_source_masks: tuple[RawImage | None, ...] = ()
+    sequence: tuple[RawImage, ...] = ()  # the frames after `content`, as Submit has them
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class JobProgress:
     preview: RawImage | None = None  # RGB
     tile: int = 0  # the tiles done of a tiled step in progress, and their count; 0 otherwise
     tiles: int = 0
+    frame: int = 0  # in a sequence, the 1-based frame and the frame count; 0 otherwise
+    frames: int = 0
+    frame_image: RawImage | None = None  # RGBA: frame `frame`, finished (once per frame)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,9 @@ class JobDone:
     style_cache_hits: int = 0  # decoded style images reused
     target_cache_hits: int = 0  # the engine's style Grams and content features reused
     warnings: tuple[str, ...] = ()  # e.g. an out-of-memory retry at a smaller size
+    # A sequence's later frames (a cancelled one's last partial, as `image` is for a single
+    # image); `image` is its first.
+    sequence: tuple[RawImage, ...] = ()
 
 
 @dataclass(frozen=True)

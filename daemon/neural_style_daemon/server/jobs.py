@@ -76,7 +76,9 @@ class Job:
 
 def _outcome_bytes(job: Job) -> int:
     outcome = job.outcome
-    return len(outcome.image.data) if isinstance(outcome, Result) else 0
+    if not isinstance(outcome, Result):
+        return 0
+    return sum(len(image.data) for image in outcome.images)
 
 
 class JobBook:

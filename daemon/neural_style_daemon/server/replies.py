@@ -27,6 +27,9 @@ def progress_message(job_id: str, seq: int, event: JobProgress) -> Progress:
         event.preview,
         event.tile,
         event.tiles,
+        event.frame,
+        event.frames,
+        event.frame_image,
     )
 
 
@@ -41,6 +44,7 @@ def result_message(event: JobDone, shutting_down: bool) -> Result:
         event.cancelled,
         JobStats(event.steps, event.elapsed, event.peak_memory_bytes, event.target_cache_hits),
         warnings,
+        event.sequence,
     )
 
 

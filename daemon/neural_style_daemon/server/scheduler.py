@@ -309,6 +309,7 @@ class Scheduler:
                 request.params,
                 _copied_masks(request.style_masks),
                 _copied_masks(request.style_source_masks),
+                tuple(_copied(frame) for frame in request.sequence),
             )
         )
         log.info("job %s started", job.job_id)

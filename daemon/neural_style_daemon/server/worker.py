@@ -27,6 +27,7 @@ from neural_style_protocol.errors import ErrorCode
 from neural_style_protocol.images import RawImage
 
 from ..engine.devices import free_unused_memory, release_free_heap
+from ..engine.frames import stylize_frames
 from ..engine.optimize import shorter_lbfgs_history
 from ..engine.params import MIN_SIDE, StyleParams
 from ..engine.pyramid import processing_long_side
@@ -228,6 +229,8 @@ def progress_event(job_id: str, progress: Progress) -> JobProgress:
         preview=preview,
         tile=progress.tile,
         tiles=progress.tiles,
+        frame=progress.frame,
+        frames=progress.frames,
     )
 
 
@@ -388,6 +391,7 @@ class JobRunner:
         should_cancel: Callable[[], bool],
         on_warning: Callable[[str], None],
     ) -> JobDone | JobFailed:
+        """The job's images (a sequence's frames, in order), or why it cannot run."""
         hits_before = self.styles.hits
         styles = self._decode_styles(job)
         if isinstance(styles, JobFailed):
@@ -395,35 +399,70 @@ class JobRunner:
         mismatch = source_mask_mismatch(job.style_source_masks, styles)
         if mismatch is not None:
             return JobFailed(job.job_id, ErrorCode.INVALID_IMAGE, mismatch)
-        content = np.frombuffer(job.content.data, np.uint8).reshape(
-            job.content.height, job.content.width, 4
-        )
+        content = rgba_array(job.content)
         limit = RateLimit(self.config.progress_interval)
+        latest: list[Progress] = []
 
         def report(progress: Progress) -> None:
+            latest[:] = [progress]
             last = progress.scale == progress.scales and progress.iteration == progress.iterations
             if limit.allow(force=last or progress.preview is not None):
                 self.conn.send(progress_event(job.job_id, progress))
 
-        result = self.engine.stylize(
-            content,
-            styles,
-            params,
-            style_masks=mask_arrays(job.style_masks),
-            style_source_masks=mask_arrays(job.style_source_masks),
-            on_progress=report,
-            should_cancel=should_cancel,
-            on_warning=on_warning,
-        )
-        image = np.ascontiguousarray(result.image)
+        def send_frame(index: int, image: np.ndarray) -> None:
+            # After the frame's last step, which `latest` reported.
+            event = progress_event(job.job_id, replace(latest[0], preview=None))
+            self.conn.send(replace(event, frame_image=raw_rgba(image)))
+
+        if job.sequence:
+            frames = stylize_frames(
+                self.engine,
+                [content, *(rgba_array(frame) for frame in job.sequence)],
+                styles,
+                params,
+                on_progress=report,
+                should_cancel=should_cancel,
+                on_frame=send_frame,
+                on_warning=on_warning,
+            )
+            images = frames.images if frames.partial is None else [*frames.images, frames.partial]
+            cancelled, steps, elapsed = frames.cancelled, sum(frames.steps), frames.elapsed
+            peak, target_hits = frames.peak_memory_bytes, frames.target_cache_hits
+        else:
+            result = self.engine.stylize(
+                content,
+                styles,
+                params,
+                style_masks=mask_arrays(job.style_masks),
+                style_source_masks=mask_arrays(job.style_source_masks),
+                on_progress=report,
+                should_cancel=should_cancel,
+                on_warning=on_warning,
+            )
+            images = [result.image]
+            cancelled, steps, elapsed = result.cancelled, result.steps, result.elapsed
+            peak, target_hits = result.peak_memory_bytes, result.target_cache_hits
+        raw = [raw_rgba(image) for image in images]
         return JobDone(
             job_id=job.job_id,
-            image=RawImage(image.tobytes(), image.shape[1], image.shape[0], 4),
-            cancelled=result.cancelled,
-            steps=result.steps,
-            elapsed=result.elapsed,
-            peak_memory_bytes=result.peak_memory_bytes,
+            image=raw[0],
+            cancelled=cancelled,
+            steps=steps,
+            elapsed=elapsed,
+            peak_memory_bytes=peak,
             memory_bytes=_memory_in_use(self.engine.device),
             style_cache_hits=self.styles.hits - hits_before,
-            target_cache_hits=result.target_cache_hits,
+            target_cache_hits=target_hits,
+            sequence=tuple(raw[1:]),
         )
+
+
+def rgba_array(image: RawImage) -> np.ndarray:
+    """A received RGBA image as the engine takes it (a read-only view: the engine copies)."""
+    return np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 4)
+
+
+def raw_rgba(image: np.ndarray) -> RawImage:
+    """An engine's RGBA result as the pipe carries it."""
+    image = np.ascontiguousarray(image)
+    return RawImage(image.tobytes(), image.shape[1], image.shape[0], 4)
