@@ -12,11 +12,12 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from daemon_support import style_png, wait_until
+from daemon_support import DaemonProcess, style_png, wait_until
 
 HERE = Path(__file__).parent / "gimp"
 SETUP_SCRIPT = HERE / "setup-gimp3.sh"
@@ -235,6 +236,21 @@ def plugin_workspace(gimp: Gimp3):
         yield space
     finally:
         space.remove()
+
+
+@contextlib.contextmanager
+def batch_session(gimp: Gimp3, session_code: Callable[[GimpWorkspace], str]):
+    """One GIMP batch run of `session_code(space)` against a daemon of its own, for a module
+    whose tests each read their part of what it wrote: (the workspace, its report)."""
+    with plugin_workspace(gimp) as space:
+        daemon = DaemonProcess(space.runtime)
+        try:
+            daemon.wait_listening()
+            done = space.run_batch(session_code(space))
+        finally:
+            daemon.terminate()
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        yield space, space.report()
 
 
 class VirtualScreen:

@@ -339,6 +339,31 @@ def test_region_masks_reach_the_daemon_by_the_bridge_and_the_direct_link(daemon)
                 )
 
 
+@pytest.mark.slow
+def test_a_sequence_comes_back_frame_by_frame_by_the_bridge_and_the_direct_link(daemon):
+    frames = [content_image(24, 20, seed=seed)[0] for seed in range(3)]
+    quick = JobParams(iterations=2)
+    with BridgeLink.open(BRIDGE, "", None) as bridged, DirectLink.open("", None) as direct:
+        for link in (bridged, direct):
+            shown: list[str] = []
+            handed: list[tuple[int, RawImage]] = []
+            result = link.stylize(
+                frames[0],
+                [style_png()],
+                quick,
+                ProgressReport(),
+                lambda text, _fraction, shown=shown: shown.append(text),
+                sequence=frames[1:],
+                on_frame=lambda index, image, handed=handed: handed.append((index, image)),
+            )
+            name = type(link).__name__
+            assert not result.cancelled and len(result.images) == 3, name
+            # Each frame as soon as it was done, byte for byte the result's.
+            assert [index for index, _ in handed] == [0, 1, 2], name
+            assert [image for _, image in handed] == list(result.images), name
+            assert any(text.startswith("Neural style: frame 3/3, step") for text in shown), name
+
+
 def ignore(*_shown: object) -> None:
     pass
 

@@ -15,8 +15,7 @@ import io
 
 import numpy as np
 import pytest
-from daemon_support import DaemonProcess
-from gimp_support import GimpWorkspace, content, plugin_workspace
+from gimp_support import GimpWorkspace, batch_session, content
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -179,15 +178,8 @@ report(FOLDER, **results)
 @pytest.fixture(scope="module")
 def session(gimp3):
     """The one GIMP session: (the workspace, its report)."""
-    with plugin_workspace(gimp3) as space:
-        daemon = DaemonProcess(space.runtime)
-        try:
-            daemon.wait_listening()
-            done = space.run_batch(session_code(space))
-        finally:
-            daemon.terminate()
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        yield space, space.report()
+    with batch_session(gimp3, session_code) as session:
+        yield session
 
 
 def tint(pixels: np.ndarray, where: np.ndarray) -> float:

@@ -12,6 +12,7 @@ from neural_style_protocol.errors import ProtocolError
 from neural_style_protocol.params import MAX_SEED, MAX_SIZE, MIN_SIZE, ColorMode, JobParams, Preset
 
 from .errors import PluginError
+from .frames import FRAMES_INTO_LABELS, FramesInto
 from .regions import REGION_LABELS, StyleRegion, style_region
 
 FILE, LAYER, CHANNEL = "file", "layer", "channel"
@@ -162,6 +163,28 @@ DIALOG_LAYOUT = (
 DIALOG_SENSITIVITY = (
     ("second-style-share", "style-region", (StyleRegion.EVERYWHERE.value,)),
     ("region-channel", "style-region", (StyleRegion.CHANNEL.value,)),
+)
+
+# "Neural Style (frames)...": the same, less the regions (a sequence takes no masks), plus where
+# the frames go.
+_REGION_ARGUMENTS = ("style-region", "region-channel")
+FRAME_ARGUMENTS = (
+    *(argument for argument in ARGUMENTS[:-1] if argument.name not in _REGION_ARGUMENTS),
+    Argument(
+        "frames-into",
+        "_Frames go into",
+        "A new image, a layer a frame (the animation stays as it is), or the frames' own "
+        "layers, in one undo step",
+        CHOICE,
+        FramesInto.NEW_IMAGE.value,
+        choices=tuple((choice.value, FRAMES_INTO_LABELS[choice]) for choice in FramesInto),
+    ),
+    ARGUMENTS[-1],
+)
+FRAME_DIALOG_LAYOUT = (
+    *(group for group in DIALOG_LAYOUT[:-1] if group[0] != "Regions"),
+    ("Frames", ("frames-into",)),
+    DIALOG_LAYOUT[-1],
 )
 
 

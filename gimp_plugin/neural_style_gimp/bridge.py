@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from neural_style_protocol.codec import decode, encode
 from neural_style_protocol.errors import ProtocolError
+from neural_style_protocol.images import RawImage
 from neural_style_protocol.limits import DEFAULT_LIMITS
 from neural_style_protocol.messages import MessageType, Submit
 
@@ -114,6 +115,8 @@ class Bridge:
             self._check_input,
             style_masks=job.style_masks,
             style_source_masks=job.style_source_masks,
+            sequence=job.sequence,
+            on_frame=self._send_frame,
         )
         seconds = time.perf_counter() - started
         body, result_buffers = encode(result)
@@ -125,6 +128,10 @@ class Bridge:
         if self._closed.is_set():
             raise InputClosed
         return False
+
+    def _send_frame(self, index: int, image: RawImage) -> None:
+        fields = {"index": index, "width": image.width, "height": image.height}
+        self._send(pipe.FRAME, fields, [image.data])
 
     def _show(self, text: str, fraction: float) -> None:
         self._send(pipe.SHOW, {"text": text, "fraction": fraction})

@@ -23,6 +23,7 @@ from .processes import clean_environment, flatpak_advice, host_command
 from .progress import ProgressReport
 
 Show = Callable[[str, float], None]
+FrameCallback = Callable[[int, RawImage], None]  # as daemon_link's, which needs pyzmq
 REINSTALL = "Run `neural-style install-gimp-plugin` again from the installation GIMP should use."
 EXIT_WAIT = 5.0  # seconds for the bridge to exit once its input is closed
 
@@ -95,9 +96,12 @@ class BridgeLink:
         *,
         style_masks: Sequence[RawImage | None] = (),
         style_source_masks: Sequence[RawImage | None] = (),
+        sequence: Sequence[RawImage] = (),
+        on_frame: FrameCallback | None = None,
     ) -> Result:
         """One job through the bridge, with the same progress and messages as the direct way;
-        the masks ride in the Submit, as they would to the daemon."""
+        the masks and a sequence's frames ride in the Submit, as they would to the daemon, and
+        each frame comes back to `on_frame` as soon as it is done."""
         try:
             job = Submit(
                 new_job_id(),
@@ -106,6 +110,7 @@ class BridgeLink:
                 params,
                 style_masks=tuple(style_masks),
                 style_source_masks=tuple(style_source_masks),
+                sequence=tuple(sequence),
             )
             body, buffers = encode(job)
         except ProtocolError as error:
@@ -120,7 +125,7 @@ class BridgeLink:
             {"layer": report.layer, "layers": report.layers, "message": body},
             buffers,
         )
-        header, result_buffers = self._answer(pipe.RESULT, relay)
+        header, result_buffers = self._answer(pipe.RESULT, relay, on_frame)
         try:
             result = decode(
                 MessageType.RESULT, header.get("message"), result_buffers, DEFAULT_LIMITS
@@ -156,8 +161,10 @@ class BridgeLink:
         except OSError:
             raise self._broken("it stopped taking requests") from None
 
-    def _answer(self, expected: str, show: Show | None) -> tuple[dict, list[bytes]]:
-        """Read the bridge's messages up to the answer, relaying progress lines."""
+    def _answer(
+        self, expected: str, show: Show | None, on_frame: FrameCallback | None = None
+    ) -> tuple[dict, list[bytes]]:
+        """Read the bridge's messages up to the answer, relaying progress lines and frames."""
         while True:
             try:
                 message = pipe.read_message(self._stdout)
@@ -172,12 +179,25 @@ class BridgeLink:
             if kind == pipe.SHOW:
                 if show is not None:
                     show(str(header.get("text", "")), float(header.get("fraction", 0.0)))
+            elif kind == pipe.FRAME:
+                frame = self._frame(header, buffers)
+                if on_frame is not None:
+                    on_frame(*frame)
             elif kind == pipe.FAILED:
                 raise PluginError(str(header.get("message", "The bridge failed.")))
             elif kind == expected:
                 return header, buffers
             else:
                 raise self._broken(f"it answered {kind!r} where {expected!r} was due")
+
+    def _frame(self, header: dict, buffers: list[bytes]) -> tuple[int, RawImage]:
+        """A finished frame's index and image, checked as the codec checks images."""
+        try:
+            index, width, height = (int(header[key]) for key in ("index", "width", "height"))
+            (data,) = buffers
+            return index, RawImage(data, width, height, 4)
+        except (KeyError, TypeError, ValueError, ProtocolError) as error:
+            raise self._broken(f"it sent a malformed frame ({error})") from None
 
     def _broken(self, what: str) -> PluginError:
         """The bridge failed: what it said on its error output is the best clue."""

@@ -20,6 +20,7 @@ STYLIZE = "stylize"  # layer, layers, message (an encoded Submit): run one job
 # Bridge to plug-in.
 SHOW = "show"  # text, fraction: a line for GIMP's progress bar
 READY = "ready"  # device: the daemon answers
+FRAME = "frame"  # index, width, height, one RGBA buffer: a sequence's frame, done
 RESULT = "result"  # message (an encoded Result), seconds (the job, as the bridge timed it)
 FAILED = "failed"  # message: what to tell the user
 

@@ -17,7 +17,7 @@ from neural_style_protocol.errors import (
 )
 from neural_style_protocol.images import BytesLike, RawImage
 from neural_style_protocol.limits import DEFAULT_LIMITS
-from neural_style_protocol.messages import Error, Result, new_job_id
+from neural_style_protocol.messages import Error, Progress, Result, new_job_id
 from neural_style_protocol.params import JobParams
 
 from .errors import PluginError
@@ -30,6 +30,8 @@ PING_TIMEOUT = 2.0
 START_BY_HAND = "start it in a terminal with `neural-style start`"
 
 Show = Callable[[str, float], None]  # (text, fraction of the bar)
+# (0-based frame, its RGBA image): a frame of a sequence, as soon as the daemon has finished it.
+FrameCallback = Callable[[int, RawImage], None]
 
 
 def open_daemon(
@@ -167,11 +169,14 @@ def stylize(
     *,
     style_masks: Sequence[RawImage | None] = (),
     style_source_masks: Sequence[RawImage | None] = (),
+    sequence: Sequence[RawImage] = (),
+    on_frame: FrameCallback | None = None,
 ) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure.
     `should_cancel` is asked about ten times a second (it may raise to end the job at once:
     leaving the stream cancels it). The masks are the protocol's (Submit): () or one grey
-    RawImage or None per style."""
+    RawImage or None per style. `sequence`, an animation's frames after `content`, makes it a
+    sequence, whose frames `on_frame` gets one by one as they are done."""
     check_layer_size(content.width, content.height)
     try:
         # resubmit: a daemon that is restarted meanwhile gets the same job again.
@@ -182,6 +187,7 @@ def stylize(
             params,
             style_masks=style_masks,
             style_source_masks=style_source_masks,
+            sequence=sequence,
             resubmit=True,
             should_cancel=should_cancel,
         ) as stream:
@@ -189,6 +195,8 @@ def stylize(
                 text = report.update(event)
                 if text is not None:
                     show(text, report.fraction)
+                if isinstance(event, Progress) and event.frame_image and on_frame is not None:
+                    on_frame(event.frame - 1, event.frame_image)
                 if isinstance(event, Result):
                     if event.cancelled:
                         raise PluginError(
@@ -240,6 +248,8 @@ class DirectLink:
         *,
         style_masks: Sequence[RawImage | None] = (),
         style_source_masks: Sequence[RawImage | None] = (),
+        sequence: Sequence[RawImage] = (),
+        on_frame: FrameCallback | None = None,
     ) -> Result:
         return stylize(
             self._client,
@@ -251,6 +261,8 @@ class DirectLink:
             should_cancel,
             style_masks=style_masks,
             style_source_masks=style_source_masks,
+            sequence=sequence,
+            on_frame=on_frame,
         )
 
     def deliver_sent(self, timeout: float = PING_TIMEOUT) -> None:

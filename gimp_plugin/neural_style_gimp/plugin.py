@@ -1,4 +1,4 @@
-"""The GIMP side of the plug-in, and the only module that imports `gi`: registers the two
+"""The GIMP side of the plug-in, and the only module that imports `gi`: registers the three
 procedures, shows the dialog, and moves pixels between GIMP's layers and the style daemon. What
 GIMP need not know (arguments, naming, progress text, the daemon) lives in the modules beside it.
 """
@@ -28,9 +28,12 @@ from .arguments import (  # noqa: E402
     DIALOG_SENSITIVITY,
     DOUBLE,
     FILE,
+    FRAME_ARGUMENTS,
+    FRAME_DIALOG_LAYOUT,
     INT,
     LAYER,
     STRING,
+    Argument,
     choose_styles,
     job_params,
     read_style_file,
@@ -38,6 +41,7 @@ from .arguments import (  # noqa: E402
     style_name,
 )
 from .errors import PluginError  # noqa: E402
+from .frames import FramesInto, check_frames, frames_into, paste_frame  # noqa: E402
 from .link import open_link  # noqa: E402
 from .png import encode_png  # noqa: E402
 from .progress import ProgressReport  # noqa: E402
@@ -56,6 +60,7 @@ from .settings import load_settings  # noqa: E402
 
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
+FRAMES = "python-fu-neural-style-frames"
 # Non-linear sRGB, as image files hold it; "RGBA u8" would be linear light.
 PIXELS = "R'G'B'A u8"
 # Masks (the selection, channels, layer masks) as 8-bit grey, linear: the selection's own storage
@@ -81,12 +86,28 @@ _PROCEDURES = {
         "Replaces the pixels of every selected layer (within the selection, if any) "
         "with the stylised image; one Undo restores them all.",
     ),
+    FRAMES: (
+        "Neural Style (_frames)...",
+        "Neural Style (frames)",
+        "Stylise the image's layers as the frames of an animation, without flicker",
+        "Takes every layer of the image as a frame, bottom to top as GIMP plays them, and "
+        "stylises them as one sequence (Ruder et al. 2016): each frame starts from the one "
+        "before, moved along the motion, so the brush strokes move with the picture instead "
+        "of flickering. Into a new image, or in place with one Undo. Each frame is kept as "
+        "soon as it is done: cancelling keeps the frames finished.",
+    ),
+}
+# Each procedure's arguments, the dialog's frames, and what the dialog greys out.
+_DIALOGS = {
+    NEW_LAYER: (ARGUMENTS, DIALOG_LAYOUT, DIALOG_SENSITIVITY),
+    IN_PLACE: (ARGUMENTS, DIALOG_LAYOUT, DIALOG_SENSITIVITY),
+    FRAMES: (FRAME_ARGUMENTS, FRAME_DIALOG_LAYOUT, ()),
 }
 
 
-def _add_arguments(procedure: Gimp.Procedure) -> None:
+def _add_arguments(procedure: Gimp.Procedure, arguments: tuple[Argument, ...]) -> None:
     flags = GObject.ParamFlags.READWRITE
-    for arg in ARGUMENTS:
+    for arg in arguments:
         if arg.kind == FILE:
             procedure.add_file_argument(
                 arg.name, arg.label, arg.blurb, Gimp.FileChooserAction.OPEN, True, None, flags
@@ -114,11 +135,11 @@ def _add_arguments(procedure: Gimp.Procedure) -> None:
             procedure.add_string_argument(arg.name, arg.label, arg.blurb, arg.default, flags)
 
 
-def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
-    """The arguments in titled frames, as DIALOG_LAYOUT orders them, greyed out as
-    DIALOG_SENSITIVITY says."""
+def _fill_dialog(dialog: GimpUi.ProcedureDialog, layout: tuple, sensitivity: tuple) -> None:
+    """The arguments in titled frames, as `layout` orders them (DIALOG_LAYOUT, say), greyed
+    out as `sensitivity` says."""
     top: list[str] = []
-    for number, (title, names) in enumerate(DIALOG_LAYOUT):
+    for number, (title, names) in enumerate(layout):
         if title is None:
             top.extend(names)
             continue
@@ -128,15 +149,15 @@ def _fill_dialog(dialog: GimpUi.ProcedureDialog) -> None:
         dialog.fill_frame(frame, label, False, box)
         top.append(frame)
     dialog.fill(top)
-    for name, choice, values in DIALOG_SENSITIVITY:
+    for name, choice, values in sensitivity:
         shown = [GObject.Value(GObject.TYPE_STRING, value) for value in values]
         dialog.set_sensitive_if_in(name, None, choice, Gimp.ValueArray.new_from_values(shown), True)
 
 
-def _values(config: Gimp.ProcedureConfig) -> dict[str, object]:
+def _values(config: Gimp.ProcedureConfig, arguments: tuple[Argument, ...]) -> dict[str, object]:
     """The arguments as plain values: files as paths, layers as Gimp.Layer or None."""
     values: dict[str, object] = {}
-    for arg in ARGUMENTS:
+    for arg in arguments:
         value = config.get_property(arg.name)
         if arg.kind == FILE:
             value = value.get_path() if value is not None else None
@@ -228,13 +249,17 @@ def _styles(
     return styles, names, sources
 
 
-def _layers_to_stylise(image: Gimp.Image, drawables: list) -> list:
+def _check_rgb(image: Gimp.Image) -> None:
     if image.get_base_type() != Gimp.ImageBaseType.RGB:
         mode = "grayscale" if image.get_base_type() == Gimp.ImageBaseType.GRAY else "indexed"
         raise PluginError(
             f"Neural Style works on RGB images, and this one is {mode}: convert "
             f"it with Image > Mode > RGB first."
         )
+
+
+def _layers_to_stylise(image: Gimp.Image, drawables: list) -> list:
+    _check_rgb(image)
     if not drawables:
         raise PluginError("No layer is selected: select the layers to stylise.")
     for drawable in drawables:
@@ -336,7 +361,7 @@ def _stylise(
     image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig, in_place: bool
 ) -> list[str]:
     """Do the work; the daemon's warnings (e.g. a smaller size after running out of memory)."""
-    values = _values(config)
+    values = _values(config, ARGUMENTS)
     layers = _layers_to_stylise(image, drawables)
     region = style_region(values)
     channel = _region_source(image, region, values)
@@ -381,18 +406,152 @@ def _stylise(
     return warnings
 
 
+def _read_over_canvas(layer: Gimp.Layer, width: int, height: int) -> bytes:
+    """The layer as it shows on a `width` x `height` canvas: transparent where it is not."""
+    _, x, y = layer.get_offsets()
+    rect = Gegl.Rectangle.new(-x, -y, width, height)
+    return bytes(layer.get_buffer().get(rect, 1.0, PIXELS, Gegl.AbyssPolicy.NONE))
+
+
+class _FrameWriter:
+    """Puts each stylised frame into GIMP as soon as it arrives: into a new image, made at
+    the first frame and shown at once where there is a display, or into the frame's own layer
+    (in the image's open undo group). A frame sent again (the daemon restarted and ran the job
+    again) replaces its first version."""
+
+    def __init__(self, image: Gimp.Image, frames: list, into: FramesInto, show: bool) -> None:
+        self.image, self.frames, self.into, self.show = image, frames, into, show
+        self.width, self.height = image.get_width(), image.get_height()
+        self.new_image: Gimp.Image | None = None
+        self.written: dict[int, Gimp.Layer] = {}
+
+    def __call__(self, index: int, frame: RawImage) -> None:
+        data = bytes(frame.data)
+        if self.into is FramesInto.IN_PLACE:
+            self._into_layer(self.frames[index], data)
+            self.written[index] = self.frames[index]
+        else:
+            self._into_new_image(index, data)
+        Gimp.displays_flush()
+
+    def _into_layer(self, layer: Gimp.Layer, data: bytes) -> None:
+        size = (layer.get_width(), layer.get_height())
+        _, x, y = layer.get_offsets()
+        if (x, y) != (0, 0) or size != (self.width, self.height):
+            own, _, _ = _read(layer)
+            data = paste_frame(own, size, (x, y), data, (self.width, self.height))
+        _write(layer.get_shadow_buffer(), data, *size)
+        layer.merge_shadow(True)
+        layer.update(0, 0, *size)
+
+    def _into_new_image(self, index: int, data: bytes) -> None:
+        if self.new_image is None:
+            self.new_image = Gimp.Image.new(self.width, self.height, Gimp.ImageBaseType.RGB)
+            self.new_image.undo_disable()  # as a file loader does: it starts with no history
+            if self.show:
+                Gimp.Display.new(self.new_image)
+        layer = self.written.get(index)
+        if layer is None:
+            layer = Gimp.Layer.new(
+                self.new_image,
+                self.frames[index].get_name(),  # GIMP's GIF export reads timing from names
+                self.width,
+                self.height,
+                Gimp.ImageType.RGBA_IMAGE,
+                100.0,
+                Gimp.LayerMode.NORMAL,
+            )
+            # Above the frames before it (bottom to top is the animation's order).
+            above = sum(1 for done in self.written if done > index)
+            self.new_image.insert_layer(layer, None, above)
+        _write(layer.get_buffer(), data, self.width, self.height)
+        layer.update(0, 0, self.width, self.height)
+        self.written[index] = layer
+
+    def finish(self) -> None:
+        if self.new_image is not None:
+            self.new_image.undo_enable()
+
+
+def _stylise_frames(image: Gimp.Image, config: Gimp.ProcedureConfig, show: bool) -> list[str]:
+    """Every layer of the image as a frame, bottom to top, as one sequence; each frame put
+    into GIMP as soon as the daemon has it. The daemon's warnings."""
+    values = _values(config, FRAME_ARGUMENTS)
+    _check_rgb(image)  # an indexed GIF opens indexed
+    into = frames_into(values.get("frames-into"))
+    frames = list(reversed(image.get_layers()))  # GIMP plays the bottom layer first
+    width, height = image.get_width(), image.get_height()
+    check_frames(
+        [layer.get_name() for layer in frames],
+        [layer.get_name() for layer in frames if layer.is_group()],
+        width,
+        height,
+    )
+    styles, _names, sources = _styles(image, values)
+    if any(source is not None for source in sources):
+        raise PluginError(
+            "A style layer with a layer mask (or a selection in its image) asks for part of "
+            "it, and Neural Style (frames) learns from whole style images: remove the mask "
+            "or the selection, or export the part as a file."
+        )
+    pixels = [
+        RawImage(_read_over_canvas(layer, width, height), width, height, 4) for layer in frames
+    ]
+    report = ProgressReport(1)
+    Gimp.progress_init(report.starting(f"{len(frames)} frames"))
+    writer = _FrameWriter(image, frames, into, show)
+    with open_link(
+        str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER), _show
+    ) as link:
+        params = job_params(values, width, height, len(styles), link.device)
+        if into is FramesInto.IN_PLACE:
+            image.undo_group_start()
+        try:
+            result = link.stylize(
+                pixels[0],
+                styles,
+                params,
+                report,
+                _show,
+                sequence=pixels[1:],
+                on_frame=writer,
+            )
+            for index, frame in enumerate(result.images):  # any not sent on their own
+                if index not in writer.written:
+                    writer(index, frame)
+        except PluginError as error:
+            if not writer.written:
+                raise
+            done = len(writer.written)
+            raise PluginError(
+                f"{error} The {done} frame{'s' if done > 1 else ''} finished before it "
+                f"{'are' if done > 1 else 'is'} kept."
+            ) from None
+        finally:
+            if into is FramesInto.IN_PLACE:
+                image.undo_group_end()
+            writer.finish()
+    Gimp.progress_update(1.0)
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return list(result.warnings)
+
+
 def _run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(name)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, _PROCEDURES[name][1])
-        _fill_dialog(dialog)
+        _fill_dialog(dialog, *_DIALOGS[name][1:])
         accepted = dialog.run()
         dialog.destroy()
         if not accepted:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
-        warnings = _stylise(image, drawables, config, in_place=name == IN_PLACE)
+        if name == FRAMES:
+            warnings = _stylise_frames(image, config, show=run_mode == Gimp.RunMode.INTERACTIVE)
+        else:
+            warnings = _stylise(image, drawables, config, in_place=name == IN_PLACE)
     except PluginError as error:
         return _failure(procedure, str(error))
     except Exception as error:  # a bug: still a message, and the traceback for a report
@@ -426,14 +585,17 @@ class NeuralStyle(Gimp.PlugIn):
         menu_label, _title, blurb, help_text = _PROCEDURES[name]
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, _run, None)
         procedure.set_image_types("RGB*")
-        procedure.set_sensitivity_mask(
+        sensitivity = (
             Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES
         )
+        if name == FRAMES:  # the image's layers, whichever are selected
+            sensitivity |= Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+        procedure.set_sensitivity_mask(sensitivity)
         procedure.set_menu_label(menu_label)
         procedure.set_documentation(blurb, help_text, name)
         procedure.set_attribution("neural-style-gimp", "neural-style-gimp", "2026")
         procedure.add_menu_path("<Image>/Filters/Artistic")
-        _add_arguments(procedure)
+        _add_arguments(procedure, _DIALOGS[name][0])
         return procedure
 
 

@@ -23,8 +23,8 @@ class ProgressReport:
     def _prefix(self) -> str:
         return f"Layer {self.layer + 1}/{self.layers}: " if self.layers > 1 else ""
 
-    def starting(self) -> str:
-        return f"{self._prefix()}Neural style: sending the layer to the style daemon"
+    def starting(self, what: str = "the layer") -> str:
+        return f"{self._prefix()}Neural style: sending {what} to the style daemon"
 
     def update(self, event: object) -> str | None:
         """The text for a job event (and `fraction` moved on), or None for other events."""
@@ -32,10 +32,11 @@ class ProgressReport:
             # Held just below the layer's end until its pixels arrive.
             done = min(event.work_done, 0.999)
             self.fraction = max(self.fraction, (self.layer + done) / self.layers)
-            text = (
-                f"{self._prefix()}Neural style: scale {event.scale}/{event.scales}, "
-                f"step {event.iteration}/{event.iterations}"
-            )
+            where = [f"frame {event.frame}/{event.frames}"] if event.frames else []
+            if event.scales > 1 or not event.frames:  # a later frame has one scale
+                where.append(f"scale {event.scale}/{event.scales}")
+            where.append(f"step {event.iteration}/{event.iterations}")
+            text = f"{self._prefix()}Neural style: {', '.join(where)}"
             if event.tiles:
                 text += f", tile {event.tile}/{event.tiles}"
             if event.eta is not None and event.eta >= 1:
