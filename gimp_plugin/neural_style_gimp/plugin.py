@@ -1,4 +1,4 @@
-"""The GIMP side of the plug-in, and the only module that imports `gi`: registers the three
+"""The GIMP side of the plug-in, and the only module that imports `gi`: registers the four
 procedures, shows the dialog, and moves pixels between GIMP's layers and the style daemon. What
 GIMP need not know (arguments, naming, progress text, the daemon) lives in the modules beside it.
 """
@@ -9,14 +9,15 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import cast
+from dataclasses import replace
+from typing import NamedTuple, cast
 
 import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+from gi.repository import Gegl, Gimp, GimpUi, Gio, GLib, GObject  # noqa: E402
 
 from neural_style_protocol.images import RawImage  # noqa: E402
 
@@ -56,11 +57,20 @@ from .regions import (  # noqa: E402
     source_mask,
     style_region,
 )
+from .result_settings import (  # noqa: E402
+    PARASITE,
+    ResultSettings,
+    StyleRecord,
+    checksum,
+    record_settings,
+    run_again,
+)
 from .settings import load_settings  # noqa: E402
 
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
 FRAMES = "python-fu-neural-style-frames"
+RUN_AGAIN = "python-fu-neural-style-run-again"
 # Non-linear sRGB, as image files hold it; "RGBA u8" would be linear light.
 PIXELS = "R'G'B'A u8"
 # Masks (the selection, channels, layer masks) as 8-bit grey, linear: the selection's own storage
@@ -68,6 +78,9 @@ PIXELS = "R'G'B'A u8"
 # this is the weight GIMP itself gives each pixel; 0 and 255 stay exact whatever the storage.
 MASK = "Y u8"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# GIMP's parasite flags (libgimpbase's GIMP_PARASITE_*), where the bindings do not name them.
+PARASITE_PERSISTENT = getattr(Gimp, "PARASITE_PERSISTENT", 1)
+PARASITE_UNDOABLE = getattr(Gimp, "PARASITE_UNDOABLE", 2)
 
 _PROCEDURES = {
     NEW_LAYER: (
@@ -96,11 +109,21 @@ _PROCEDURES = {
         "of flickering. Into a new image, or in place with one Undo. Each frame is kept as "
         "soon as it is done: cancelling keeps the frames finished.",
     ),
+    RUN_AGAIN: (
+        "Neural Style (_run again)...",
+        "Neural Style (run again)",
+        "Stylise again with the settings a result layer carries",
+        "A layer made by Neural Style keeps the settings that made it (in the XCF too). This "
+        "runs them again, offered in the dialog to change: a new result above the layer it "
+        "was made from, or, for a result made in place, that layer stylised again. Style "
+        "files are found again by their path; one that is missing is reported.",
+    ),
 }
 # Each procedure's arguments, the dialog's frames, and what the dialog greys out.
 _DIALOGS = {
     NEW_LAYER: (ARGUMENTS, DIALOG_LAYOUT, DIALOG_SENSITIVITY),
     IN_PLACE: (ARGUMENTS, DIALOG_LAYOUT, DIALOG_SENSITIVITY),
+    RUN_AGAIN: (ARGUMENTS, DIALOG_LAYOUT, DIALOG_SENSITIVITY),
     FRAMES: (FRAME_ARGUMENTS, FRAME_DIALOG_LAYOUT, ()),
 }
 
@@ -227,26 +250,46 @@ def _style_source(image: Gimp.Image, layer: Gimp.Layer) -> RawImage | None:
     return None
 
 
-def _styles(
-    image: Gimp.Image, values: dict
-) -> tuple[list[bytes], list[str], list[RawImage | None]]:
-    """The style images (encoded files), their names and their source masks (None: all)."""
-    styles: list[bytes] = []
-    names: list[str] = []
-    sources: list[RawImage | None] = []
+class _Styles(NamedTuple):
+    data: list[bytes]  # encoded files, as sent
+    names: list[str]  # for the result layer's name
+    sources: list[RawImage | None]  # the part of each to learn from; None: all
+    records: list[StyleRecord]  # as the result's settings keep them
+
+
+def _styles(image: Gimp.Image, values: dict) -> _Styles:
+    """The style images (encoded files), their names, source masks and records."""
+    styles = _Styles([], [], [], [])
     for choice in choose_styles(values):
         if choice.path:
-            styles.append(read_style_file(choice.path))
-            names.append(style_name(choice))
-            sources.append(None)
+            data = read_style_file(choice.path)
+            name = style_name(choice)
+            styles.sources.append(None)
         else:
             # arguments.py stays free of GIMP, so it can only type the layer as an object.
             layer = cast(Gimp.Layer, choice.layer)
             pixels, width, height = _read(layer)
-            styles.append(encode_png(pixels, width, height))
-            names.append(style_name(choice, layer.get_name()))
-            sources.append(_style_source(image, layer))
-    return styles, names, sources
+            data = encode_png(pixels, width, height)
+            name = style_name(choice, layer.get_name())
+            styles.sources.append(_style_source(image, layer))
+        styles.data.append(data)
+        styles.names.append(name)
+        layer_name = None if choice.path else cast(Gimp.Layer, choice.layer).get_name()
+        styles.records.append(StyleRecord(name, checksum(data), choice.path, layer_name))
+    return styles
+
+
+def _keep_settings(item: Gimp.Item, settings: ResultSettings) -> None:
+    """The settings as a parasite GIMP saves in the XCF; undone with the result in place."""
+    flags = PARASITE_PERSISTENT | PARASITE_UNDOABLE
+    item.attach_parasite(Gimp.Parasite.new(PARASITE, flags, list(settings.to_bytes())))
+
+
+def _kept_settings(layer: Gimp.Layer) -> ResultSettings | None:
+    parasite = layer.get_parasite(PARASITE)
+    if parasite is None:
+        return None
+    return ResultSettings.from_bytes(bytes(parasite.get_data()), layer.get_name())
 
 
 def _check_rgb(image: Gimp.Image) -> None:
@@ -283,7 +326,7 @@ def _apply_as_new_layer(
     name: str,
     area: ResultArea,
     region: bytes | None,
-) -> None:
+) -> Gimp.Layer:
     width, height = source.get_width(), source.get_height()
     layer = Gimp.Layer.new(
         image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
@@ -300,6 +343,7 @@ def _apply_as_new_layer(
     elif area is ResultArea.SELECTION and not Gimp.Selection.is_empty(image):
         layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
     layer.update(0, 0, width, height)
+    return layer
 
 
 @contextlib.contextmanager
@@ -365,38 +409,47 @@ def _stylise(
     layers = _layers_to_stylise(image, drawables)
     region = style_region(values)
     channel = _region_source(image, region, values)
-    styles, names, sources = _styles(image, values)
+    styles = _styles(image, values)
     # Every region is read and checked before anything changes.
     regions = [_region_mask(image, layer, region, channel) for layer in layers]
-    area = result_area(region, len(styles))
+    area = result_area(region, len(styles.data))
     report = ProgressReport(len(layers))
     Gimp.progress_init(report.starting())
     warnings: list[str] = []
-    with open_link(
-        str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER), _show
-    ) as link:
+    installed = load_settings(PLUGIN_FOLDER)
+    with open_link(str(values["connection-file"] or ""), installed, _show) as link:
         image.undo_group_start()
         try:
             for index, layer in enumerate(layers):
                 report.next_layer(index)
                 mask = regions[index]
                 pixels, width, height = _read(layer)
-                params = job_params(values, width, height, len(styles), link.device)
+                params = job_params(values, width, height, len(styles.data), link.device)
                 result = link.stylize(
                     RawImage(pixels, width, height, 4),
-                    styles,
+                    styles.data,
                     params,
                     report,
                     _show,
-                    style_masks=region_masks(region, mask, width, height, len(styles)),
-                    style_source_masks=sources,
+                    style_masks=region_masks(region, mask, width, height, len(styles.data)),
+                    style_source_masks=styles.sources,
                 )
                 data = bytes(result.image.data)
                 if in_place:
                     _apply_in_place(image, layer, data, area, channel)
+                    made = layer
                 else:
-                    name = result_layer_name(layer.get_name(), names)
-                    _apply_as_new_layer(image, layer, data, name, area, mask)
+                    name = result_layer_name(layer.get_name(), styles.names)
+                    made = _apply_as_new_layer(image, layer, data, name, area, mask)
+                settings = record_settings(
+                    IN_PLACE if in_place else NEW_LAYER,
+                    values,
+                    styles.records,
+                    source=layer.get_tattoo(),
+                    region_channel=None if channel is None else channel.get_tattoo(),
+                    version=installed.version if installed else "",
+                )
+                _keep_settings(made, settings)
                 warnings.extend(result.warnings)
         finally:
             image.undo_group_end()
@@ -419,8 +472,16 @@ class _FrameWriter:
     (in the image's open undo group). A frame sent again (the daemon restarted and ran the job
     again) replaces its first version."""
 
-    def __init__(self, image: Gimp.Image, frames: list, into: FramesInto, show: bool) -> None:
+    def __init__(
+        self,
+        image: Gimp.Image,
+        frames: list,
+        into: FramesInto,
+        show: bool,
+        settings: ResultSettings,
+    ) -> None:
         self.image, self.frames, self.into, self.show = image, frames, into, show
+        self.settings = settings  # each frame's, with its own layer as the source
         self.width, self.height = image.get_width(), image.get_height()
         self.new_image: Gimp.Image | None = None
         self.written: dict[int, Gimp.Layer] = {}
@@ -432,6 +493,8 @@ class _FrameWriter:
             self.written[index] = self.frames[index]
         else:
             self._into_new_image(index, data)
+        source = self.frames[index].get_tattoo()
+        _keep_settings(self.written[index], replace(self.settings, source=source))
         Gimp.displays_flush()
 
     def _into_layer(self, layer: Gimp.Layer, data: bytes) -> None:
@@ -487,8 +550,8 @@ def _stylise_frames(image: Gimp.Image, config: Gimp.ProcedureConfig, show: bool)
         width,
         height,
     )
-    styles, _names, sources = _styles(image, values)
-    if any(source is not None for source in sources):
+    styles = _styles(image, values)
+    if any(source is not None for source in styles.sources):
         raise PluginError(
             "A style layer with a layer mask (or a selection in its image) asks for part of "
             "it, and Neural Style (frames) learns from whole style images: remove the mask "
@@ -499,17 +562,23 @@ def _stylise_frames(image: Gimp.Image, config: Gimp.ProcedureConfig, show: bool)
     ]
     report = ProgressReport(1)
     Gimp.progress_init(report.starting(f"{len(frames)} frames"))
-    writer = _FrameWriter(image, frames, into, show)
-    with open_link(
-        str(values["connection-file"] or ""), load_settings(PLUGIN_FOLDER), _show
-    ) as link:
-        params = job_params(values, width, height, len(styles), link.device)
+    installed = load_settings(PLUGIN_FOLDER)
+    settings = record_settings(
+        FRAMES,
+        values,
+        styles.records,
+        arguments=FRAME_ARGUMENTS,
+        version=installed.version if installed else "",
+    )
+    writer = _FrameWriter(image, frames, into, show, settings)
+    with open_link(str(values["connection-file"] or ""), installed, _show) as link:
+        params = job_params(values, width, height, len(styles.data), link.device)
         if into is FramesInto.IN_PLACE:
             image.undo_group_start()
         try:
             result = link.stylize(
                 pixels[0],
-                styles,
+                styles.data,
                 params,
                 report,
                 _show,
@@ -537,19 +606,77 @@ def _stylise_frames(image: Gimp.Image, config: Gimp.ProcedureConfig, show: bool)
     return list(result.warnings)
 
 
+class _Again(NamedTuple):
+    """A result layer's settings, set on the config: the layer to stylise, how, and what the
+    user should know (styles missing or changed)."""
+
+    target: Gimp.Layer
+    in_place: bool
+    missing: list[str]
+    changed: list[str]
+
+
+def _prepare_run_again(image: Gimp.Image, drawables: list, config: Gimp.ProcedureConfig) -> _Again:
+    """Set the settings kept with the selected result layer on `config`."""
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+        raise PluginError("Select the one layer made by Neural Style that is to be made again.")
+    layer = drawables[0]
+    settings = _kept_settings(layer)
+    if settings is None:
+        raise PluginError(
+            f"\u201c{layer.get_name()}\u201d carries no Neural Style settings (it was not made "
+            f"by Neural Style): select a layer Neural Style made, or use Neural Style itself."
+        )
+    if settings.procedure == FRAMES:
+        raise PluginError(
+            f"\u201c{layer.get_name()}\u201d is a frame made by Neural Style (frames): run "
+            f"Neural Style (frames) on the animation again."
+        )
+    in_place = settings.procedure == IN_PLACE
+    target = layer if in_place else image.get_layer_by_tattoo(settings.source or 0)
+    if target is None:
+        raise PluginError(
+            f"The layer \u201c{layer.get_name()}\u201d was made from is no longer in the "
+            f"image: select the layer to stylise and use Neural Style."
+        )
+    again = run_again(settings)
+    for name, value in again.values.items():
+        if name.endswith("-file") and value is not None:
+            value = Gio.File.new_for_path(str(value))
+        config.set_property(name, value)
+    missing = list(again.missing)
+    if settings.values.get("style-region") == StyleRegion.CHANNEL.value:
+        channel = image.get_channel_by_tattoo(settings.region_channel or 0)
+        config.set_property("region-channel", channel)
+        if channel is None:
+            missing.append("The region channel is no longer in the image: choose one.")
+    return _Again(target, in_place, missing, again.changed)
+
+
 def _run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
-    if run_mode == Gimp.RunMode.INTERACTIVE:
-        GimpUi.init(name)
-        dialog = GimpUi.ProcedureDialog.new(procedure, config, _PROCEDURES[name][1])
-        _fill_dialog(dialog, *_DIALOGS[name][1:])
-        accepted = dialog.run()
-        dialog.destroy()
-        if not accepted:
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    notes: list[str] = []
     try:
+        again = _prepare_run_again(image, drawables, config) if name == RUN_AGAIN else None
+        if again is not None:
+            notes = again.changed
+            if again.missing and not interactive:
+                raise PluginError(" ".join(again.missing))
+        if interactive:
+            GimpUi.init(name)
+            for note in again.missing if again is not None else ():
+                Gimp.message(f"Neural Style: {note}")
+            dialog = GimpUi.ProcedureDialog.new(procedure, config, _PROCEDURES[name][1])
+            _fill_dialog(dialog, *_DIALOGS[name][1:])
+            accepted = dialog.run()
+            dialog.destroy()
+            if not accepted:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         if name == FRAMES:
-            warnings = _stylise_frames(image, config, show=run_mode == Gimp.RunMode.INTERACTIVE)
+            warnings = _stylise_frames(image, config, show=interactive)
+        elif again is not None:
+            warnings = _stylise(image, [again.target], config, in_place=again.in_place)
         else:
             warnings = _stylise(image, drawables, config, in_place=name == IN_PLACE)
     except PluginError as error:
@@ -561,7 +688,7 @@ def _run(procedure, run_mode, image, drawables, config, data):
             f"Neural Style failed unexpectedly ({type(error).__name__}: "
             f"{error}). Please report this, with GIMP's error console.",
         )
-    for warning in warnings:
+    for warning in [*notes, *warnings]:
         Gimp.message(f"Neural Style: {warning}")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
