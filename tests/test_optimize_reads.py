@@ -40,18 +40,21 @@ def start(make_content) -> torch.Tensor:
 
 
 class Reads:
-    """Records each read (`after_step`); `stop_at` makes the read at that step cancel."""
+    """Records each read (`after_step`), and a copy of the best image at it; `stop_at` makes
+    the read at that step cancel."""
 
     def __init__(self, stop_at: int | None = None) -> None:
         self.steps: list[int] = []
         self.losses: dict[int, dict[str, float]] = {}
         self.last: list[bool] = []
+        self.best: dict[int, torch.Tensor] = {}
         self.stop_at = stop_at
 
-    def __call__(self, step, image, losses, last) -> bool:
+    def __call__(self, step, image, losses, last, best) -> bool:
         self.steps.append(step)
         self.losses[step] = losses
         self.last.append(last)
+        self.best[step] = best.clone()
         return step != self.stop_at
 
 
@@ -89,8 +92,23 @@ def test_a_plateau_ends_the_scale_at_the_next_read(objective, start):
 
 def test_a_cancel_at_a_read_ends_the_scale_there(objective, start):
     reads = Reads(stop_at=8)
-    optimize_scale(objective, start, 30, StyleParams(), reads, read_every=4)
+    image, _ = optimize_scale(objective, start, 30, StyleParams(), reads, read_every=4)
     assert reads.steps == [4, 8]
+    assert torch.equal(image, reads.best[8])  # the best image that read was shown
+
+
+def test_reads_also_come_at_the_steps_asked_for_and_change_nothing_else(objective, start):
+    params = StyleParams()
+    every_step, spaced = Reads(), Reads()
+    image_1, losses_1 = optimize_scale(objective, start, 13, params, every_step)
+    image, losses = optimize_scale(
+        objective, start, 13, params, spaced, read_every=4, read_at=lambda i: i % 5 == 0
+    )
+    assert spaced.steps == [4, 5, 8, 10, 12, 13]
+    for step in spaced.steps:
+        assert torch.equal(spaced.best[step], every_step.best[step])
+    assert torch.equal(image, image_1) and losses == losses_1
+    assert torch.equal(image, spaced.best[13])  # the best image at the last read is the result
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

@@ -148,6 +148,8 @@ NAN, INF = float("nan"), float("inf")
         ({"lbfgs_history": 2.5}, "lbfgs_history must be a whole number"),
         ({"preview_size": 2}, "preview_size"),
         ({"preview_every": -1}, "preview_every"),
+        ({"snapshot_every": -1}, "snapshot_every"),
+        ({"snapshot_every": 2.5}, "snapshot_every must be a whole number"),
         ({"preset": "ultra"}, "unknown preset 'ultra'"),
         ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
         ({"preserve_colors": "sepia"}, "unknown preserve_colors 'sepia'"),

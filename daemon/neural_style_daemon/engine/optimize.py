@@ -239,9 +239,10 @@ def optimize_scale(
     start: torch.Tensor,
     iterations: int,
     params: StyleParams,
-    after_step: Callable[[int, torch.Tensor, dict[str, float], bool], bool],
+    after_step: Callable[[int, torch.Tensor, dict[str, float], bool, torch.Tensor], bool],
     tolerance: float = 0.0,
     read_every: int = 1,
+    read_at: Callable[[int], bool] | None = None,
     cuda_graph: bool = False,
     tile_size: int | None = None,
     on_tile: Callable[[int, int, int, int], bool] | None = None,
@@ -249,12 +250,14 @@ def optimize_scale(
     """Run up to `iterations` optimiser steps from `start` (1 x 3 x H x W) and return the best
     image evaluated, with its loss terms (None if no step ran).
 
-    The loss is read back every `read_every` steps and after the last one; at each read
-    `after_step(i, image, losses, last)` gets the step number, the image and the loss terms of
-    step i (`last`: the scale ends here) and returns False to stop (cancel). The scale ends at
-    the first read after the best image's look (its distances to the content and the style)
-    changed by no more than `tolerance` (relative) over PLATEAU_WINDOW steps; the steps run
-    since then can only have improved the best image.
+    The loss is read back every `read_every` steps, after each step i where `read_at(i)`, and
+    after the last one; at each read `after_step(i, image, losses, last, best)` gets the step
+    number, the image and the loss terms of step i (`last`: the scale ends here) and the best
+    image so far, which the scale returns if it ends there (later steps update it in place:
+    copy it to keep it), and returns False to stop (cancel). The scale ends at the first read
+    after the best image's look (its distances to the content and the style) changed by no
+    more than `tolerance` (relative) over PLATEAU_WINDOW steps; the steps run since then can
+    only have improved the best image.
     With `cuda_graph` (a CUDA image of at most CAPTURE_MAX_PIXELS), each evaluation is one
     replayed CUDA graph. With `tile_size`, an image with a longer side is evaluated in tiles
     (tiles.TiledEvaluation), and `on_tile(i, pass, tile, tiles)` hears of each tile of step i;
@@ -317,10 +320,11 @@ def optimize_scale(
             optimizer.step(closure)  # one evaluation per step, both optimisers
         except EvaluationStopped:
             break  # mid-step: the optimiser's state is dropped with it
-        if i % read_every and i < iterations:
+        if i % read_every and i < iterations and not (read_at and read_at(i)):
             continue
         losses, stalled = best.read(latest[0], tolerance)
-        if not after_step(i, image.detach(), losses, stalled or i == iterations) or stalled:
+        last = stalled or i == iterations
+        if not after_step(i, image.detach(), losses, last, best.image) or stalled:
             break
     return best.result()
 

@@ -123,6 +123,9 @@ class StyleParams:
     seed: int | None = 0
     preview_every: int = 0  # steps between previews; 0: none
     preview_size: int = 128
+    # Steps between snapshots, the image as the result would be, to `stylize`'s `on_snapshot`:
+    # after each multiple of this many steps of the whole job (all scales counted); 0: none.
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         enums = (("optimizer", Optimizer), ("preserve_colors", ColorMode), ("init", Init))
@@ -226,3 +229,6 @@ def _validate(p: StyleParams) -> None:
             raise InvalidInputError("the style blend weights add up to 0")
     _check_number("preview_every", p.preview_every, high=1_000_000)
     _check_number("preview_size", p.preview_size, low=8, high=1024)
+    _check_number("snapshot_every", p.snapshot_every, high=1_000_000)
+    if p.snapshot_every != int(p.snapshot_every):
+        raise InvalidInputError(f"snapshot_every must be a whole number, not {p.snapshot_every}")

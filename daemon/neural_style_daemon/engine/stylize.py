@@ -104,6 +104,9 @@ class WarmStart:
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
 WarningCallback = Callable[[str], None]
+# The steps of the whole job so far, and the image as the result would be if the job ended
+# there (StyleParams.snapshot_every).
+SnapshotCallback = Callable[[int, np.ndarray], None]
 
 
 # "auto": bf16 autocast where the device has fast bf16 (devices.has_fast_bf16), else fp32;
@@ -187,6 +190,7 @@ class StyleEngine:
         on_progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
         on_warning: WarningCallback | None = None,
+        on_snapshot: SnapshotCallback | None = None,
     ) -> StylizeResult:
         """Stylise `content` (H x W x 3 or 4, uint8) with `styles` (each H x W x 3 or 4).
         `style_masks`, one per style or None: the part of the content (an H x W uint8 mask of
@@ -195,7 +199,9 @@ class StyleEngine:
         `style_source_masks`, one per style or None: the part of the style image (its size) to
         learn the style from. What the job had to change to finish (a scale run again after
         running out of memory) goes to `on_warning`, else to this module's log; out of memory
-        still, DeviceMemoryError."""
+        still, DeviceMemoryError. After every `params.snapshot_every` steps of the whole job,
+        `on_snapshot(steps, image)` gets the image that the result would be if the job ended
+        there (a StylizeResult's `image`: the content's size and alpha)."""
         params = params or StyleParams()
         check_image(content, "content image")
         blend = check_styles(styles, params)
@@ -233,6 +239,7 @@ class StyleEngine:
             on_warning,
             masks=masks,
             source_masks=source_masks,
+            on_snapshot=on_snapshot,
         )
         return self.run_job(job)
 
@@ -317,6 +324,7 @@ class _Job:
         masks: Sequence[np.ndarray | None] = (),
         source_masks: Sequence[np.ndarray | None] = (),
         warm_start: WarmStart | None = None,
+        on_snapshot: SnapshotCallback | None = None,
     ) -> None:
         self.engine, self.params = engine, params
         self.warm_start = warm_start
@@ -341,6 +349,7 @@ class _Job:
         self.on_progress = on_progress or (lambda _progress: None)
         self.should_cancel = cancel or (lambda: False)
         self.on_warning = on_warning or partial(log.warning, "%s")
+        self.on_snapshot = on_snapshot
         self.generator = torch.Generator(device="cpu")
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
@@ -456,6 +465,7 @@ class _Job:
                     partial(self._after_step, index),
                     tolerance=self.tolerance,
                     read_every=self.engine.reads_every(size),
+                    read_at=None if self.on_snapshot is None else self._snapshot_due,
                     cuda_graph=self.engine._cuda_graphs,
                     tile_size=self._tile_size_at(size),
                     on_tile=partial(self._after_tile, index),
@@ -582,9 +592,11 @@ class _Job:
         image: torch.Tensor,
         losses: dict[str, float],
         last: bool,
+        best: torch.Tensor,
     ) -> bool:
-        """Progress, a preview and the cancel check, at each read of the loss (every step on
-        a CPU, every few on CUDA: optimize.steps_between_reads)."""
+        """Progress, a preview, a snapshot and the cancel check, at each read of the loss
+        (every step on a CPU, every few on CUDA: optimize.steps_between_reads; and at each
+        step a snapshot is due)."""
         steps_before, self.steps = self.steps, self.steps_before_scale + iteration
         if last:
             self._drop_skipped_work(index, iteration)
@@ -593,7 +605,23 @@ class _Job:
         preview = None
         if every and self.steps // every > steps_before // every:  # a multiple of it passed
             preview = self._preview(image[0])
+        if self.on_snapshot is not None and self._snapshot_due(iteration):
+            self.on_snapshot(self.steps, self._snapshot(best[0]))
         return self._report(self._progress(index, iteration, float(iteration), preview=preview))
+
+    def _snapshot_due(self, iteration: int) -> bool:
+        """Whether step `iteration` of the scale running ends a multiple of `snapshot_every`
+        steps of the whole job. The loop reads the loss there too, so that a snapshot lands on
+        the step asked for however far apart the reads are."""
+        every = self.params.snapshot_every
+        return every > 0 and (self.steps_before_scale + iteration) % every == 0
+
+    def _snapshot(self, best: torch.Tensor) -> np.ndarray:
+        """The best image so far, finished as the result would be were the job to end now (a
+        cancel at this step returns this very image), at the content's size. Not the latest
+        iterate, which previews show: L-BFGS without a line search can climb back up after a
+        good step, and the result is the best image."""
+        return self._finish(best, self.content.shape[-1], self.content.shape[-2])
 
     def _after_tile(
         self, index: int, iteration: int, pass_number: int, tile: int, tiles: int
