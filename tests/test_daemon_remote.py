@@ -58,6 +58,7 @@ def test_plain_options_go_to_the_daemon() -> None:
         (["--lbfgs-history", "5"], "--lbfgs-history"),
         (["--weights", "random"], "--weights"),
         (["--device", "cpu"], "--device"),
+        (["--save-every", "5"], "--save-every"),  # the daemon sends no image before the end
     ],
 )
 def test_options_only_this_process_honours_keep_the_job_here(

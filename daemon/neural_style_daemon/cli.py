@@ -11,6 +11,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from . import __version__
@@ -45,6 +47,13 @@ def _add_stylize(subparsers: argparse._SubParsersAction) -> None:
     add_style_weights(p)
     _add_mask_options(p)
     add_job_options(p, init_help="start from the content (default), noise, or an image file")
+    p.add_argument(
+        "--save-every",
+        metavar="N",
+        help="also write the image so far every N steps (counted over all the scales), to "
+        "the output's name with the step: -o out.png writes out-N.png, out-2N.png, ... "
+        "(runs in this process)",
+    )
     p.add_argument(
         "--local", action="store_true", help="run in this process even if a daemon is running"
     )
@@ -85,8 +94,10 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
     # The only path of `stylize` that loads torch (seconds): a job on the daemon never does.
     from .engine.stylize import StyleEngine
     from .imageio import load_image, output_format, save_image
+    from .snapshots import snapshot_interval, write_snapshot
 
-    params = params_from_args(args)  # bad options fail before anything slow happens
+    # Bad options fail before anything slow happens.
+    params = replace(params_from_args(args), snapshot_every=snapshot_interval(args.save_every))
     output_format(args.output)
     if not args.output.parent.is_dir():
         raise InvalidInputError(f"output folder does not exist: {args.output.parent}")
@@ -109,6 +120,7 @@ def _run_stylize_here(args: argparse.Namespace) -> int:
             init_image=init_image,
             on_progress=bar.update,
             should_cancel=interrupt.requested,
+            on_snapshot=partial(write_snapshot, args.output),
         )
     save_image(result.image, args.output)
     if result.cancelled:

@@ -26,7 +26,8 @@ from .region_masks import decoded_style_size, load_job_masks
 log = logging.getLogger(__name__)
 
 PING_TIMEOUT = 1.0  # seconds: a daemon slower than this to answer a ping is not used
-# StyleParams fields the wire does not carry, by option.
+# Options the wire does not carry, by their argparse dest (a StyleParams field but for
+# save_every: for a single image the daemon sends none before the result).
 _LOCAL_ONLY = {
     "initial_iterations": "--initial-iterations",
     "min_size": "--min-size",
@@ -38,6 +39,7 @@ _LOCAL_ONLY = {
     "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights",
     "temporal_weight": "--temporal-weight",
+    "save_every": "--save-every",
 }
 # JobParams fields set straight from the option of the same name when it is given.
 _SAME_NAME = (
