@@ -53,6 +53,7 @@ def test_faults_are_parsed_strictly() -> None:
     assert parse_faults(" oom_at_step=3, ignore_cancel ,slow_start=0.5,oom_attempts=2") == Faults(
         oom_at_step=3, oom_attempts=2, ignore_cancel=True, slow_start=0.5
     )
+    assert parse_faults("slow_steps=0.25") == Faults(slow_steps=0.25)
     for bad in (
         "oom_at_step",
         "oom_at_step=0",
@@ -60,6 +61,7 @@ def test_faults_are_parsed_strictly() -> None:
         "oom_attempts=0",
         "slow_start=nan",
         "slow_start=-1",
+        "slow_steps=-0.1",
         "ignore_cancel=1",
         "fail_on_start,fail_on_start",
         "explode",

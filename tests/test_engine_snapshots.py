@@ -4,6 +4,7 @@ and however far apart the loss is read."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
@@ -108,3 +109,27 @@ def test_no_snapshots_and_no_extra_reads_unless_asked(
     )
     assert snapshots.images == {}
     assert [report.iteration for report in progress_log.reports] == [3, 6, 7]
+
+
+def test_live_snapshots_start_at_the_first_step_and_keep_to_their_interval(
+    engine, make_content, make_style, monkeypatch
+):
+    import neural_style_daemon.engine.stylize as stylize_module
+
+    # A clock that moves 0.4 s each time it is read (a few times a step): a live interval of
+    # 1 s is then a snapshot every step or two, never two in one step.
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(stylize_module.time, "perf_counter", lambda: 0.4 * next(ticks))
+    snapshots = Snapshots()
+    job = StyleParams(iterations=12, min_size=64, tolerance=0, live_interval=1.0)
+    content = make_content(48, 40, alpha=True)
+    result = engine.stylize(content, [make_style(32, 32)], job, on_snapshot=snapshots)
+    steps = list(snapshots.images)
+    assert steps[0] == 1  # the first step: the live view starts at once
+    assert 2 <= len(steps) < 12, steps  # kept to the interval: not at every step
+    assert snapshots.images[steps[-1]].shape == content.shape and result.steps == 12
+    alone = Snapshots()
+    engine.stylize(
+        content, [make_style(32, 32)], replace(job, live_interval=None), on_snapshot=alone
+    )
+    assert alone.images == {}  # none asked for

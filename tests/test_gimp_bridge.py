@@ -364,6 +364,22 @@ def test_a_sequence_comes_back_frame_by_frame_by_the_bridge_and_the_direct_link(
             assert any(text.startswith("Neural style: frame 3/3, step") for text in shown), name
 
 
+@pytest.mark.slow
+def test_live_images_come_back_by_the_bridge_and_the_direct_link(daemon):
+    image, pixels = content_image(24, 20)
+    params = JobParams(iterations=20, optimizer="adam", live_interval=0.1)
+    with BridgeLink.open(BRIDGE, "", None) as bridged, DirectLink.open("", None) as direct:
+        for link in (bridged, direct):
+            live: list[RawImage] = []
+            result = link.stylize(
+                image, [style_png()], params, ProgressReport(), ignore, on_live=live.append
+            )
+            name = type(link).__name__
+            assert not result.cancelled and live, name
+            first = np.frombuffer(live[0].data, np.uint8).reshape(20, 24, 4)
+            assert np.array_equal(first[..., 3], pixels[..., 3]), name
+
+
 def ignore(*_shown: object) -> None:
     pass
 

@@ -8,21 +8,17 @@ cannot be set up these tests skip with the reason; in CI (CI set) they fail inst
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from daemon_support import DaemonProcess, style_png, wait_until
+from daemon_support import DaemonProcess, style_png
 from gimp_support import (
     GimpWorkspace,
     content,
     plugin_workspace,
-    processes_running,
     stop_daemon_in,
 )
 from memory_support import CAPPED_TILE_SIZE, capped_to_tiles
@@ -441,49 +437,3 @@ report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
     assert "cannot be started" in report["message"]
     assert "/nonexistent/python3" in report["message"]
     assert report["layers"] == 1
-
-
-def test_a_plugin_killed_mid_job_gets_its_job_cancelled(workspace, gimp3):
-    """What GIMP does when the user cancels the progress: it kills the plug-in. The daemon must
-    notice that its client is gone and cancel the job."""
-    runtime = workspace.folder / "cancel-run"
-    daemon = DaemonProcess(runtime, "--client-timeout", "2")
-    try:
-        daemon.wait_listening()
-        code = f"""
-image = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
-layer = add_layer(image, "Photo", {workspace.write_pixels("big", content(256, 256))!r}, 256, 256)
-status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="best")
-report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
-"""
-        gimp = subprocess.Popen(
-            workspace.batch_command(code, runtime),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            with daemon.client() as client:
-                wait_until(lambda: client.status().running, 120, "the job to run")
-                plugin = wait_until(
-                    lambda: processes_running("neural-style.py"), 10, "the plug-in's process"
-                )
-                for pid in plugin:
-                    os.kill(pid, signal.SIGKILL)
-                wait_until(
-                    lambda: client.status().running is None,
-                    30,
-                    "the daemon to cancel the job of the vanished plug-in",
-                )
-            output, _ = gimp.communicate(timeout=120)
-        finally:
-            if gimp.poll() is None:
-                gimp.kill()
-                gimp.wait()
-        assert gimp.returncode == 0, output[-3000:]
-        report = workspace.report()
-        assert report["status"] != "success"  # GIMP says calling-error for a dead plug-in
-        assert report["layers"] == 1
-    finally:
-        daemon.terminate()

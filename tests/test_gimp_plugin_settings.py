@@ -1,7 +1,7 @@
 """The settings a result layer keeps (issue 18), without GIMP: what the record holds, that it
 reads back as written, what a damaged one says, and how running again finds the style files
 (moved, changed, or a layer that cannot be found again). Real GIMP saves, reopens and runs one
-again in test_gimp_e2e_settings.py."""
+again in test_gimp_e2e_results.py."""
 
 from __future__ import annotations
 

@@ -96,6 +96,7 @@ def test_the_defaults_equal_the_engines() -> None:
         "preview_every",
         "tile_size",
         "max_memory",
+        "live_interval",
     ]
     for name in same_name:
         assert getattr(ours, name) == getattr(engine, name), name

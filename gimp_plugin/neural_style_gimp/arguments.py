@@ -256,11 +256,16 @@ def processing_size(width: int, height: int, size: int, device: str) -> int | No
 
 
 def job_params(
-    values: Mapping[str, object], width: int, height: int, style_count: int, device: str
+    values: Mapping[str, object],
+    width: int,
+    height: int,
+    style_count: int,
+    device: str,
+    live_interval: float | None = None,
 ) -> JobParams:
     """The daemon's parameters for a layer of width x height, for a daemon computing on
-    `device`; PluginError for bad values (scripts can pass anything GIMP's ranges let
-    through)."""
+    `device`, with live images every `live_interval` seconds where given; PluginError for bad
+    values (scripts can pass anything GIMP's ranges let through)."""
 
     def get(name: str) -> Any:  # a GIMP config value: its type is the argument's kind
         return values.get(name, BY_NAME[name].default)
@@ -289,6 +294,7 @@ def job_params(
             preserve_colors=str(get("preserve-colors")),  # type: ignore[arg-type]
             seed=int(get("seed")),
             style_weights=weights,
+            live_interval=live_interval,
         )
     except ProtocolError as error:
         raise PluginError(f"Invalid setting: {error.message}.") from None

@@ -117,6 +117,7 @@ class Bridge:
             style_source_masks=job.style_source_masks,
             sequence=job.sequence,
             on_frame=self._send_frame,
+            on_live=self._send_live,
         )
         seconds = time.perf_counter() - started
         body, result_buffers = encode(result)
@@ -132,6 +133,9 @@ class Bridge:
     def _send_frame(self, index: int, image: RawImage) -> None:
         fields = {"index": index, "width": image.width, "height": image.height}
         self._send(pipe.FRAME, fields, [image.data])
+
+    def _send_live(self, image: RawImage) -> None:
+        self._send(pipe.LIVE, {"width": image.width, "height": image.height}, [image.data])
 
     def _show(self, text: str, fraction: float) -> None:
         self._send(pipe.SHOW, {"text": text, "fraction": fraction})

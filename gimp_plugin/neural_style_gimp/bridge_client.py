@@ -23,7 +23,9 @@ from .processes import clean_environment, flatpak_advice, host_command
 from .progress import ProgressReport
 
 Show = Callable[[str, float], None]
-FrameCallback = Callable[[int, RawImage], None]  # as daemon_link's, which needs pyzmq
+# As daemon_link's, which needs pyzmq.
+FrameCallback = Callable[[int, RawImage], None]
+LiveCallback = Callable[[RawImage], None]
 REINSTALL = "Run `neural-style install-gimp-plugin` again from the installation GIMP should use."
 EXIT_WAIT = 5.0  # seconds for the bridge to exit once its input is closed
 
@@ -98,10 +100,12 @@ class BridgeLink:
         style_source_masks: Sequence[RawImage | None] = (),
         sequence: Sequence[RawImage] = (),
         on_frame: FrameCallback | None = None,
+        on_live: LiveCallback | None = None,
     ) -> Result:
         """One job through the bridge, with the same progress and messages as the direct way;
         the masks and a sequence's frames ride in the Submit, as they would to the daemon, and
-        each frame comes back to `on_frame` as soon as it is done."""
+        each frame comes back to `on_frame` as soon as it is done, each live image to
+        `on_live`."""
         try:
             job = Submit(
                 new_job_id(),
@@ -125,7 +129,7 @@ class BridgeLink:
             {"layer": report.layer, "layers": report.layers, "message": body},
             buffers,
         )
-        header, result_buffers = self._answer(pipe.RESULT, relay, on_frame)
+        header, result_buffers = self._answer(pipe.RESULT, relay, on_frame, on_live)
         try:
             result = decode(
                 MessageType.RESULT, header.get("message"), result_buffers, DEFAULT_LIMITS
@@ -162,9 +166,13 @@ class BridgeLink:
             raise self._broken("it stopped taking requests") from None
 
     def _answer(
-        self, expected: str, show: Show | None, on_frame: FrameCallback | None = None
+        self,
+        expected: str,
+        show: Show | None,
+        on_frame: FrameCallback | None = None,
+        on_live: LiveCallback | None = None,
     ) -> tuple[dict, list[bytes]]:
-        """Read the bridge's messages up to the answer, relaying progress lines and frames."""
+        """Read the bridge's messages up to the answer, relaying progress lines and images."""
         while True:
             try:
                 message = pipe.read_message(self._stdout)
@@ -180,9 +188,13 @@ class BridgeLink:
                 if show is not None:
                     show(str(header.get("text", "")), float(header.get("fraction", 0.0)))
             elif kind == pipe.FRAME:
-                frame = self._frame(header, buffers)
+                image = self._image(header, buffers)
                 if on_frame is not None:
-                    on_frame(*frame)
+                    on_frame(self._index(header), image)
+            elif kind == pipe.LIVE:
+                image = self._image(header, buffers)
+                if on_live is not None:
+                    on_live(image)
             elif kind == pipe.FAILED:
                 raise PluginError(str(header.get("message", "The bridge failed.")))
             elif kind == expected:
@@ -190,14 +202,20 @@ class BridgeLink:
             else:
                 raise self._broken(f"it answered {kind!r} where {expected!r} was due")
 
-    def _frame(self, header: dict, buffers: list[bytes]) -> tuple[int, RawImage]:
-        """A finished frame's index and image, checked as the codec checks images."""
+    def _image(self, header: dict, buffers: list[bytes]) -> RawImage:
+        """An RGBA image the bridge sent, checked as the codec checks images."""
         try:
-            index, width, height = (int(header[key]) for key in ("index", "width", "height"))
+            width, height = int(header["width"]), int(header["height"])
             (data,) = buffers
-            return index, RawImage(data, width, height, 4)
+            return RawImage(data, width, height, 4)
         except (KeyError, TypeError, ValueError, ProtocolError) as error:
-            raise self._broken(f"it sent a malformed frame ({error})") from None
+            raise self._broken(f"it sent a malformed image ({error})") from None
+
+    def _index(self, header: dict) -> int:
+        index = header.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise self._broken(f"it sent a frame numbered {index!r}")
+        return index
 
     def _broken(self, what: str) -> PluginError:
         """The bridge failed: what it said on its error output is the best clue."""

@@ -21,6 +21,7 @@ STYLIZE = "stylize"  # layer, layers, message (an encoded Submit): run one job
 SHOW = "show"  # text, fraction: a line for GIMP's progress bar
 READY = "ready"  # device: the daemon answers
 FRAME = "frame"  # index, width, height, one RGBA buffer: a sequence's frame, done
+LIVE = "live"  # width, height, one RGBA buffer: the result so far
 RESULT = "result"  # message (an encoded Result), seconds (the job, as the bridge timed it)
 FAILED = "failed"  # message: what to tell the user
 

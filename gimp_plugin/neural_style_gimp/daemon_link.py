@@ -32,6 +32,8 @@ START_BY_HAND = "start it in a terminal with `neural-style start`"
 Show = Callable[[str, float], None]  # (text, fraction of the bar)
 # (0-based frame, its RGBA image): a frame of a sequence, as soon as the daemon has finished it.
 FrameCallback = Callable[[int, RawImage], None]
+# The result so far, RGBA at the layer's size, now and then (JobParams.live_interval).
+LiveCallback = Callable[[RawImage], None]
 
 
 def open_daemon(
@@ -171,12 +173,14 @@ def stylize(
     style_source_masks: Sequence[RawImage | None] = (),
     sequence: Sequence[RawImage] = (),
     on_frame: FrameCallback | None = None,
+    on_live: LiveCallback | None = None,
 ) -> Result:
     """Run one job to its end, showing its progress; PluginError for every failure.
     `should_cancel` is asked about ten times a second (it may raise to end the job at once:
     leaving the stream cancels it). The masks are the protocol's (Submit): () or one grey
     RawImage or None per style. `sequence`, an animation's frames after `content`, makes it a
-    sequence, whose frames `on_frame` gets one by one as they are done."""
+    sequence, whose frames `on_frame` gets one by one as they are done; `on_live` gets the
+    live images the job's params ask for."""
     check_layer_size(content.width, content.height)
     try:
         # resubmit: a daemon that is restarted meanwhile gets the same job again.
@@ -195,8 +199,11 @@ def stylize(
                 text = report.update(event)
                 if text is not None:
                     show(text, report.fraction)
-                if isinstance(event, Progress) and event.frame_image and on_frame is not None:
-                    on_frame(event.frame - 1, event.frame_image)
+                if isinstance(event, Progress):
+                    if event.frame_image is not None and on_frame is not None:
+                        on_frame(event.frame - 1, event.frame_image)
+                    if event.live_image is not None and on_live is not None:
+                        on_live(event.live_image)
                 if isinstance(event, Result):
                     if event.cancelled:
                         raise PluginError(
@@ -250,6 +257,7 @@ class DirectLink:
         style_source_masks: Sequence[RawImage | None] = (),
         sequence: Sequence[RawImage] = (),
         on_frame: FrameCallback | None = None,
+        on_live: LiveCallback | None = None,
     ) -> Result:
         return stylize(
             self._client,
@@ -263,6 +271,7 @@ class DirectLink:
             style_source_masks=style_source_masks,
             sequence=sequence,
             on_frame=on_frame,
+            on_live=on_live,
         )
 
     def deliver_sent(self, timeout: float = PING_TIMEOUT) -> None:

@@ -78,6 +78,7 @@ PIXELS = "R'G'B'A u8"
 # this is the weight GIMP itself gives each pixel; 0 and 255 stay exact whatever the storage.
 MASK = "Y u8"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIVE_INTERVAL = 1.0  # seconds between the live updates of a new result layer
 # GIMP's parasite flags (libgimpbase's GIMP_PARASITE_*), where the bindings do not name them.
 PARASITE_PERSISTENT = getattr(Gimp, "PARASITE_PERSISTENT", 1)
 PARASITE_UNDOABLE = getattr(Gimp, "PARASITE_UNDOABLE", 2)
@@ -346,6 +347,18 @@ def _apply_as_new_layer(
     return layer
 
 
+def _live_writer(layer: Gimp.Layer):
+    """The job's live images into `layer`, shown at once. Its pixels only: the layer's
+    insertion is the run's undo step."""
+
+    def write(image: RawImage) -> None:
+        _write(layer.get_buffer(), bytes(image.data), image.width, image.height)
+        layer.update(0, 0, image.width, image.height)
+        Gimp.displays_flush()
+
+    return write
+
+
 @contextlib.contextmanager
 def _selection_replaced(image: Gimp.Image, channel: Gimp.Channel | None):
     """For the body, the selection is `channel` (None: nothing); then the user's again. Every
@@ -424,23 +437,6 @@ def _stylise(
                 report.next_layer(index)
                 mask = regions[index]
                 pixels, width, height = _read(layer)
-                params = job_params(values, width, height, len(styles.data), link.device)
-                result = link.stylize(
-                    RawImage(pixels, width, height, 4),
-                    styles.data,
-                    params,
-                    report,
-                    _show,
-                    style_masks=region_masks(region, mask, width, height, len(styles.data)),
-                    style_source_masks=styles.sources,
-                )
-                data = bytes(result.image.data)
-                if in_place:
-                    _apply_in_place(image, layer, data, area, channel)
-                    made = layer
-                else:
-                    name = result_layer_name(layer.get_name(), styles.names)
-                    made = _apply_as_new_layer(image, layer, data, name, area, mask)
                 settings = record_settings(
                     IN_PLACE if in_place else NEW_LAYER,
                     values,
@@ -449,7 +445,43 @@ def _stylise(
                     region_channel=None if channel is None else channel.get_tattoo(),
                     version=installed.version if installed else "",
                 )
-                _keep_settings(made, settings)
+                live = None
+                if not in_place:
+                    # At once, as the photo, then the result so far about once a second: a
+                    # cancel (GIMP ends the plug-in) leaves it as far as the job got.
+                    name = result_layer_name(layer.get_name(), styles.names)
+                    live = _apply_as_new_layer(image, layer, pixels, name, area, mask)
+                    _keep_settings(live, settings)
+                params = job_params(
+                    values,
+                    width,
+                    height,
+                    len(styles.data),
+                    link.device,
+                    live_interval=None if in_place else LIVE_INTERVAL,
+                )
+                try:
+                    result = link.stylize(
+                        RawImage(pixels, width, height, 4),
+                        styles.data,
+                        params,
+                        report,
+                        _show,
+                        style_masks=region_masks(region, mask, width, height, len(styles.data)),
+                        style_source_masks=styles.sources,
+                        on_live=None if live is None else _live_writer(live),
+                    )
+                except PluginError:
+                    if live is not None:
+                        image.remove_layer(live)  # a failed job changes nothing
+                    raise
+                data = bytes(result.image.data)
+                if live is None:
+                    _apply_in_place(image, layer, data, area, channel)
+                    _keep_settings(layer, settings)
+                else:
+                    _write(live.get_buffer(), data, width, height)
+                    live.update(0, 0, width, height)
                 warnings.extend(result.warnings)
         finally:
             image.undo_group_end()
@@ -656,7 +688,7 @@ def _prepare_run_again(image: Gimp.Image, drawables: list, config: Gimp.Procedur
 def _run(procedure, run_mode, image, drawables, config, data):
     name = procedure.get_name()
     interactive = run_mode == Gimp.RunMode.INTERACTIVE
-    notes: list[str] = []
+    notes = []  # what the user should know besides the daemon's warnings
     try:
         again = _prepare_run_again(image, drawables, config) if name == RUN_AGAIN else None
         if again is not None:

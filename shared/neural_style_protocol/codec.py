@@ -136,6 +136,11 @@ def _optional_image(reader: Reader, key: str, ctx: _Context, channels: int) -> R
     return _read_image(reader.take_reader(key), ctx, channels)
 
 
+def _omittable_image(reader: Reader, key: str, ctx: _Context, channels: int) -> RawImage | None:
+    """An image the encoder leaves out while it is None (OMIT_WHEN_EMPTY)."""
+    return _optional_image(reader, key, ctx, channels) if reader.has(key) else None
+
+
 def _decode_submit(reader: Reader, ctx: _Context) -> Submit:
     job_id = reader.take("job_id")
     refs = reader.take("styles")
@@ -224,9 +229,8 @@ def _decode_progress(reader: Reader, ctx: _Context) -> Progress:
         tiles=reader.take("tiles", 0),
         frame=reader.take("frame", 0),
         frames=reader.take("frames", 0),
-        frame_image=_optional_image(reader, "frame_image", ctx, 4)
-        if reader.has("frame_image")
-        else None,
+        frame_image=_omittable_image(reader, "frame_image", ctx, 4),
+        live_image=_omittable_image(reader, "live_image", ctx, 4),
     )
 
 

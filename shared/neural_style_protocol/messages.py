@@ -228,6 +228,9 @@ class Progress(DaemonMessage):
     # Once per frame of a sequence, in the progress that ends it: frame `frame`'s RGBA image,
     # so that a client can keep each frame as soon as it is done.
     frame_image: RawImage | None = field(default=None, repr=False, metadata=OMIT_WHEN_EMPTY)
+    # Now and then, where the job asked for them (params.live_interval): the result so far,
+    # RGBA at the content's size, as the Result would hold it were the job to end here.
+    live_image: RawImage | None = field(default=None, repr=False, metadata=OMIT_WHEN_EMPTY)
 
     def __post_init__(self) -> None:
         check_job_id(self.job_id)
@@ -261,6 +264,10 @@ class Progress(DaemonMessage):
             raise ProtocolError(
                 ErrorCode.INVALID_IMAGE, "a frame image must be an RGBA RawImage of a sequence"
             )
+        if self.live_image is not None and (
+            not isinstance(self.live_image, RawImage) or self.live_image.channels != 4
+        ):
+            raise ProtocolError(ErrorCode.INVALID_IMAGE, "a live image must be an RGBA RawImage")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ MAX_ITERATIONS = 10_000
 MIN_TILE_SIZE = 64  # a tile's core; the engine adds a halo around it
 MIN_MAX_MEMORY, MAX_MAX_MEMORY = 0.05, 4096.0  # GiB a job may be capped at
 MAX_PREVIEW_EVERY = 10_000
+MIN_LIVE_INTERVAL, MAX_LIVE_INTERVAL = 0.1, 3600.0  # seconds between live images
 MAX_SEED = 2**31 - 1
 MIN_STYLE_SCALE, MAX_STYLE_SCALE = 0.05, 8.0
 MAX_STRENGTH = 100.0
@@ -65,7 +66,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
 
 
 # Fields newer than the first daemons, which refuse keys they do not know: left out unless set.
-_SENT_ONLY_WHEN_SET = ("tile_size", "max_memory")
+_SENT_ONLY_WHEN_SET = ("tile_size", "max_memory", "live_interval")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class JobParams:
     preview_every: int = 0  # steps between previews; 0: none
     tile_size: int | None = None  # scales with a longer side are evaluated in tiles; None: never
     max_memory: float | None = None  # GiB the job may use; None: what the daemon has free
+    # Seconds between live images of the result so far (Progress.live_image), the first at the
+    # first step; None: none.
+    live_interval: float | None = None
 
     def __post_init__(self) -> None:
         for name, enum in _ENUM_FIELDS.items():
@@ -124,6 +128,8 @@ class JobParams:
         check_optional_int("tile_size", MIN_TILE_SIZE, MAX_SIZE)
         if self.max_memory is not None:
             put_float("max_memory", MIN_MAX_MEMORY, MAX_MAX_MEMORY)
+        if self.live_interval is not None:
+            put_float("live_interval", MIN_LIVE_INTERVAL, MAX_LIVE_INTERVAL)
         check_int(self.preview_every, "params.preview_every", 0, MAX_PREVIEW_EVERY, _CODE)
 
     def to_wire(self) -> dict[str, object]:

@@ -126,6 +126,9 @@ class StyleParams:
     # Steps between snapshots, the image as the result would be, to `stylize`'s `on_snapshot`:
     # after each multiple of this many steps of the whole job (all scales counted); 0: none.
     snapshot_every: int = 0
+    # Seconds between snapshots besides those (a live view of the job), the first at the first
+    # step; None: none.
+    live_interval: float | None = None
 
     def __post_init__(self) -> None:
         enums = (("optimizer", Optimizer), ("preserve_colors", ColorMode), ("init", Init))
@@ -232,3 +235,5 @@ def _validate(p: StyleParams) -> None:
     _check_number("snapshot_every", p.snapshot_every, high=1_000_000)
     if p.snapshot_every != int(p.snapshot_every):
         raise InvalidInputError(f"snapshot_every must be a whole number, not {p.snapshot_every}")
+    if p.live_interval is not None:
+        _check_number("live_interval", p.live_interval, low=0.01, high=3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -200,8 +201,9 @@ class StyleEngine:
         learn the style from. What the job had to change to finish (a scale run again after
         running out of memory) goes to `on_warning`, else to this module's log; out of memory
         still, DeviceMemoryError. After every `params.snapshot_every` steps of the whole job,
-        `on_snapshot(steps, image)` gets the image that the result would be if the job ended
-        there (a StylizeResult's `image`: the content's size and alpha)."""
+        and every `params.live_interval` seconds (from the first step), `on_snapshot(steps,
+        image)` gets the image that the result would be if the job ended there (a
+        StylizeResult's `image`: the content's size and alpha)."""
         params = params or StyleParams()
         check_image(content, "content image")
         blend = check_styles(styles, params)
@@ -350,6 +352,7 @@ class _Job:
         self.should_cancel = cancel or (lambda: False)
         self.on_warning = on_warning or partial(log.warning, "%s")
         self.on_snapshot = on_snapshot
+        self.last_snapshot = -math.inf  # perf_counter seconds; the first live one is due at once
         self.generator = torch.Generator(device="cpu")
         if params.seed is not None:
             self.generator.manual_seed(params.seed)
@@ -607,14 +610,18 @@ class _Job:
             preview = self._preview(image[0])
         if self.on_snapshot is not None and self._snapshot_due(iteration):
             self.on_snapshot(self.steps, self._snapshot(best[0]))
+            self.last_snapshot = time.perf_counter()
         return self._report(self._progress(index, iteration, float(iteration), preview=preview))
 
     def _snapshot_due(self, iteration: int) -> bool:
         """Whether step `iteration` of the scale running ends a multiple of `snapshot_every`
-        steps of the whole job. The loop reads the loss there too, so that a snapshot lands on
-        the step asked for however far apart the reads are."""
-        every = self.params.snapshot_every
-        return every > 0 and (self.steps_before_scale + iteration) % every == 0
+        steps of the whole job, or `live_interval` seconds have passed since the last snapshot.
+        The loop reads the loss there too, so that a snapshot lands on the step asked for
+        however far apart the reads are."""
+        every, interval = self.params.snapshot_every, self.params.live_interval
+        if every > 0 and (self.steps_before_scale + iteration) % every == 0:
+            return True
+        return interval is not None and time.perf_counter() - self.last_snapshot >= interval
 
     def _snapshot(self, best: torch.Tensor) -> np.ndarray:
         """The best image so far, finished as the result would be were the job to end now (a

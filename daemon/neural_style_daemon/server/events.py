@@ -90,6 +90,7 @@ class JobProgress:
     frame: int = 0  # in a sequence, the 1-based frame and the frame count; 0 otherwise
     frames: int = 0
     frame_image: RawImage | None = None  # RGBA: frame `frame`, finished (once per frame)
+    live_image: RawImage | None = None  # RGBA: the result so far (params.live_interval)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ The value is a comma-separated list of these words:
   memory, not only the first;
 - ``fail_on_start``: the worker reports that the model could not be loaded, and exits;
 - ``slow_start=SECONDS``: the worker sleeps this long before it loads the model;
+- ``slow_steps=SECONDS``: every optimisation step takes at least this long (the worker sleeps
+  in its cancel check), so that a tiny job lasts long enough to act on while it runs;
 - ``ignore_cancel``: the worker never stops a running job when asked to.
 
 For example ``NEURAL_STYLE_FAULTS="oom_at_step=2,slow_start=1.5"``. Anything else (an unknown
@@ -34,6 +36,7 @@ class Faults:
     oom_attempts: int = 1
     fail_on_start: bool = False
     slow_start: float = 0.0  # seconds
+    slow_steps: float = 0.0  # seconds a step takes at least
     ignore_cancel: bool = False
 
 
@@ -51,7 +54,12 @@ def _seconds(text: str) -> float:
     return value
 
 
-_VALUED = {"oom_at_step": _count, "oom_attempts": _count, "slow_start": _seconds}
+_VALUED = {
+    "oom_at_step": _count,
+    "oom_attempts": _count,
+    "slow_start": _seconds,
+    "slow_steps": _seconds,
+}
 _FLAGS = ("fail_on_start", "ignore_cancel")
 
 

@@ -31,4 +31,5 @@ def to_style_params(params: JobParams) -> StyleParams:
         preview_every=params.preview_every,
         tile_size=params.tile_size,
         max_memory=params.max_memory,
+        live_interval=params.live_interval,
     )

@@ -30,6 +30,7 @@ def progress_message(job_id: str, seq: int, event: JobProgress) -> Progress:
         event.frame,
         event.frames,
         event.frame_image,
+        event.live_image,
     )
 
 

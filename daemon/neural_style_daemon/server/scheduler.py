@@ -214,7 +214,8 @@ class Scheduler:
         except ProtocolError as error:
             log.warning("job %s: dropped a progress report: %s", job.job_id, error)
             return
-        job.latest = replace(progress, preview=None)  # status stays small
+        # Status stays small: no images.
+        job.latest = replace(progress, preview=None, frame_image=None, live_image=None)
         self.worker.memory_bytes = event.peak_memory_bytes
         self._broadcast(job, progress)
 

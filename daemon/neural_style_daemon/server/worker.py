@@ -195,6 +195,16 @@ def fail_at_step(check: Callable[[], bool], step: int, times: int) -> Callable[[
     return check_or_fail
 
 
+def sleep_first(check: Callable[[], bool], seconds: float) -> Callable[[], bool]:
+    """`check`, after sleeping `seconds`: the injected fault slow_steps."""
+
+    def slowly() -> bool:
+        time.sleep(seconds)
+        return check()
+
+    return slowly
+
+
 def retry_size(size: int, floor: int, fitting: int | None = None) -> int | None:
     """The processing size to retry at after running out of memory at `size`: `fitting`, the
     size the engine reckoned would fit (the CPU's check), where it gave one under `size`, else
@@ -339,12 +349,16 @@ class JobRunner:
         return outcome
 
     def _check(self, watch: CancelWatch) -> Callable[[], bool]:
-        """The job's `should_cancel`: the cancel watch, which the injected fault oom_at_step
-        turns into an out-of-memory error in the job's first oom_attempts attempts."""
+        """The job's `should_cancel`: the cancel watch, slowed by the injected fault slow_steps,
+        which oom_at_step turns into an out-of-memory error in the job's first oom_attempts
+        attempts."""
         faults = self.config.faults
+        check: Callable[[], bool] = watch
+        if faults.slow_steps:
+            check = sleep_first(check, faults.slow_steps)
         if faults.oom_at_step is None:
-            return watch
-        return fail_at_step(watch, faults.oom_at_step, faults.oom_attempts)
+            return check
+        return fail_at_step(check, faults.oom_at_step, faults.oom_attempts)
 
     def _attempt(
         self,
@@ -409,6 +423,12 @@ class JobRunner:
             if limit.allow(force=last or progress.preview is not None):
                 self.conn.send(progress_event(job.job_id, progress))
 
+        def send_live(_steps: int, image: np.ndarray) -> None:
+            # With the latest report's figures: the engine hands the snapshot over before it
+            # reports its step.
+            event = progress_event(job.job_id, replace(latest[0], preview=None))
+            self.conn.send(replace(event, live_image=raw_rgba(image)))
+
         def send_frame(index: int, image: np.ndarray) -> None:
             # After the frame's last step, which `latest` reported.
             event = progress_event(job.job_id, replace(latest[0], preview=None))
@@ -438,6 +458,7 @@ class JobRunner:
                 on_progress=report,
                 should_cancel=should_cancel,
                 on_warning=on_warning,
+                on_snapshot=None if params.live_interval is None else send_live,
             )
             images = [result.image]
             cancelled, steps, elapsed = result.cancelled, result.steps, result.elapsed
