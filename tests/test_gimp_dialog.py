@@ -2,8 +2,9 @@
 opens with every argument, OK runs the job, Filters > Repeat (last values) runs it again, and
 one Undo (Ctrl+Z in the image window) restores every layer stylised in place; so does one Undo
 of a run with a style per region, which replaces the whole layer and puts the selection back.
+The result forms on the canvas while the job runs.
 
-Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the dialog's screenshot (the README's)."""
+Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the screenshots (the README's)."""
 
 from __future__ import annotations
 
@@ -228,10 +229,14 @@ def canvas_inputs(workspace, keep: str | None) -> tuple[np.ndarray, Path, tuple[
     return picture, style, ("--weights", str(TRAINED_WEIGHTS)), 451
 
 
-def test_the_result_shows_on_the_canvas_and_in_the_layers_panel(gimp3, workspace, screen):
+def test_the_result_forms_on_the_canvas_and_shows_in_the_layers_panel(
+    gimp3, workspace, screen, monkeypatch
+):
     keep = os.environ.get("NEURAL_STYLE_SCREENSHOTS")
     pixels, style, daemon_options, size = canvas_inputs(workspace, keep)
     height, width = pixels.shape[:2]
+    if not daemon_options:  # the tiny check: slow steps, so that the job is seen forming
+        monkeypatch.setenv("NEURAL_STYLE_FAULTS", "slow_steps=0.02")
     daemon = DaemonProcess(workspace.runtime, *daemon_options)
     folder = gimp3.inside(workspace.folder)
     code = f"""
@@ -275,6 +280,7 @@ image.clean_all()
         with gimp_on_screen(workspace, screen, code):
             wait_until((workspace.folder / "shown").exists, 120, "the image window")
             before = settled_screenshot("before")
+            running = screenshots_while_running(workspace, screen, gimp3, before)
             wait_until((workspace.folder / "styled").exists, 600, "the job", interval=0.2)
             after = settled_screenshot("after", unlike=before)
     finally:
@@ -288,5 +294,44 @@ image.clean_all()
     # The canvas shows the result: a whole region changed, not a cursor or a progress bar.
     assert changed.sum() > 10_000, changed.sum()
     assert columns.max() - columns.min() > 100 and rows.max() - rows.min() > 100
+    # While the job ran, the canvas already showed the result forming: neither the photo nor
+    # the end.
+    box = canvas_box(after, before)
+    formed = [
+        shot
+        for shot in running
+        if canvas_changed(shot, before, box) > 0.5 and canvas_changed(shot, after, box) > 0.05
+    ]
+    assert formed, "the canvas did not show the result forming before the job ended"
     if keep:
         shutil.copy(shots["after"], Path(keep) / "gimp-canvas.png")
+        Image.fromarray(formed[0]).save(Path(keep) / "gimp-live.png")
+
+
+def canvas_box(after: np.ndarray, before: np.ndarray) -> tuple[slice, slice]:
+    """Where the image shows on the screen: the rows and columns most of whose pixels the job
+    changed (the canvas), not the few of a layers panel row or the status bar."""
+    changed = np.any(after != before, axis=-1)
+    columns = np.nonzero(changed.mean(axis=0) > 0.5 * changed.mean(axis=0).max())[0]
+    rows = np.nonzero(changed[:, columns].mean(axis=1) > 0.5)[0]
+    return slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1)
+
+
+def canvas_changed(shot: np.ndarray, other: np.ndarray, box: tuple[slice, slice]) -> float:
+    """The share of the canvas's pixels that differ between two screenshots."""
+    return float(np.any(shot[box] != other[box], axis=-1).mean())
+
+
+def screenshots_while_running(workspace, screen, gimp3, before, keep: int = 8) -> list[np.ndarray]:
+    """The first `keep` screenshots that differ from `before` taken while the job still ran (the
+    batch writes `styled` once it has ended, so one taken before that shows no end)."""
+    shot, shots = workspace.folder / "running.png", []
+    while not (workspace.folder / "styled").exists() and len(shots) < keep:
+        screen.screenshot("root", gimp3.inside(shot))
+        current = np.asarray(Image.open(shot).convert("RGB"))
+        if (workspace.folder / "styled").exists():
+            break  # taken as the job ended: it may show the end
+        if np.any(current != before, axis=-1).sum() > 5_000:
+            shots.append(current)
+        time.sleep(0.3)
+    return shots
