@@ -2,7 +2,8 @@
 opens with every argument, OK runs the job, Filters > Repeat (last values) runs it again, and
 one Undo (Ctrl+Z in the image window) restores every layer stylised in place; so does one Undo
 of a run with a style per region, which replaces the whole layer and puts the selection back.
-The result forms on the canvas while the job runs.
+The result forms on the canvas while the job runs, and Cancel on the progress bar keeps the new
+layer as far as the job got, which one Undo removes.
 
 Set NEURAL_STYLE_SCREENSHOTS to a folder to keep the screenshots (the README's)."""
 
@@ -229,7 +230,7 @@ def canvas_inputs(workspace, keep: str | None) -> tuple[np.ndarray, Path, tuple[
     return picture, style, ("--weights", str(TRAINED_WEIGHTS)), 451
 
 
-def test_the_result_forms_on_the_canvas_and_shows_in_the_layers_panel(
+def test_the_result_forms_on_the_canvas_and_a_cancel_keeps_it_undoably(
     gimp3, workspace, screen, monkeypatch
 ):
     keep = os.environ.get("NEURAL_STYLE_SCREENSHOTS")
@@ -256,7 +257,18 @@ styled = run_procedure("python-fu-neural-style", image, [photo],
 Gimp.displays_flush()
 open({folder!r} + "/styled", "w").close()
 wait_for("after.png")
-report(FOLDER, styled=styled, names=[layer.get_name() for layer in image.get_layers()])
+names = [layer.get_name() for layer in image.get_layers()]
+# Again, cancelled from the progress bar mid-job: the new layer stays, and one Undo removes it.
+cancelled = run_procedure("python-fu-neural-style", image, [photo],
+                          style_file={gimp3.inside(style)!r}, quality="draft", size={size})
+dump(image, FOLDER, "cancelled")
+open({folder!r} + "/await-undo", "w").close()
+wait_for("undone")
+deadline = time.time() + 30
+while len(image.get_layers()) == 3 and time.time() < deadline:  # the key press is on its way
+    time.sleep(0.1)
+report(FOLDER, styled=styled, names=names, cancelled=cancelled,
+       undone=[layer.get_name() for layer in image.get_layers()])
 image.clean_all()
 """
     shots = {name: workspace.folder / f"{name}.png" for name in ("before", "after")}
@@ -283,6 +295,10 @@ image.clean_all()
             running = screenshots_while_running(workspace, screen, gimp3, before)
             wait_until((workspace.folder / "styled").exists, 600, "the job", interval=0.2)
             after = settled_screenshot("after", unlike=before)
+            cancel_from_the_progress_bar(screen, daemon)
+            wait_until((workspace.folder / "await-undo").exists, 60, "the cancel", interval=0.2)
+            screen.keys(screen.window("GIMP$", 10), "ctrl+z")
+            (workspace.folder / "undone").touch()
     finally:
         daemon.terminate()
 
@@ -303,9 +319,39 @@ image.clean_all()
         if canvas_changed(shot, before, box) > 0.5 and canvas_changed(shot, after, box) > 0.05
     ]
     assert formed, "the canvas did not show the result forming before the job ended"
+    # Cancelled from the progress bar, GIMP ended the plug-in: the new layer stays, as far as
+    # the job got, and one Undo removes it.
+    assert report["cancelled"][0] != "success", report["cancelled"]
+    _first, kept, photo_layer = workspace.layers("cancelled")  # the new one above the photo
+    assert kept["name"] == "Photo (style) #1"
+    assert np.array_equal(kept["pixels"][..., 3], photo_layer["pixels"][..., 3])
+    assert np.abs(kept["pixels"][..., :3].astype(int) - photo_layer["pixels"][..., :3]).mean() > 1
+    assert report["undone"] == report["names"]
     if keep:
         shutil.copy(shots["after"], Path(keep) / "gimp-canvas.png")
         Image.fromarray(formed[0]).save(Path(keep) / "gimp-live.png")
+
+
+# Where the status bar's Cancel button sits from the image window's bottom-right corner while
+# a plug-in's progress runs (GIMP 3.0's default theme).
+CANCEL_FROM_CORNER = (280, 18)
+
+
+def cancel_from_the_progress_bar(screen, daemon: DaemonProcess) -> None:
+    """Once the daemon's job is a few steps in (its first live images drawn), click Cancel on
+    the image window's progress bar, as a user would."""
+    with daemon.client() as client:
+
+        def steps_in() -> bool:
+            running = client.status().running
+            return running is not None and running.iteration >= 3
+
+        wait_until(steps_in, 120, "the second job to run", interval=0.1)
+        time.sleep(1.0)
+        window = screen.window("GIMP$", 10)
+        width, height = screen.size(window)
+        screen.click(window, width - CANCEL_FROM_CORNER[0], height - CANCEL_FROM_CORNER[1])
+        wait_until(lambda: client.status().running is None, 30, "the job to be cancelled")
 
 
 def canvas_box(after: np.ndarray, before: np.ndarray) -> tuple[slice, slice]:
