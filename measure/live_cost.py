@@ -3,10 +3,11 @@ repository root): a daemon on this machine's CPU runs the same job (a photo at t
 processed at its own size, so that each live image is the layer's size) with and without
 `live_interval`, in turn, several times.
 
-Prints, per size, the median job time (the daemon's own, Result.stats.elapsed) without and with
-the live view, its cost in per cent, the live images a job got, and the delay from the first
-step's progress to the first live image at the client (what a warm daemon adds before the
-canvas can change; GIMP's own drawing comes on top)."""
+Prints, per size, the median CPU seconds the daemon's processes (broker and worker) spent on a
+job without and with the live view and its cost in per cent (CPU time, so that other work on a
+shared machine counts less than in the wall time, also shown), the live images a job got, and
+when the first step's progress and the first live image reached the client (what a warm daemon
+adds before the canvas can change; GIMP's own drawing comes on top)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,28 @@ def _layer(path: Path, side: int) -> RawImage:
     return RawImage(pixels.tobytes(), pixels.shape[1], pixels.shape[0], 4)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of process `pid` and its children, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 def _job(client, layer: RawImage, style: bytes, params: JobParams) -> dict:
     """The job's own seconds, its live images, and when (from its start, the progress before
     the first step) the first live image and the first step's progress reached the client."""
     start = first_step = first_live = None
     lives = 0
+    cpu_before = _cpu_seconds(client.info.pid)
     for event in client.submit(new_job_id(), layer, [style], params):
         now = time.perf_counter()
         if isinstance(event, Progress):
@@ -56,6 +74,7 @@ def _job(client, layer: RawImage, style: bytes, params: JobParams) -> dict:
         elif isinstance(event, Result):
             assert start is not None and first_step is not None
             return {
+                "cpu": _cpu_seconds(client.info.pid) - cpu_before,
                 "seconds": event.stats.elapsed,
                 "lives": lives,
                 "live_at": None if first_live is None else first_live - start,
@@ -98,20 +117,21 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([*daemon, "stop"], check=False)
     print(f"draft, {args.iterations} steps a scale, {args.repeats} jobs each, in turn")
     print(
-        "| layer | without s | with s | cost | live images | first step's progress | "
-        "first live image |"
+        "| layer | CPU s without | CPU s with | cost | wall s without | wall s with | "
+        "live images | first step's progress | first live image |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for layer, runs in rows:
-        plain_s = statistics.median(run["seconds"] for run in runs["plain"])
-        live_s = statistics.median(run["seconds"] for run in runs["live"])
-        lives = statistics.median(run["lives"] for run in runs["live"])
-        step_at = statistics.median(run["step_at"] for run in runs["live"])
-        live_at = statistics.median(run["live_at"] for run in runs["live"])
+
+        def median(key: str, mode: str, runs=runs) -> float:
+            return statistics.median(run[key] for run in runs[mode])
+
+        plain_cpu, live_cpu = median("cpu", "plain"), median("cpu", "live")
         print(
-            f"| {layer.width} x {layer.height} | {plain_s:.2f} | {live_s:.2f} | "
-            f"{100 * (live_s / plain_s - 1):+.1f} % | {lives:g} | {step_at:.2f} s | "
-            f"{live_at:.2f} s |"
+            f"| {layer.width} x {layer.height} | {plain_cpu:.1f} | {live_cpu:.1f} | "
+            f"{100 * (live_cpu / plain_cpu - 1):+.1f} % | {median('seconds', 'plain'):.1f} | "
+            f"{median('seconds', 'live'):.1f} | {median('lives', 'live'):g} | "
+            f"{median('step_at', 'live'):.2f} s | {median('live_at', 'live'):.2f} s |"
         )
     return 0
 
