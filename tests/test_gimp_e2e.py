@@ -35,6 +35,9 @@ pytestmark = pytest.mark.slow
 
 NEW_LAYER = "python-fu-neural-style"
 IN_PLACE = "python-fu-neural-style-in-place"
+# The processing size of the jobs whose size is not what is tested: each step costs in
+# proportion to the pixels, and every result still comes back at its layer's size.
+SIZE = 32
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,7 @@ image = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {workspace.write_pixels("rgb", pixels)!r}, 48, 40, (7, 5),
                   alpha=False)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="draft")
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "rgb")
 report(FOLDER, status=status, message=message)
 """,
@@ -126,7 +129,7 @@ def test_new_layer_keeps_the_alpha_of_an_rgba_layer(workspace, daemon):
 image = Gimp.Image.new(40, 36, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Cut-out", {workspace.write_pixels("rgba", pixels)!r}, 40, 36)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="draft", seed=7)
+                                quality="draft", size={SIZE}, seed=7)
 dump(image, FOLDER, "rgba")
 report(FOLDER, status=status, message=message)
 """,
@@ -148,7 +151,7 @@ layer = add_layer(image, "Photo", {workspace.write_pixels("sel", pixels)!r}, 64,
 image.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 8, 30, 20)
 dump(image, FOLDER, "sel-before")
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="draft")
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "sel-after")
 report(FOLDER, status=status, message=message)
 """,
@@ -174,7 +177,7 @@ a = add_layer(image, "Lower", {workspace.write_pixels("lower", lower)!r}, 40, 32
               alpha=False)
 b = add_layer(image, "Upper", {workspace.write_pixels("upper", upper)!r}, 30, 26, (20, 18))
 status, message = run_procedure({IN_PLACE!r}, image, [a, b], style_file={style_path(workspace)!r},
-                                quality="draft")
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "inplace")
 report(FOLDER, status=status, message=message)
 """,
@@ -198,7 +201,7 @@ layer = add_layer(image, "Photo", {workspace.write_pixels("sel-in-place", pixels
                   (8, 4))
 image.select_rectangle(Gimp.ChannelOps.REPLACE, 20, 10, 24, 20)
 status, message = run_procedure({IN_PLACE!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="draft")
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "sel-in-place")
 report(FOLDER, status=status, message=message)
 """,
@@ -224,7 +227,8 @@ layer = add_layer(image, "Photo", {workspace.write_pixels("photo", pixels)!r}, 3
 gallery = Gimp.Image.new(50, 50, Gimp.ImageBaseType.RGB)
 art = add_layer(gallery, "Painting", {workspace.write_pixels("art", painting)!r}, 50, 50,
                 alpha=False)
-status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_layer=art, quality="draft")
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_layer=art,
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "from-layer")
 report(FOLDER, status=status, message=message)
 """,
@@ -244,7 +248,7 @@ image = Gimp.Image.new_with_precision(40, 30, Gimp.ImageBaseType.RGB,
                                       Gimp.Precision.FLOAT_LINEAR)
 layer = add_layer(image, "Linear", {workspace.write_pixels("float", pixels)!r}, 40, 30)
 status, message = run_procedure({NEW_LAYER!r}, image, [layer], style_file={style_path(workspace)!r},
-                                quality="draft")
+                                quality="draft", size={SIZE})
 dump(image, FOLDER, "float")
 report(FOLDER, status=status, message=message)
 """,
@@ -303,15 +307,15 @@ def test_out_of_memory_retries_smaller_or_says_to_choose_a_smaller_size(workspac
     # Every job's first two attempts: the one with a shorter L-BFGS history runs out too.
     monkeypatch.setenv("NEURAL_STYLE_FAULTS", "oom_at_step=1,oom_attempts=2")
     runtime = workspace.folder / "oom-run"
-    daemon = DaemonProcess(runtime, "--oom-min-size", "64")
+    daemon = DaemonProcess(runtime, "--oom-min-size", "32")
     try:
         daemon.wait_listening()
         done = workspace.run_batch(
             f"""
-image = Gimp.Image.new(128, 96, Gimp.ImageBaseType.RGB)
-big = add_layer(image, "Big", {workspace.write_pixels("oom-big", content(128, 96))!r}, 128, 96)
-small = add_layer(image, "Small", {workspace.write_pixels("oom-small", content(48, 40))!r},
-                  48, 40)
+image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
+big = add_layer(image, "Big", {workspace.write_pixels("oom-big", content(64, 48))!r}, 64, 48)
+small = add_layer(image, "Small", {workspace.write_pixels("oom-small", content(32, 24))!r},
+                  32, 24)
 retried = run_procedure({NEW_LAYER!r}, image, [big], style_file={style_path(workspace)!r},
                         quality="draft")
 failed = run_procedure({NEW_LAYER!r}, image, [small], style_file={style_path(workspace)!r},
@@ -326,8 +330,8 @@ report(FOLDER, retried=retried, failed=failed, layers=len(image.get_layers()))
     report = workspace.report()
     assert report["retried"] == ["success", None], report
     output = done.stdout + done.stderr
-    assert "Neural Style: out of memory at 128 px: retried with a shorter L-BFGS history" in output
-    assert "Neural Style: out of memory at 128 px: retried at" in output
+    assert "Neural Style: out of memory at 64 px: retried with a shorter L-BFGS history" in output
+    assert "Neural Style: out of memory at 64 px: retried at 45 px" in output
     status, message = report["failed"]
     assert status == "execution-error"
     assert "ran out of memory" in message and "smaller processing size" in message
@@ -401,7 +405,7 @@ def test_the_plugin_starts_the_daemon_when_none_runs(gimp3):
                     f"""
 image = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {space.write_pixels("first", content(40, 30))!r}, 40, 30)
-status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft",
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft", size={SIZE},
                                 style_file={gimp3.inside(space.folder / "style.png")!r})
 report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
 """,
