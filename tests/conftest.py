@@ -3,6 +3,15 @@ for progress reports. Every image is made here; no test reads a file it did not 
 
 from __future__ import annotations
 
+import os
+
+# Read once, when torch loads its OpenMP runtime: threads waiting for work sleep instead of
+# spinning. Spinning threads on cores that other processes share made a 128 px step of the
+# trained engine on two threads three to five times slower than on one (285 to 554 ms against
+# 100); passive, two threads took what one does there and keep their gain on an idle machine.
+# The processes the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

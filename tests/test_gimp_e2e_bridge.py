@@ -36,6 +36,9 @@ IN_PLACE = "python-fu-neural-style-in-place"
 BRIDGE_MODULE = "neural_style_gimp.bridge"
 BROKEN_ZMQ = 'raise ImportError("DLL load failed while importing _zmq: built for another Python")'
 REPOSITORY = Path(__file__).resolve().parents[1]
+# The processing size of the jobs: what is tested is the way through the bridge, not the size
+# (each result still has its layer's size), and each step costs in proportion to the pixels.
+SIZE = 32
 
 
 class BridgedGimp:
@@ -103,13 +106,13 @@ import importlib.util
 image = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
 photo = add_layer(image, "Photo", {space.write_pixels("b-photo", photo)!r}, 48, 40, alpha=False)
 new = run_procedure({NEW_LAYER!r}, image, [photo], style_file={bridged.style()!r},
-                    quality="draft")
+                    quality="draft", size={SIZE})
 dump(image, FOLDER, "b-new")
 other = Gimp.Image.new(40, 32, Gimp.ImageBaseType.RGB)
 first = add_layer(other, "A", {space.write_pixels("b-a", layers[0])!r}, 40, 32)
 second = add_layer(other, "B", {space.write_pixels("b-b", layers[1])!r}, 40, 32, alpha=False)
 in_place = run_procedure({IN_PLACE!r}, other, [first, second], style_file={bridged.style()!r},
-                         quality="draft")
+                         quality="draft", size={SIZE})
 dump(other, FOLDER, "b-in-place")
 try:
     import zmq
@@ -147,7 +150,7 @@ def test_the_daemon_is_started_through_the_bridge(bridged):
             f"""
 image = Gimp.Image.new(40, 30, Gimp.ImageBaseType.RGB)
 layer = add_layer(image, "Photo", {space.write_pixels("b-first", content(40, 30))!r}, 40, 30)
-status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft",
+status, message = run_procedure({NEW_LAYER!r}, image, [layer], quality="draft", size={SIZE},
                                 style_file={bridged.style()!r})
 report(FOLDER, status=status, message=message, layers=len(image.get_layers()))
 """,
